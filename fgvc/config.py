@@ -1,0 +1,240 @@
+"""Run configuration: one validated dataclass per run, built from a benchmark YAML
+plus `--set` overrides, saved with the run, and hashed into its run id.
+
+A benchmark YAML holds the keys of `RunConfig` (any of them may be a list: the grid
+is the product) with two renames that read better in a grid: `methods` (list of
+`method`) and `seeds` (list of `seed`). See ../shared/DESIGN.md, "Contracts".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from fgvc.errors import FGVCError
+
+METHODS = ("ce", "center")
+CENTER_UPDATES = ("learned", "joint", "ema")
+
+# YAML grid keys that name a list of per-run values.
+PLURAL_KEYS = {"methods": "method", "seeds": "seed"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run (and so its identity)."""
+
+    benchmark: str = "custom"
+    model: str = "resnet50.tv_in1k"
+    # True: timm's pretrained weights for `model` (hub, or `pretrained_file`);
+    # a string: a timm pretrained tag to use instead; False/None: random init.
+    pretrained: bool | str | None = True
+    method: str = "ce"
+    center_weight: float = 0.001
+    center_update: str = "learned"
+    center_lr: float = 0.5
+    center_alpha: float = 0.5
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    image_size: int = 224
+    crop_pct: float = 0.875
+    val_fraction: float = 0.0
+
+    # ---- identity -------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """The resolved per-run settings (all but `benchmark` are hashed into run_id).
+
+        For `ce` the center-loss settings do not matter, so they are blanked: a grid
+        over lambda runs the CE baseline once per seed, not once per lambda.
+        """
+        d = dataclasses.asdict(self)
+        if self.method == "ce":
+            d.update(center_weight=0.0, center_update="none", center_lr=0.0, center_alpha=0.0)
+        return d
+
+    @property
+    def run_name(self) -> str:
+        lam = self.identity()["center_weight"]
+        return f"{_slug(self.model)}-{self.method}-lam{lam:g}-s{self.seed}"
+
+    @property
+    def run_hash(self) -> str:
+        ident = {k: v for k, v in self.identity().items() if k != "benchmark"}
+        blob = json.dumps(ident, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.run_name}-{self.run_hash}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.identity()
+
+    # ---- validation -----------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        def bad(key: str, value: Any, why: str) -> FGVCError:
+            return FGVCError(f"invalid value {key}={value!r}: {why}")
+
+        if self.method not in METHODS:
+            raise bad("method", self.method, f"choose one of {', '.join(METHODS)}")
+        if self.center_update not in CENTER_UPDATES:
+            raise bad("center_update", self.center_update, f"choose one of {', '.join(CENTER_UPDATES)}")
+        if self.method == "center" and not self.center_weight > 0:
+            raise bad("center_weight", self.center_weight, "must be > 0 for method 'center' (use method 'ce' for no center loss)")
+        for key in ("lr", "center_lr", "crop_pct"):
+            v = getattr(self, key)
+            if not (v > 0 and math.isfinite(v)):
+                raise bad(key, v, "must be a positive number")
+        if not 0 < self.center_alpha <= 1:
+            raise bad("center_alpha", self.center_alpha, "must be in (0, 1]")
+        if not 0 < self.crop_pct <= 1:
+            raise bad("crop_pct", self.crop_pct, "must be in (0, 1]")
+        for key in ("momentum", "weight_decay"):
+            v = getattr(self, key)
+            if not (v >= 0 and math.isfinite(v)):
+                raise bad(key, v, "must be >= 0")
+        for key in ("epochs", "batch_size", "image_size"):
+            if getattr(self, key) < 1:
+                raise bad(key, getattr(self, key), "must be >= 1")
+        if self.seed < 0:
+            raise bad("seed", self.seed, "must be >= 0")
+        if not 0 <= self.val_fraction < 1:
+            raise bad("val_fraction", self.val_fraction, "must be in [0, 1)")
+        return self
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", name)
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check one scalar value against the field's type; a clear error on mismatch."""
+    typ = _FIELD_TYPES[key]
+    if key == "pretrained":
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        raise FGVCError(f"invalid value pretrained={value!r}: use true, false, null or a timm pretrained tag")
+    if typ == "str":
+        if isinstance(value, str):
+            return value
+    elif typ == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    raise FGVCError(f"invalid value {key}={value!r}: expected {typ}, got {type(value).__name__}")
+
+
+def _check_key(key: str, source: str) -> str:
+    key = PLURAL_KEYS.get(key, key)
+    if key == "name":
+        return "benchmark"
+    if key not in _FIELD_TYPES:
+        known = sorted(set(_FIELD_TYPES) | set(PLURAL_KEYS) | {"name"})
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
+        raise FGVCError(f"unknown key {key!r} in {source}{hint}")
+    return key
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`--set key=value` pairs, values parsed as YAML (`--set seeds=[0,1,2]`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise FGVCError(f"invalid --set {item!r}: expected key=value, e.g. --set epochs=3")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise FGVCError(f"invalid --set {item!r}: value is not valid YAML ({e.problem})") from None
+    return out
+
+
+def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Read a benchmark YAML (or nothing) and apply overrides: key -> list of values."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FGVCError(f"benchmark file not found: {path} (see benchmarks/*.yaml)")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise FGVCError(f"{path}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise FGVCError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
+        raw.update({_check_key(str(k), str(path)): v for k, v in loaded.items()})
+    for k, v in (overrides or {}).items():
+        raw[_check_key(k, "--set")] = v
+    grid: dict[str, list[Any]] = {}
+    for key, value in raw.items():
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise FGVCError(f"empty list for {key!r}: give at least one value")
+        grid[key] = [_coerce(key, v) for v in values]
+    return grid
+
+
+def expand_grid(grid: dict[str, list[Any]]) -> list[RunConfig]:
+    """The product of all list-valued keys, validated, duplicates (same run_id) dropped."""
+    keys = list(grid)
+    runs: dict[str, RunConfig] = {}
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        cfg = RunConfig(**dict(zip(keys, combo))).validate()
+        runs.setdefault(cfg.run_id, cfg)
+    # Seeds outermost so that a partial grid finishes whole pairs first.
+    return sorted(runs.values(), key=lambda c: (c.seed, c.model, c.method, c.center_weight, c.run_id))
+
+
+def config_from_dict(d: dict[str, Any], source: str = "config") -> RunConfig:
+    """Rebuild a RunConfig from a saved `config.yaml` (unknown keys are an error)."""
+    kwargs = {}
+    for k, v in d.items():
+        key = _check_key(k, source)
+        kwargs[key] = _coerce(key, v)
+    return RunConfig(**kwargs)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    from fgvc.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    return config_from_dict(yaml.safe_load(path.read_text()) or {}, str(path))
+
+
+__all__ = [
+    "RunConfig",
+    "METHODS",
+    "CENTER_UPDATES",
+    "parse_overrides",
+    "load_grid",
+    "expand_grid",
+    "config_from_dict",
+    "save_config",
+    "load_config",
+]
