@@ -91,16 +91,20 @@ class RunConfig:
 
         if self.method not in METHODS:
             raise bad("method", self.method, f"choose one of {', '.join(METHODS)}")
-        if self.center_update not in CENTER_UPDATES:
+        # A saved CE config has its center settings blanked (see identity()).
+        updates = CENTER_UPDATES + (("none",) if self.method == "ce" else ())
+        if self.center_update not in updates:
             raise bad("center_update", self.center_update, f"choose one of {', '.join(CENTER_UPDATES)}")
-        if self.method == "center" and not self.center_weight > 0:
-            raise bad("center_weight", self.center_weight, "must be > 0 for method 'center' (use method 'ce' for no center loss)")
-        for key in ("lr", "center_lr", "crop_pct"):
-            v = getattr(self, key)
-            if not (v > 0 and math.isfinite(v)):
-                raise bad(key, v, "must be a positive number")
-        if not 0 < self.center_alpha <= 1:
-            raise bad("center_alpha", self.center_alpha, "must be in (0, 1]")
+        if self.method == "center":
+            if not (self.center_weight > 0 and math.isfinite(self.center_weight)):
+                raise bad("center_weight", self.center_weight,
+                          "must be > 0 for method 'center' (use method 'ce' for no center loss)")
+            if not (self.center_lr > 0 and math.isfinite(self.center_lr)):
+                raise bad("center_lr", self.center_lr, "must be a positive number")
+            if not 0 < self.center_alpha <= 1:
+                raise bad("center_alpha", self.center_alpha, "must be in (0, 1]")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("lr", self.lr, "must be a positive number")
         if not 0 < self.crop_pct <= 1:
             raise bad("crop_pct", self.crop_pct, "must be in (0, 1]")
         for key in ("momentum", "weight_decay"):
@@ -112,8 +116,8 @@ class RunConfig:
                 raise bad(key, getattr(self, key), "must be >= 1")
         if self.seed < 0:
             raise bad("seed", self.seed, "must be >= 0")
-        if not 0 <= self.val_fraction < 1:
-            raise bad("val_fraction", self.val_fraction, "must be in [0, 1)")
+        if self.val_fraction != 0:
+            raise bad("val_fraction", self.val_fraction, "validation splits are not supported yet; use 0")
         return self
 
 

@@ -1,0 +1,62 @@
+# fgvc — the two commands of the quickstart are `make benchmark` and `make test`.
+# Variables (make VAR=value):
+#   CUB=PATH      CUB_200_2011.tgz or an extracted CUB_200_2011/ folder (unset: download the official archive)
+#   DATA=DIR      prepared dataset folder (default data/cub_sparrows)
+#   BENCH=YAML    benchmark grid (default benchmarks/sparrows.yaml: ResNet50, CE vs center loss, 5 seeds)
+#   WEIGHTS=PATH  local pretrained weights file instead of timm's download
+#   OUT=DIR       results folder (default results/<benchmark file name>)
+#   TORCH_INDEX=URL  install torch/torchvision from this index first, e.g. the CPU-only wheels:
+#                    make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   A=, B=        the two CSVs for `make compare`
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FGVC := $(VENV)/bin/fgvc
+CUB ?=
+DATA ?= data/cub_sparrows
+BENCH ?= benchmarks/sparrows.yaml
+WEIGHTS ?=
+OUT ?= results/$(basename $(notdir $(BENCH)))
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup data benchmark report visualize compare test clean-venv
+
+help:
+	@sed -n '1,12p' Makefile
+	@echo "targets: setup data benchmark report visualize compare test"
+
+setup: $(VENV)/.installed
+
+# Re-installs only when pyproject.toml changes; `make setup` is fast when nothing did.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --index-url "$(TORCH_INDEX)" torch torchvision; fi
+	$(PY) -m pip install -e ".[dev]"
+	@touch $@
+
+data: setup
+	$(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)"
+
+benchmark: data
+	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
+	$(MAKE) --no-print-directory report OUT="$(OUT)"
+
+report: setup
+	$(FGVC) report "$(OUT)"
+	$(FGVC) visualize "$(OUT)"
+
+visualize: setup
+	$(FGVC) visualize "$(OUT)"
+
+compare: setup
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=results/x/runs.csv B=results/y/runs.csv" >&2; exit 2; }
+	$(FGVC) compare "$(A)" "$(B)"
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite itself.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,120 @@
+"""A benchmark grid (YAML) -> runs, skipping finished ones and resuming interrupted
+ones, with `runs.csv` rebuilt from the run folders after every run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from fgvc.config import RunConfig, expand_grid, load_grid
+from fgvc.data import load_dataset_info
+from fgvc.errors import FGVCError
+from fgvc.io import atomic_path
+from fgvc.train import ROW_COLUMNS, NonFiniteLossError, RunOptions, read_row, record_failure, run
+
+
+def default_out(grid_name: str) -> Path:
+    return Path("results") / grid_name
+
+
+def rebuild_runs_csv(out: Path) -> Path:
+    """One row per run folder that has a row.json; written atomically, so concurrent
+    jobs or shards never lose a row and Ctrl-C never leaves a half file."""
+    rows = []
+    for p in sorted((out / "runs").glob("*/row.json")):
+        try:
+            rows.append(json.loads(p.read_text()))
+        except json.JSONDecodeError:
+            continue  # a row.json is itself written atomically; skip foreign junk
+    frame = pd.DataFrame(rows)
+    for c in ROW_COLUMNS:
+        if c not in frame.columns:
+            frame[c] = None
+    extra = [c for c in frame.columns if c not in ROW_COLUMNS]
+    frame = frame[ROW_COLUMNS + extra]
+    path = out / "runs.csv"
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(to do, already done) by the run folders' row.json status."""
+    todo, done = [], []
+    for cfg in configs:
+        row = read_row(out / "runs" / cfg.run_id)
+        (done if row and row.get("status") == "ok" else todo).append(cfg)
+    return todo, done
+
+
+def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
+    """Catch bad input before any training: model names, weights, batch size."""
+    from fgvc.models import build_model
+
+    for model in sorted({c.model for c in configs}):
+        pretrained = next(c.pretrained for c in configs if c.model == model)
+        build_model(model, 2, pretrained=pretrained, pretrained_file=opts.pretrained_file)
+    for cfg in configs:
+        if cfg.batch_size > num_train:
+            raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
+                            f"({num_train} images in {opts.data})")
+
+
+def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
+                  echo: Callable[[str], None] = print, dry_run: bool = False) -> pd.DataFrame:
+    """Expand, check and run a grid; returns the runs.csv frame."""
+    grid = load_grid(grid_path, overrides)
+    if "benchmark" not in grid and grid_path is not None:
+        grid["benchmark"] = [Path(grid_path).stem]
+    configs = expand_grid(grid)
+    info = load_dataset_info(opts.data)
+    out = Path(opts.out)
+    todo, done = plan(configs, out)
+    echo(f"benchmark {configs[0].benchmark}: {len(configs)} runs in grid, {len(done)} done, {len(todo)} to do; "
+         f"data {info.root} ({info.num_classes} classes, {int(info.manifest.is_train.sum())} train / "
+         f"{int((info.manifest.is_train == 0).sum())} test); out {out}")
+    for cfg in done:
+        echo(f"  done   {cfg.run_id}")
+    for cfg in todo:
+        echo(f"  to do  {cfg.run_id}")
+    if dry_run or not todo:
+        if (out / "runs").is_dir():
+            rebuild_runs_csv(out)
+        return pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+    preflight(todo, opts, int(info.manifest.is_train.sum()))
+
+    remaining_epochs = sum(c.epochs for c in todo)
+    estimate: dict = {}
+
+    def on_epoch_end(epoch: int, rec: dict, user_hook=opts.on_epoch_end) -> None:
+        nonlocal remaining_epochs
+        remaining_epochs -= 1
+        if "first" not in estimate:
+            estimate["first"] = rec["seconds"]
+            echo(f"first epoch took {rec['seconds']:.1f}s: estimated {remaining_epochs * rec['seconds'] / 60:.1f} min "
+                 f"for the {remaining_epochs} epochs left in this grid")
+        if user_hook is not None:
+            user_hook(epoch, rec)
+
+    run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": on_epoch_end})
+    started = time.perf_counter()
+    for i, cfg in enumerate(todo, 1):
+        echo(f"[{i}/{len(todo)}] {cfg.run_id}")
+        try:
+            row = run(cfg, run_opts, info=info, log=None)
+            echo(f"[{i}/{len(todo)}] {cfg.run_id}: top1 {row['top1']:.2f}%")
+        except (NonFiniteLossError, RuntimeError, FGVCError) as e:
+            row = record_failure(cfg, run_opts, e)
+            echo(f"[{i}/{len(todo)}] {cfg.run_id}: FAILED: {row['error']}")
+        finally:
+            rebuild_runs_csv(out)
+    echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
+         f"results in {out / 'runs.csv'}")
+    return pd.read_csv(out / "runs.csv")
+
+
+__all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out"]

@@ -1,0 +1,127 @@
+"""`fgvc` command line: benchmark | train | report | visualize | compare.
+
+User errors (FGVCError) are printed on one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fgvc import __version__
+from fgvc.errors import FGVCError
+
+DEFAULT_DATA = Path("data/cub_sparrows")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="prepared dataset folder with manifest.csv (default: %(default)s; make it with `make data`)")
+    p.add_argument("--pretrained-file", type=Path, default=None, metavar="PATH",
+                   help="local pretrained weights (safetensors or PyTorch state dict) instead of timm's download, "
+                        "e.g. ../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, value parsed as YAML (repeatable): --set epochs=3 --set seeds=[0,1]")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers (default: 0 on CPU, where the model uses every core; up to 8 on GPU); "
+                        "results do not depend on it")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch.use_deterministic_algorithms(True): on CPU a repeated run gives identical metrics")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _options(args, out: Path):
+    from fgvc.train import RunOptions
+
+    return RunOptions(data=args.data, out=out, pretrained_file=args.pretrained_file, device=args.device,
+                      workers=args.workers, deterministic=args.deterministic, progress=args.progress)
+
+
+def cmd_benchmark(args) -> int:
+    from fgvc.benchmark import default_out, run_benchmark
+    from fgvc.config import load_grid, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
+    out = args.out or default_out(name)
+    frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run)
+    failed = int((frame.status == "failed").sum()) if len(frame) else 0
+    if failed:
+        print(f"{failed} run(s) failed: see the error column of {out / 'runs.csv'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_train(args) -> int:
+    from fgvc.config import expand_grid, load_grid, parse_overrides
+    from fgvc.train import run
+
+    configs = expand_grid(load_grid(args.config, parse_overrides(args.overrides)))
+    if len(configs) != 1:
+        raise FGVCError(f"`fgvc train` runs one configuration, but the settings expand to {len(configs)} runs; "
+                        "use single values (e.g. --set seeds=0 --set methods=ce) or `fgvc benchmark`")
+    cfg = configs[0]
+    out = args.out or Path("results") / cfg.benchmark
+    if not args.resume:
+        (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
+    row = run(cfg, _options(args, out), log=print)
+    print(f"{row['run_id']}: top1 {row['top1']:.2f}%  top5 {row['top5']:.2f}%  "
+          f"mean-class {row['mean_class_acc']:.2f}%  -> {out / 'runs' / cfg.run_id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fgvc",
+        description="Fine-grained visual classification benchmarks: fine-tune ImageNet CNNs with "
+                    "cross-entropy and with center loss, then compare them honestly.")
+    parser.add_argument("--version", action="version", version=f"fgvc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("benchmark", help="run a YAML grid of runs (skips finished runs, resumes interrupted ones)",
+                       description="Expand a benchmark YAML (any key may be a list: the grid is the product) "
+                                   "and run every run not yet finished. Results: OUT/runs/<run_id>/ and OUT/runs.csv.")
+    p.add_argument("grid", help="benchmark YAML, e.g. benchmarks/sparrows.yaml")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<benchmark name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs to do and exit")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("train", help="train one run",
+                       description="Train one configuration (the defaults are the published recipe: "
+                                   "resnet50.tv_in1k, SGD lr 0.001 momentum 0.9 wd 1e-4, batch 32, 30 epochs).")
+    p.add_argument("--config", type=Path, default=None, help="a YAML with single values (benchmark YAMLs work "
+                                                             "when every key has one value)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<benchmark>)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start from scratch even if an interrupted checkpoint exists")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_train)
+
+    try:
+        from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
+    except ImportError:  # reporting is optional for training-only installs
+        pass
+    else:
+        add_report_parser(sub)
+        add_visualize_parser(sub)
+        add_compare_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FGVCError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs and the last completed epoch are kept; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+import pytest
+
+from fgvc.config import RunConfig, expand_grid, load_config, load_grid, parse_overrides, save_config
+from fgvc.errors import FGVCError
+
+
+def test_grid_is_product_and_ce_deduplicated():
+    grid = load_grid(None, {"methods": ["ce", "center"], "seeds": [0, 1], "center_weight": [0.001, 0.01]})
+    runs = expand_grid(grid)
+    # CE ignores lambda: 2 seeds x (1 CE + 2 center)
+    assert len(runs) == 6
+    assert sum(r.method == "ce" for r in runs) == 2
+    assert len({r.run_id for r in runs}) == 6
+    assert runs[0].seed == 0 and runs[-1].seed == 1
+
+
+def test_run_id_readable_and_stable():
+    cfg = RunConfig(model="resnet50.tv_in1k", method="center", center_weight=0.001, seed=3)
+    assert cfg.run_id.startswith("resnet50.tv_in1k-center-lam0.001-s3-")
+    assert cfg.run_id == RunConfig(model="resnet50.tv_in1k", method="center", center_weight=0.001, seed=3).run_id
+    assert cfg.run_id != RunConfig(model="resnet50.tv_in1k", method="center", center_weight=0.001, seed=3, lr=0.01).run_id
+    # the benchmark's name is not part of the identity: a subset of a grid reuses run folders
+    assert cfg.run_id == RunConfig(benchmark="other", model="resnet50.tv_in1k", method="center",
+                                   center_weight=0.001, seed=3).run_id
+
+
+def test_yaml_and_overrides(tmp_path):
+    y = tmp_path / "b.yaml"
+    y.write_text("name: b\nmodel: test_resnet\nmethods: [ce, center]\nseeds: [0, 1, 2]\nepochs: 2\n")
+    grid = load_grid(y, parse_overrides(["seeds=[0]", "lr=0.01"]))
+    runs = expand_grid(grid)
+    assert [r.method for r in runs] == ["ce", "center"]
+    assert all(r.lr == 0.01 and r.epochs == 2 and r.benchmark == "b" for r in runs)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("modle: x\n", "unknown key 'modle'"),
+    ("epochs: three\n", "invalid value epochs='three'"),
+    ("lr: -1\n", "invalid value lr=-1"),
+    ("methods: [center]\ncenter_weight: 0\n", "invalid value center_weight=0.0"),
+    ("methods: [xent]\n", "invalid value method='xent'"),
+    ("batch_size: 0\n", "invalid value batch_size=0"),
+    ("- a\n- b\n", "expected a mapping"),
+])
+def test_bad_yaml(tmp_path, text, message):
+    y = tmp_path / "bad.yaml"
+    y.write_text(text)
+    with pytest.raises(FGVCError, match=message.replace("[", r"\[").replace("(", r"\(")) as e:
+        expand_grid(load_grid(y))
+    assert "\n" not in str(e.value)
+
+
+def test_bad_override():
+    with pytest.raises(FGVCError, match="expected key=value"):
+        parse_overrides(["epochs"])
+    with pytest.raises(FGVCError, match="did you mean 'epochs'"):
+        load_grid(None, {"epoch": 3})
+
+
+def test_config_roundtrip(tmp_path):
+    cfg = RunConfig(model="test_resnet", method="center", seed=2, center_update="ema")
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_saved_ce_config_reloads_valid(tmp_path):
+    cfg = RunConfig(model="test_resnet", method="ce", seed=1)
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml").validate()
+    assert again.run_id == cfg.run_id
