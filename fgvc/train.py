@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import random
@@ -101,8 +100,7 @@ def train_one_epoch(model, center: CenterLoss | None, weight: float, optimizer, 
     for x, y in bar:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits, feats = forward_with_features(model, x)
         ce = F.cross_entropy(logits.float(), y)
@@ -145,8 +143,7 @@ def predict(model, loader, device: torch.device, *, desc: str = "", progress: bo
                 else contextlib.nullcontext())
     for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
         x = x.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits, f = forward_with_features(model, x)
         probs.append(logits.float().softmax(1).cpu())
@@ -298,10 +295,9 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
                         f"({len(train_df)} images in {info.root})")
 
     winfo = weights_info(cfg.model, cfg.pretrained, opts.pretrained_file)
+    # channels_last: faster convolutions on CUDA and, with oneDNN, on CPU too (1.7x for Lite0 here).
     model = build_model(cfg.model, info.num_classes, pretrained=cfg.pretrained,
-                        pretrained_file=opts.pretrained_file, seed=cfg.seed).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+                        pretrained_file=opts.pretrained_file, seed=cfg.seed).to(device, memory_format=torch.channels_last)
     dcfg = data_config(model)
     center = None
     if cfg.method == "center":

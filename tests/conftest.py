@@ -6,6 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Two cores are shared with whatever else runs (CI, a background benchmark): more than
+# one intra-op thread for these tiny models only adds OpenMP contention.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
