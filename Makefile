@@ -43,9 +43,10 @@ benchmark: data
 	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
 	$(MAKE) --no-print-directory report OUT="$(OUT)"
 
+# The report links the UMAP / t-SNE figures, so they are drawn first.
 report: setup
-	$(FGVC) report "$(OUT)"
 	$(FGVC) visualize "$(OUT)"
+	$(FGVC) report "$(OUT)"
 
 visualize: setup
 	$(FGVC) visualize "$(OUT)"

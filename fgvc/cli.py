@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fgvc import __version__
 from fgvc.errors import FGVCError
+from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
 
 DEFAULT_DATA = Path("data/cub_sparrows")
 
@@ -99,14 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
-    try:
-        from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
-    except ImportError:  # reporting is optional for training-only installs
-        pass
-    else:
-        add_report_parser(sub)
-        add_visualize_parser(sub)
-        add_compare_parser(sub)
+    add_report_parser(sub)
+    add_visualize_parser(sub)
+    add_compare_parser(sub)
     return parser
 
 

@@ -68,3 +68,23 @@ def test_saved_ce_config_reloads_valid(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml").validate()
     assert again.run_id == cfg.run_id
+
+
+def test_atomic_writes_follow_umask(tmp_path):
+    import os
+
+    from fgvc.io import atomic_dir, atomic_path, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_path(tmp_path / "b.csv") as tmp:
+            tmp.write_text("y")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("z")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.csv", "d"]

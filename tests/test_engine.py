@@ -169,3 +169,22 @@ def test_train_command_single_run(sparrow_dataset, tmp_path, capsys):
     assert "top1" in capsys.readouterr().out
     assert main(argv[:-2] + ["--set", "methods=[ce,center]"]) == 2
     assert "runs one configuration" in capsys.readouterr().err
+
+
+def test_report_visualize_compare_on_runner_output(tiny_grid, tmp_path):
+    """The reporting stage reads exactly what the runner wrote."""
+    from fgvc.report.compare import compare
+    from fgvc.report.report import write_report
+    from fgvc.report.visualize import visualize
+
+    out, frame = tiny_grid
+    pngs = visualize(out, embeddings=("tsne",))
+    assert [p.name for p in pngs] == ["tsne_test_s0.png"] and pngs[0].stat().st_size < 1_000_000
+    report = write_report(out).read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    for row in frame.itertuples():
+        s = summary[summary.method == row.method].iloc[0]
+        assert s.n == 1 and s.top1_mean == pytest.approx(row.top1, abs=1e-3)
+    assert "test_resnet" in report and "tsne_test_s0.png" in report
+    assert main(["compare", str(out / "runs.csv"), str(out / "runs.csv"), "--out", str(tmp_path / "c.md")]) == 0
+    assert (tmp_path / "c.md").is_file()

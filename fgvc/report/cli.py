@@ -1,0 +1,100 @@
+"""Subcommands `fgvc report`, `fgvc visualize`, `fgvc compare`.
+
+Each `add_*_parser(subparsers)` adds one subcommand and sets `func(args) -> int`; the
+heavy imports (pandas, scipy, matplotlib, umap) happen only when a command runs, so
+`fgvc --help` stays fast. FGVCError propagates to fgvc/cli.py, which prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fgvc.errors import FGVCError
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from fgvc.report.report import write_report
+
+    path = write_report(Path(args.out))
+    print(f"wrote {path}, {path.parent / 'summary.csv'} and figures in {path.parent / 'figures'}")
+    return 0
+
+
+def parse_where(items: list[str] | None) -> dict[str, str]:
+    where: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise FGVCError(f"invalid --where {item!r}: expected key=value, e.g. --where center_weight=0.001")
+        key, value = item.split("=", 1)
+        where[key.strip()] = value.strip()
+    return where
+
+
+def _run_visualize(args: argparse.Namespace) -> int:
+    from fgvc.report.visualize import visualize
+
+    embeddings = [e for e in args.embedding.split(",") if e.strip()]
+    paths = visualize(Path(args.out), seed=args.seed, split=args.split, embeddings=embeddings,
+                      where=parse_where(args.where))
+    for p in paths:
+        print(f"wrote {p} (coordinates in {p.with_suffix('.csv').name})")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from fgvc.report.compare import compare
+
+    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None)
+    print(text, end="")
+    return 0
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "report", help="write report.md, summary.csv and figures for a benchmark output folder",
+        description="Statistics over seeds for a benchmark output folder (OUT/runs.csv and OUT/runs/*): "
+                    "accuracy table with 95% CIs, paired center-vs-CE comparison (paired t-test, exact McNemar "
+                    "with Holm correction, seeds needed for 80% power), per-class accuracy, confusion matrices, "
+                    "training curves, feature compactness and timings. Writes OUT/report.md, OUT/summary.csv and "
+                    "OUT/figures/*.png; rerunning on the same files gives identical report.md and summary.csv.")
+    p.add_argument("out", metavar="OUT", help="benchmark output folder (holds runs.csv), e.g. results/sparrows")
+    p.set_defaults(func=_run_report)
+    return p
+
+
+def add_visualize_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "visualize", help="UMAP / t-SNE plots of saved features, CE and center loss side by side",
+        description="2-D UMAP and t-SNE embeddings of the saved final-epoch last-conv features "
+                    "(OUT/runs/*/features.npz), no retraining. One PNG per embedding with the CE run and the "
+                    "center-loss run of one seed side by side, each fitted on its own with random_state=0, "
+                    "written to OUT/figures/<embedding>_<split>_s<seed>.png with the coordinates in a .csv beside it.")
+    p.add_argument("out", metavar="OUT", help="benchmark output folder (holds runs.csv)")
+    p.add_argument("--seed", type=int, default=0, help="which seed's runs to plot (default 0)")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="feature split (default test)")
+    p.add_argument("--embedding", default="umap,tsne", metavar="LIST",
+                   help="comma-separated embeddings out of umap,tsne (default umap,tsne)")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="pick runs by a runs.csv column when a grid holds several models or settings, e.g. "
+                        "--where model=tf_efficientnet_lite0 --where center_weight=0.01 (repeatable; "
+                        "center_weight/center_update filter the center-loss run only)")
+    p.set_defaults(func=_run_visualize)
+    return p
+
+
+def add_compare_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "compare", help="compare two or more runs.csv / summary.csv files",
+        description="Align the rows of two or more results CSVs (runs.csv or summary.csv, from any run, machine "
+                    "or version) on model, method and the grid's hyper-parameters (and seed for runs.csv), and "
+                    "print the metric differences against the first file as a Markdown table, with a paired "
+                    "t-test over matching seeds where both sides have per-seed rows. Rows present on one side "
+                    "only are listed.")
+    p.add_argument("csv", nargs="+", metavar="CSV", help="results CSVs; the first is the baseline")
+    p.add_argument("--out", metavar="FILE", help="also write the Markdown to FILE")
+    p.set_defaults(func=_run_compare)
+    return p
+
+
+__all__ = ["add_report_parser", "add_visualize_parser", "add_compare_parser", "parse_where"]

@@ -1,0 +1,213 @@
+"""`fgvc compare A.csv B.csv [...]`: results from different runs, machines or code
+versions side by side, as differences against the first file.
+
+Rows are aligned on model, method and the grid's hyper-parameters that every file has
+(and seed, for runs.csv). Nothing is silently dropped: rows that only one side has are
+listed. Where both sides have per-seed rows (runs.csv), a paired t-test over matching
+seeds says whether a difference is more than seed noise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from fgvc.errors import FGVCError
+from fgvc.io import atomic_write_text
+from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
+from fgvc.report.stats import mean_ci, no_spread, sort_key
+
+RUNS_REQUIRED = ["model", "method", "seed", "top1"]
+SUMMARY_REQUIRED = ["model", "method", "n", "top1_mean"]
+HYPER_KEYS = ["center_weight", "center_update", "lr", "batch_size", "epochs", "image_size", *EXTRA_CONFIG_KEYS]
+# metric name in the comparison -> (runs.csv column, summary.csv column)
+METRICS = {"top1": ("top1", "top1_mean"), "top5": ("top5", "top5_mean"),
+           "mean_class_acc": ("mean_class_acc", "mean_class_acc_mean")}
+
+
+@dataclass
+class Results:
+    path: Path
+    kind: str  # "runs" or "summary"
+    frame: pd.DataFrame
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}.csv"
+
+
+def read_results(path: Path) -> Results:
+    """A runs.csv (ok rows only) or summary.csv; anything else is an FGVCError naming
+    the file and the columns it lacks."""
+    path = Path(path)
+    if path.is_dir():
+        raise FGVCError(f"{path}: is a folder; give its runs.csv or summary.csv")
+    df = read_results_csv(path)
+    cols = set(df.columns)
+    if all(c in cols for c in RUNS_REQUIRED):
+        kind = "runs"
+        if "status" in cols:
+            df = df[df.status.str.strip().str.lower() == "ok"]
+    elif all(c in cols for c in SUMMARY_REQUIRED):
+        kind = "summary"
+    else:
+        looks_summary = bool(cols & {"n", "top1_mean", "top1_std"})
+        need = SUMMARY_REQUIRED if looks_summary else RUNS_REQUIRED
+        missing = [c for c in need if c not in cols]
+        raise FGVCError(f"{path}: not a results CSV: missing columns {', '.join(missing)} (a runs.csv needs "
+                        f"{', '.join(RUNS_REQUIRED)}; a summary.csv needs {', '.join(SUMMARY_REQUIRED)})")
+    df = df.copy()
+    for c in ["model", "method", "seed", *HYPER_KEYS, "weights"]:
+        if c in df.columns:
+            df[c] = df[c].map(canon)
+    for name, (rc, sc) in METRICS.items():
+        col = rc if kind == "runs" else sc
+        df[name] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else math.nan
+    if kind == "summary":
+        df["n"] = pd.to_numeric(df["n"], errors="coerce")
+    return Results(path, kind, df.reset_index(drop=True))
+
+
+def _keys(results: list[Results]) -> list[str]:
+    keys = ["model", "method"] + [k for k in HYPER_KEYS if all(k in r.frame.columns for r in results)]
+    if all("weights" in r.frame.columns for r in results) and any(_dups(r, keys) for r in results):
+        keys.insert(1, "weights")
+    for r in results:
+        d = _dups(r, keys)
+        if d:
+            raise FGVCError(f"{r.path}: {d} rows share the same {', '.join(keys)}"
+                            + (", seed" if r.kind == "runs" else "")
+                            + "; these columns cannot tell them apart (compare files of one grid, or split the file)")
+    return keys
+
+
+def _dups(r: Results, keys: list[str]) -> int:
+    cols = keys + (["seed"] if r.kind == "runs" else [])
+    return int(r.frame.duplicated(cols).sum())
+
+
+def _groups(r: Results, keys: list[str]) -> dict[tuple, dict]:
+    """group key -> n, metric means, and per-seed top1 (runs.csv only)."""
+    out = {}
+    for key, g in r.frame.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if r.kind == "runs":
+            out[key] = dict(n=len(g), **{m: g[m].mean() for m in METRICS},
+                            seeds=dict(zip(g.seed, g.top1.astype(float))))
+        else:
+            row = g.iloc[0]
+            out[key] = dict(n=row.n, **{m: row[m] for m in METRICS}, seeds=None)
+    return out
+
+
+def _fmt(x, nd: int = 1, sign: bool = False) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(x):
+        return "—"
+    x = round(x, nd) + 0.0  # no "-0.0"
+    return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
+
+
+def _paired(a: dict, b: dict) -> tuple[str, list[str], list[str]]:
+    """Paired t-test of b - a over seeds present in both: (cell text, seeds only in a, only in b)."""
+    seeds = sorted(set(a) & set(b), key=sort_key)
+    only_a = sorted(set(a) - set(b), key=sort_key)
+    only_b = sorted(set(b) - set(a), key=sort_key)
+    x = np.array([a[s] for s in seeds])
+    y = np.array([b[s] for s in seeds])
+    n = len(seeds)
+    if n < 2:
+        return f"n={n}: too few matching seeds", only_a, only_b
+    d = y - x
+    mean, _, lo, hi = mean_ci(d)
+    if no_spread(d):
+        return f"n={n}: identical differences ({mean:+.2f}), no test", only_a, only_b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_rel(y, x).pvalue)
+    verdict = "significant" if p < 0.05 else "not significant"
+    return f"n={n}, Δ {mean:+.2f} [{lo:+.2f}, {hi:+.2f}], p={p:.3g} ({verdict})", only_a, only_b
+
+
+def _cell(x) -> str:
+    return str(x).replace("|", "\\|")
+
+
+def compare(paths: Sequence[Path], out: Path | None = None) -> str:
+    """Markdown comparison of two or more results CSVs against the first; also written
+    to `out` when given."""
+    if len(paths) < 2:
+        raise FGVCError(f"compare needs two or more CSV files, got {len(paths)}")
+    results = [read_results(Path(p)) for p in paths]
+    keys = _keys(results)
+    groups = [_groups(r, keys) for r in results]
+    all_keys = sorted(set().union(*groups), key=lambda k: tuple(sort_key(v) for v in k))
+    shown = [i for i, k in enumerate(keys) if k in ("model", "method")
+             or len({key[i] for key in all_keys}) > 1]
+    lines = ["# fgvc compare", "", "Files (differences are against [1]; accuracies in percent points):", ""]
+    for i, r in enumerate(results, 1):
+        lines.append(f"- [{i}] `{r.path}` ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
+    lines += ["", f"Rows aligned on: {', '.join(keys)}" + (" (and seed, where both sides are runs.csv)."
+                                                        if any(r.kind == "runs" for r in results) else "."), ""]
+    base = groups[0]
+    for i in range(1, len(results)):
+        other = groups[i]
+        both_runs = results[0].kind == "runs" and results[i].kind == "runs"
+        header = [keys[j] for j in shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "Δ top-1",
+                                             "Δ top-5", "Δ mean-class"]
+        if both_runs:
+            header.append("paired t-test over seeds")
+        rows, one_sided, seed_notes, per_seed = [], [], [], []
+        for key in all_keys:
+            a, b = base.get(key), other.get(key)
+            if a is None and b is None:
+                continue
+            label = ", ".join(f"{keys[j]}={key[j]}" for j in shown)
+            if a is None or b is None:
+                one_sided.append(f"{label}: only in [{1 if b is None else i + 1}]")
+            cells = [key[j] for j in shown]
+            cells += [_fmt(a["n"], 0) if a else "—", _fmt(b["n"], 0) if b else "—",
+                      _fmt(a["top1"]) if a else "—", _fmt(b["top1"]) if b else "—"]
+            cells += [_fmt(b[m] - a[m], sign=True) if a and b else "—" for m in METRICS]
+            if both_runs:
+                if a and b:
+                    text, only_a, only_b = _paired(a["seeds"], b["seeds"])
+                    for side, seeds in ((1, only_a), (i + 1, only_b)):
+                        if seeds:
+                            seed_notes.append(f"{label}: seed(s) {', '.join(seeds)} only in [{side}]")
+                    for s in sorted(set(a["seeds"]) & set(b["seeds"]), key=sort_key):
+                        per_seed.append([label, s, _fmt(a["seeds"][s]), _fmt(b["seeds"][s]),
+                                         _fmt(b["seeds"][s] - a["seeds"][s], sign=True)])
+                else:
+                    text = "—"
+                cells.append(text)
+            rows.append(cells)
+        lines += [f"## [{i + 1}] vs [1]", "",
+                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+        lines.append("")
+        if results[0].kind != results[i].kind:
+            lines += ["One side has only group means (summary.csv): no per-seed test is possible.", ""]
+        if one_sided or seed_notes:
+            lines += ["Rows present on one side only:", ""] + [f"- {t}" for t in one_sided + seed_notes] + [""]
+        if per_seed:
+            lines += ["Per seed (top-1):", "", f"| group | seed | [1] | [{i + 1}] | Δ |", "|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in per_seed]
+            lines.append("")
+    text = "\n".join(lines).rstrip() + "\n"
+    if out is not None:
+        atomic_write_text(out, text)
+    return text
+
+
+__all__ = ["compare", "read_results", "RUNS_REQUIRED", "SUMMARY_REQUIRED"]

@@ -1,0 +1,193 @@
+"""`fgvc visualize OUT`: UMAP and t-SNE of the saved last-conv features, CE and center
+loss side by side, without retraining.
+
+Each panel is fitted on its own run's features (an embedding has no meaningful shared
+axes), with a fixed random_state so reruns give the same coordinates, which are saved
+next to the PNG for checking and for users' own plots.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fgvc.errors import FGVCError
+from fgvc.io import atomic_path
+from fgvc.report.figures import display_name, save_figure
+from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, class_names, group_keys, load_runs, read_features
+
+EMBEDDINGS = ("umap", "tsne")
+SPLITS = ("test", "train")
+TITLES = {"umap": "UMAP", "tsne": "t-SNE"}
+
+
+def embed(name: str, x: np.ndarray) -> np.ndarray:
+    """2-D coordinates of `x` (n, d) by UMAP or t-SNE, deterministic (random_state=0)."""
+    n = len(x)
+    if n < 5:
+        raise FGVCError(f"only {n} feature vectors: too few for a {TITLES[name]} embedding (need at least 5)")
+    if name == "umap":
+        import umap
+
+        with warnings.catch_warnings():
+            # random_state forces a single thread; umap says so in a warning on every call
+            warnings.simplefilter("ignore")
+            return umap.UMAP(n_neighbors=min(15, n - 1), min_dist=0.1, random_state=0).fit_transform(x)
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    perplexity = min(30.0, (n - 1) / 3)  # must stay below n
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=0)
+    # Once numba (umap) is loaded, sklearn's OpenMP threads in t-SNE can crawl (20x slower
+    # measured on 2 busy cores); one thread takes ~2 s for 615 images, so limit it here only.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return tsne.fit_transform(x)
+
+
+def class_style(k: int) -> tuple[list, list[str]]:
+    """(colour, marker) per class: qualitative palettes, and a second marker shape once
+    colours alone stop being distinguishable (more than 10 classes)."""
+    import matplotlib
+
+    if k <= 10:
+        colors = [matplotlib.colormaps["tab10"](i) for i in range(k)]
+    elif k <= 40:
+        colors = [matplotlib.colormaps["tab20" if i < 20 else "tab20b"](i % 20) for i in range(k)]
+    else:
+        import seaborn as sns
+
+        colors = list(sns.color_palette("husl", k))
+    shapes = "o^sDvP"
+    # tab20 pairs a dark and a light shade of each hue: give the light one another shape
+    markers = ["o" if k <= 10 else shapes[(i % 2 + 2 * (i // 20)) % len(shapes)] for i in range(k)]
+    return colors, markers
+
+
+def _matches(runs: pd.DataFrame, key: str, value: str) -> pd.Series:
+    """String compare (canonical for numeric keys); center-only keys leave CE rows in."""
+    want = canon(value) if key in GROUP_KEYS or key == "seed" else str(value).strip()
+    hit = runs[key].astype(str) == want
+    if key in CENTER_KEYS:
+        hit |= runs.method != "center"
+    return hit
+
+
+def select_runs(runs: pd.DataFrame, seed: int, where: dict[str, str] | None, source: Path) -> list[pd.Series]:
+    """The CE and center runs (CE first) of `seed` after `where`; ambiguity is an error."""
+    ok = runs[runs.status == "ok"]
+    sel = ok[ok.seed == canon(seed)]
+    for key, value in (where or {}).items():
+        if key not in runs.columns:
+            cols = ", ".join(c for c in runs.columns if c != "run_dir")
+            raise FGVCError(f"--where {key}={value}: {source} has no column {key!r}; columns: {cols}")
+        sel = sel[_matches(sel, key, value)]
+    cond = "".join(f", {k}={v}" for k, v in (where or {}).items())
+    if not len(sel):
+        seeds = sorted(set(ok.seed), key=lambda s: (len(s), s))
+        raise FGVCError(f"no successful run with seed={seed}{cond} in {source}; seeds with ok runs: "
+                        f"{', '.join(seeds) or 'none'}")
+    out = []
+    for method in ("ce", "center"):
+        cand = sel[sel.method == method]
+        if len(cand) > 1:
+            keys = [k for k in group_keys(runs) if cand[k].nunique() > 1]
+            hint = f"--where {keys[0]}={cand.iloc[0][keys[0]]}" if keys else "--where run_id=<run>"
+            raise FGVCError(f"{len(cand)} {method} runs match seed={seed}{cond}: {', '.join(cand.run_id)}; "
+                            f"pick one with {hint} (they differ in {', '.join(keys) or 'run_id'})")
+        if len(cand):
+            out.append(cand.iloc[0])
+    return out
+
+
+def _panel_title(r: pd.Series, split: str) -> str:
+    if r.method == "center":
+        method = f"CE + center loss, λ={r.center_weight} ({r.center_update})"
+    else:
+        method = "CE" if r.method == "ce" else r.method
+    return f"{r.model} · {method}\nseed {r.seed} · {split} split"
+
+
+def visualize(out_dir: Path, *, seed: int = 0, split: str = "test", embeddings: Sequence[str] = EMBEDDINGS,
+              where: dict[str, str] | None = None, figures_dir: Path | None = None) -> list[Path]:
+    """Write `figures/<embedding>_<split>_s<seed>.png` (+ `.csv` coordinates) per embedding;
+    with `where`, the filter is appended to the file name. Returns the PNG paths."""
+    out_dir = Path(out_dir)
+    if split not in SPLITS:
+        raise FGVCError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    embeddings = [e.strip().lower() for e in embeddings]
+    bad = [e for e in embeddings if e not in EMBEDDINGS]
+    if bad or not embeddings:
+        raise FGVCError(f"unknown embedding {', '.join(bad) or '(none)'}: choose from {', '.join(EMBEDDINGS)}")
+    runs = load_runs(out_dir)
+    chosen = select_runs(runs, seed, where, out_dir / "runs.csv")
+    data = []
+    for r in chosen:
+        feats = read_features(Path(r.run_dir))
+        need = (f"{split}_features", f"{split}_labels")
+        if feats is None or any(k not in feats for k in need):
+            raise FGVCError(f"{Path(r.run_dir) / 'features.npz'}: missing or without {', '.join(need)}; "
+                            "rerun the run (fgvc benchmark skips finished runs, so delete its folder first)")
+        ids = feats.get(f"{split}_ids", np.arange(len(feats[f"{split}_labels"])))
+        data.append((r, feats[f"{split}_features"], np.asarray(feats[f"{split}_labels"]), np.asarray(ids)))
+    k = max(int(d[2].max()) + 1 for d in data)
+    names = class_names([Path(r.run_dir) for r in chosen], k)
+    colors, markers = class_style(len(names))
+    size = 24 if len(data[0][2]) < 300 else 12
+    fig_dir = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
+    suffix = "".join(f"_{k}-{v}" for k, v in (where or {}).items())
+    suffix = re.sub(r"[^A-Za-z0-9_.=-]+", "-", suffix)
+
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    written = []
+    for emb in embeddings:
+        stem = f"{emb}_{split}_s{seed}{suffix}"
+        coords = []
+        fig = Figure(figsize=(6.2 * len(data) + 2.8, 6.2))
+        axes = np.atleast_1d(fig.subplots(1, len(data)))
+        for ax, (r, x, y, ids) in zip(axes, data):
+            xy = embed(emb, x)
+            coords.append(pd.DataFrame({"run_id": r.run_id, "image_id": ids, "label": y, "x": xy[:, 0],
+                                        "y": xy[:, 1]}))
+            for c in range(len(names)):
+                m = y == c
+                if m.any():
+                    ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.8,
+                               linewidths=0)
+            ax.set_title(_panel_title(r, split), fontsize="medium")
+            ax.set_xlabel(f"{TITLES[emb]} 1")
+            ax.set_ylabel(f"{TITLES[emb]} 2")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        present = sorted(set(np.concatenate([d[2] for d in data]).tolist()))
+        handles = [Line2D([], [], marker=markers[c], ls="", color=colors[c], label=display_name(names[c])) for c in present]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
+                   title="class", frameon=False, ncol=1 if len(handles) <= 25 else 2)
+        r0 = chosen[0]
+        fig.suptitle(f"{TITLES[emb]} of final-epoch pooled last-conv features ({split}, {len(data[0][2])} images, "
+                     f"each panel fitted on its own)\nweights {r0.weights}; data {_data_label(r0)}",
+                     fontsize="medium")
+        fig.tight_layout()
+        png = save_figure(fig, fig_dir / f"{stem}.png")
+        with atomic_path(fig_dir / f"{stem}.csv") as tmp:
+            pd.concat(coords).to_csv(tmp, index=False)
+        written.append(png)
+    return written
+
+
+def _data_label(r: pd.Series) -> str:
+    from fgvc.report.load import read_provenance
+
+    prov = read_provenance(Path(r.run_dir))
+    name = Path(str(prov["dataset"])).name if prov.get("dataset") else "unknown"
+    sha = str(prov.get("dataset_content_sha256") or "")
+    return f"{name} (content sha256 {sha[:12]}…)" if sha else name
+
+
+__all__ = ["visualize", "embed", "select_runs", "EMBEDDINGS", "SPLITS"]

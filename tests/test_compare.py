@@ -1,0 +1,116 @@
+"""`fgvc compare`: matching, one-sided and malformed inputs."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fgvc.errors import FGVCError
+from fgvc.report.compare import compare
+
+
+def runs_csv(path, shift=None, drop=()):
+    """A runs.csv with 2 methods x 3 seeds (+ a failed row); `shift` maps (method, seed) -> delta."""
+    rows = []
+    for method, lam, base in (("ce", 0.0, 70.0), ("center", 0.001, 72.0)):
+        for seed in (0, 1, 2):
+            if (method, seed) in drop:
+                continue
+            top1 = base + [0.3, -1.1, 0.8][seed] + (shift or {}).get((method, seed), 0.0)
+            rows.append(dict(run_id=f"r-{method}-{seed}", benchmark="b", model="resnet50.tv_in1k", weights="timm",
+                             method=method, center_weight=lam, center_update="none" if method == "ce" else "learned",
+                             seed=seed, epochs=30, batch_size=32, lr=0.001, image_size=224, top1=top1,
+                             top5=top1 + 15, mean_class_acc=top1 - 1, status="ok", error=""))
+    rows.append(dict(run_id="r-bad", benchmark="b", model="resnet50.tv_in1k", weights="timm", method="center",
+                     center_weight=0.001, center_update="learned", seed=9, epochs=30, batch_size=32, lr=0.001,
+                     image_size=224, status="failed", error="nan"))
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def md_rows(text: str, heading: str) -> list[list[str]]:
+    block = text[text.index(heading):]
+    block = block[:block.find("\n\n", block.index("|"))]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("|") and not line.startswith("|---")][1:]
+
+
+def test_matching_runs_with_paired_test(tmp_path):
+    shift = {("center", 0): 1.0, ("center", 1): 2.5, ("center", 2): 0.4}
+    a = runs_csv(tmp_path / "a.csv")
+    b = runs_csv(tmp_path / "b.csv", shift=shift)
+    text = compare([a, b], out=tmp_path / "cmp.md")
+    assert (tmp_path / "cmp.md").read_text() == text
+    rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
+    assert set(rows) == {"ce", "center"}
+    assert rows["ce"][4:6] == ["3", "3"] and rows["ce"][8] == "+0.0"
+    assert "n=3: identical differences (+0.00)" in rows["ce"][-1]
+    x = np.array([72.3, 70.9, 72.8])
+    y = x + [1.0, 2.5, 0.4]
+    p = stats.ttest_rel(y, x).pvalue
+    assert float(rows["center"][8]) == pytest.approx(np.mean(y - x), abs=0.05)
+    assert f"p={p:.3g}" in rows["center"][-1] and "not significant" in rows["center"][-1]
+    assert "seed 9" not in text and "only in" not in text  # failed row ignored, nothing one-sided
+
+
+def test_one_sided_rows_are_listed(tmp_path):
+    a = runs_csv(tmp_path / "a.csv")
+    b = runs_csv(tmp_path / "b.csv", drop={("center", 0), ("center", 1), ("center", 2), ("ce", 2)})
+    text = compare([a, b])
+    rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
+    assert rows["center"][4:6] == ["3", "—"] and rows["center"][8] == "—"
+    assert "method=center, center_weight=0.001, center_update=learned: only in [1]" in text
+    assert "method=ce, center_weight=0, center_update=none: seed(s) 2 only in [1]" in text
+
+
+def test_summary_vs_runs_and_three_files(tmp_path):
+    a = runs_csv(tmp_path / "a.csv")
+    summary = pd.DataFrame([dict(model="resnet50.tv_in1k", weights="timm", method="ce", center_weight=0,
+                                 center_update="none", lr=0.001, batch_size=32, epochs=30, image_size=224, n=5,
+                                 top1_mean=71.0, top1_std=1.0, top5_mean=85.0, mean_class_acc_mean=70.0),
+                            dict(model="tf_efficientnet_lite0", weights="x", method="ce", center_weight=0,
+                                 center_update="none", lr=0.001, batch_size=32, epochs=30, image_size=224, n=2,
+                                 top1_mean=60.0, top1_std=1.0, top5_mean=80.0, mean_class_acc_mean=59.0)])
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    text = compare([a, tmp_path / "summary.csv", runs_csv(tmp_path / "c.csv")])
+    rows = md_rows(text, "## [2] vs [1]")
+    ce = next(r for r in rows if r[0] == "resnet50.tv_in1k" and r[1] == "ce")
+    assert float(ce[8]) == pytest.approx(71.0 - np.mean([70.3, 68.9, 70.8]), abs=0.05)
+    assert "model=tf_efficientnet_lite0, method=ce" in text and "only in [2]" in text
+    assert "no per-seed test is possible" in text
+    assert "## [3] vs [1]" in text
+
+
+def test_malformed_inputs(tmp_path):
+    good = runs_csv(tmp_path / "a.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,method,accuracy\nm,ce,50\n")
+    with pytest.raises(FGVCError, match=r"bad\.csv: not a results CSV: missing columns seed, top1"):
+        compare([good, bad])
+    summ = tmp_path / "half_summary.csv"
+    summ.write_text("model,top1_mean\nm,50\n")
+    with pytest.raises(FGVCError, match=r"half_summary\.csv: .*missing columns method, n"):
+        compare([good, summ])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(FGVCError, match=r"empty\.csv: not a readable CSV"):
+        compare([good, empty])
+    with pytest.raises(FGVCError, match="missing.csv: file not found"):
+        compare([good, tmp_path / "missing.csv"])
+    with pytest.raises(FGVCError, match="two or more"):
+        compare([good])
+
+
+def test_compare_cli(tmp_path, capsys):
+    from fgvc.report.cli import add_compare_parser
+
+    parser = argparse.ArgumentParser(prog="fgvc")
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    a, b = runs_csv(tmp_path / "a.csv"), runs_csv(tmp_path / "b.csv")
+    args = parser.parse_args(["compare", str(a), str(b), "--out", str(tmp_path / "c.md")])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out == (tmp_path / "c.md").read_text()

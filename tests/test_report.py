@@ -1,0 +1,282 @@
+"""`fgvc report`: numbers checked against independent scipy / sklearn / numpy computations
+on the same fabricated run files (tests/report_fixtures.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from scipy.spatial.distance import pdist
+from sklearn.metrics import silhouette_score
+
+from fgvc.errors import FGVCError
+from fgvc.report.load import GROUP_KEYS
+from fgvc.report.report import write_report
+from fgvc.report.stats import holm, mcnemar_exact, paired_comparison, power_paired, seeds_for_power
+from report_fixtures import DATA_SHA, SPARROWS, WEIGHTS_SHA, make_out
+
+SUMMARY_COLUMNS = GROUP_KEYS + ["n", "top1_mean", "top1_std", "top1_ci95_low", "top1_ci95_high", "top5_mean",
+                                "mean_class_acc_mean"]
+K = 7
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    out = make_out(tmp_path_factory.mktemp("bench") / "sparrows", num_classes=K)
+    write_report(out)
+    return out
+
+
+def runs_of(out, method):
+    runs = pd.read_csv(out / "runs.csv")
+    runs = runs[(runs.status == "ok") & (runs.method == method)].sort_values("seed")
+    return {int(r.seed): out / "runs" / r.run_id for r in runs.itertuples()}
+
+
+def section(md: str, title: str) -> str:
+    start = md.index(f"## {title}")
+    end = md.find("\n## ", start + 3)
+    return md[start:end if end > 0 else None]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|") and not line.startswith("|---")]
+    return rows[1:]  # without the header
+
+
+# --------------------------------------------------------------------------- pure statistics
+def test_holm_known_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert len(holm([])) == 0
+
+
+def test_mcnemar_exact_known_table():
+    # b=1, c=9: two-sided exact p = 2 * (C(10,0) + C(10,1)) / 2**10
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 5) == pytest.approx(1.0)
+
+
+def test_seeds_for_power_matches_known_values():
+    # G*Power, paired t-test, two-tailed alpha 0.05, power 0.8: dz = 1 -> 10 pairs, dz = 0.5 -> 34
+    assert seeds_for_power(2.0, 2.0) == 10
+    assert seeds_for_power(-1.0, 2.0) == 34
+    n = seeds_for_power(1.3, 2.1)
+    assert power_paired(n, 1.3 / 2.1) >= 0.8 > power_paired(n - 1, 1.3 / 2.1)
+    assert seeds_for_power(0.0, 1.0) is None and seeds_for_power(1.0, 0.0) is None
+
+
+def test_paired_comparison_degenerate_cases_do_not_crash():
+    one = paired_comparison(["0"], [70.0], [72.0])
+    assert one.n == 1 and one.mean_diff == pytest.approx(2.0) and math.isnan(one.p_value)
+    assert "only 1 seed pair" in one.note
+    flat = paired_comparison(["0", "1", "2"], [50.0, 60.0, 70.0], [52.5, 62.5, 72.5])
+    assert math.isnan(flat.p_value) and flat.seeds_needed is None and "identical" in flat.note
+    none = paired_comparison([], [], [])
+    assert none.n == 0 and "nothing to compare" in none.note
+
+
+# --------------------------------------------------------------------------- report numbers
+def test_summary_csv_columns_and_numbers(out):
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns[:len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
+    assert len(summary) == 2
+    for method in ("ce", "center"):
+        top1, top5, mca = [], [], []
+        for d in runs_of(out, method).values():
+            p = pd.read_csv(d / "predictions.csv")
+            correct = p.pred == p.label
+            top1.append(100 * correct.mean())
+            top5.append(100 * np.mean([str(lab) in t.split(";") for lab, t in zip(p.label, p.top5)]))
+            mca.append(100 * correct.groupby(p.label).mean().mean())
+        row = summary[summary.method == method].iloc[0]
+        lo, hi = stats.t.interval(0.95, len(top1) - 1, loc=np.mean(top1), scale=stats.sem(top1))
+        assert row.n == 3  # the failed seed-99 run is not counted
+        assert row.top1_mean == pytest.approx(np.mean(top1), abs=1e-3)
+        assert row.top1_std == pytest.approx(np.std(top1, ddof=1), abs=1e-3)
+        assert (row.top1_ci95_low, row.top1_ci95_high) == pytest.approx((lo, hi), abs=1e-3)
+        assert row.top5_mean == pytest.approx(np.mean(top5), abs=1e-3)
+        assert row.mean_class_acc_mean == pytest.approx(np.mean(mca), abs=1e-3)
+        assert (row.top1_min, row.top1_max) == pytest.approx((min(top1), max(top1)), abs=1e-3)
+    assert summary.set_index("method").center_weight.to_dict() == {"ce": 0, "center": 0.001}
+
+
+def test_paired_test_and_mcnemar_in_report(out):
+    md = (out / "report.md").read_text()
+    ce, ct = runs_of(out, "ce"), runs_of(out, "center")
+    a, b, ps, tables = [], [], [], {}
+    for s in sorted(ce):
+        pa = pd.read_csv(ce[s] / "predictions.csv").set_index("image_id")
+        pb = pd.read_csv(ct[s] / "predictions.csv").set_index("image_id").loc[pa.index]
+        ra, rb = (pa.pred == pa.label).to_numpy(), (pb.pred == pb.label).to_numpy()
+        a.append(100 * ra.mean())
+        b.append(100 * rb.mean())
+        n01, n10 = int((ra & ~rb).sum()), int((~ra & rb).sum())
+        ps.append(stats.binomtest(min(n01, n10), n01 + n10, 0.5).pvalue)
+        tables[s] = (n01, n10)
+    # Holm by hand, independently of fgvc's implementation
+    order = np.argsort(ps)
+    adj, running = np.empty(3), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * ps[i]))
+        adj[i] = running
+    sec = section(md, "Center loss vs CE")
+    rows = {int(r[0]): r for r in table_rows(sec)}
+    assert sorted(rows) == [0, 1, 2]
+    for i, s in enumerate(sorted(ce)):
+        r = rows[s]
+        assert float(r[1]) == pytest.approx(a[i], abs=0.05) and float(r[2]) == pytest.approx(b[i], abs=0.05)
+        assert (int(r[4]), int(r[5])) == tables[s]
+        assert float(r[6]) == pytest.approx(ps[i], rel=1e-2) and float(r[7]) == pytest.approx(adj[i], rel=1e-2)
+    t = stats.ttest_rel(b, a)
+    d = np.array(b) - np.array(a)
+    lo, hi = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
+    assert f"{d.mean():+.2f} points on average" in sec
+    assert f"95% CI {lo:+.2f} to {hi:+.2f}" in sec
+    assert f"p = {t.pvalue:.3g}" in sec
+    verdict = "is statistically significant" if t.pvalue < 0.05 else "is not statistically significant"
+    assert verdict in sec
+    assert f"would need about {seeds_for_power(d.mean(), d.std(ddof=1))} seeds for 80% power" in sec
+    assert f"{sum(x < 0.05 for x in adj)} of 3 seed pairs" in sec
+
+
+def test_compactness_matches_independent_computation(out):
+    md = (out / "report.md").read_text()
+    rows = {r[0]: r for r in table_rows(section(md, "Feature compactness"))}
+    for method, label in (("ce", "CE"), ("center", "center λ=0.001")):
+        vals = []
+        for d in runs_of(out, method).values():
+            z = np.load(d / "features.npz")
+            x, y = z["test_features"].astype(np.float32), z["test_labels"]
+            tx, ty = z["train_features"].astype(np.float32), z["train_labels"]
+            centres = pd.DataFrame(x).groupby(y).mean()
+            intra = np.mean([np.linalg.norm(x[i] - centres.loc[y[i]].to_numpy()) for i in range(len(y))])
+            ratio = intra / pdist(centres.to_numpy()).mean()
+            # cosine k-NN by hand: nearest train features by cosine similarity, majority vote (ties: nearest)
+            sim = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (tx / np.linalg.norm(tx, axis=1, keepdims=True)).T
+            nn = np.argsort(-sim, axis=1, kind="stable")
+            knn1 = 100 * np.mean(ty[nn[:, 0]] == y)
+            knn5 = 100 * np.mean([np.bincount(ty[r[:5]], minlength=K).argmax() == lab for r, lab in zip(nn, y)])
+            vals.append([ratio, silhouette_score(x, y), silhouette_score(x, y, metric="cosine"), knn1, knn5])
+        vals = np.array(vals)
+        row = rows[label]
+        assert row[1] == "3"
+        for j, nd in enumerate((3, 3, 3, 1, 1)):
+            mean, sd = (float(v) for v in row[2 + j].split("±"))
+            assert mean == pytest.approx(vals[:, j].mean(), abs=0.6 * 10 ** -nd), (label, j)
+            assert sd == pytest.approx(vals[:, j].std(ddof=1), abs=0.6 * 10 ** -nd), (label, j)
+    ce_ratio, ct_ratio = (float(rows[k][2].split("±")[0]) for k in ("CE", "center λ=0.001"))
+    assert ct_ratio < ce_ratio  # the fixture's center runs are more compact
+
+
+def test_report_content(out):
+    md = (out / "report.md").read_text()
+    prov = section(md, "Provenance")
+    for text in ("resnet50.tv_in1k", WEIGHTS_SHA, DATA_SHA, "torch 2.14.1", "0123abcd" * 5, "cub_sparrows"):
+        assert text in prov
+    acc = section(md, "Accuracy")
+    ref = [r for r in table_rows(acc) if "published reference" in r[0]]
+    assert [(r[2], r[4]) for r in ref] == [("CE", "73.6"), ("CE + 0.001 × center loss", "75.7")]
+    ours = [r for r in table_rows(acc) if r[0] == "this benchmark"]
+    assert [r[2] for r in ours] == ["CE", "center λ=0.001"] and all(r[3] == "3" for r in ours)
+    assert "73.6" not in (out / "summary.csv").read_text()
+    # every table caption names backbone, weights and data
+    captions = [line for line in md.splitlines() if line.startswith("*Table") or line.startswith("*Figure")]
+    assert len(captions) >= 7
+    for c in captions:
+        assert "Backbone `resnet50.tv_in1k`" in c and "weights `timm:resnet50.tv_in1k`" in c and "cub_sparrows" in c
+    # class names from classes.json, all classes in the per-class table
+    per_class = table_rows(section(md, "Per-class accuracy"))
+    assert sorted(r[0] for r in per_class) == sorted(SPARROWS[:K])
+    diffs = [float(r[-1]) for r in per_class]
+    assert diffs == sorted(diffs, reverse=True)
+    # failed runs listed with their error, outside the statistics
+    failed = section(md, "Failed or unfinished runs")
+    assert "s99" in failed and "non-finite loss (nan) at epoch 2" in failed
+    # time table: one row per ok run
+    assert len(table_rows(section(md, "Time"))) == 6
+    assert "different git commits" not in md
+
+
+def test_figures_exist_small_and_linked(out):
+    md = (out / "report.md").read_text()
+    links = [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]
+    assert {link.split("_")[0] for link in links} == {"figures/per", "figures/confusion", "figures/curves"}
+    for link in links:
+        assert not link.startswith("/")
+        p = out / link
+        assert p.is_file() and 0 < p.stat().st_size < 1_000_000
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_is_byte_identical(out):
+    before = {n: (out / n).read_bytes() for n in ("report.md", "summary.csv")}
+    write_report(out)
+    assert {n: (out / n).read_bytes() for n in before} == before
+    assert not list(out.glob(".*tmp*")) and not list((out / "figures").glob(".*tmp*"))
+
+
+def test_report_cli(out):
+    from fgvc.report.cli import add_report_parser
+
+    parser = argparse.ArgumentParser(prog="fgvc")
+    add_report_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", str(out)])
+    assert args.func(args) == 0
+
+
+# --------------------------------------------------------------------------- other folders
+def test_mixed_commits_and_missing_class_names(tmp_path):
+    out = make_out(tmp_path / "o", commits=("a" * 40, "b" * 40), classes=False, failed=False)
+    md = write_report(out).read_text()
+    assert "these runs come from 2 different git commits" in md
+    assert "| class 0 |" in md and "Baird_Sparrow" not in md
+    assert "## Failed" not in md
+
+
+def test_single_seed_and_lambda_grid(tmp_path):
+    out = make_out(tmp_path / "o", seeds=(0,), lambdas=(0.001, 0.01), failed=False)
+    md = write_report(out).read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.method) == ["ce", "center", "center"] and list(summary.n) == [1, 1, 1]
+    assert summary.top1_std.isna().all() and summary.top1_ci95_low.isna().all()
+    assert "— (n < 2)" in section(md, "Accuracy")
+    sec = section(md, "Center loss vs CE")
+    assert sec.count("### center λ=") == 2 and sec.count("only 1 seed pair") == 2
+    assert len(list((out / "figures").glob("per_class_*.png"))) == 2
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(FGVCError, match="runs.csv: not found"):
+        write_report(tmp_path)
+    (tmp_path / "runs.csv").write_text("run_id,model,top1\nx,m,50\n")
+    with pytest.raises(FGVCError, match="missing columns method, seed, status"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_no_ok_runs_still_writes_report(tmp_path):
+    out = make_out(tmp_path / "o", seeds=(), failed=True)
+    md = write_report(out).read_text()
+    assert "No successful runs yet" in md and "non-finite loss" in md
+    assert pd.read_csv(out / "summary.csv").empty
+
+
+def test_missing_artifacts_are_noted(tmp_path):
+    out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
+    run = next(iter(runs_of(out, "center").values()))
+    (run / "features.npz").unlink()
+    shutil.rmtree(out / "figures", ignore_errors=True)
+    md = write_report(out).read_text()
+    assert f"{run.name}: no features.npz" in md
+    assert json.loads((run / "row.json").read_text())["status"] == "ok"
