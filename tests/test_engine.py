@@ -173,7 +173,6 @@ def test_train_command_single_run(sparrow_dataset, tmp_path, capsys):
 
 def test_report_visualize_compare_on_runner_output(tiny_grid, tmp_path):
     """The reporting stage reads exactly what the runner wrote."""
-    from fgvc.report.compare import compare
     from fgvc.report.report import write_report
     from fgvc.report.visualize import visualize
 
