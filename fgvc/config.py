@@ -25,6 +25,7 @@ from fgvc.errors import FGVCError
 
 METHODS = ("ce", "center")
 CENTER_UPDATES = ("learned", "joint", "ema")
+CENTER_DISTANCES = ("squared", "euclidean")
 
 # YAML grid keys that name a list of per-run values.
 PLURAL_KEYS = {"methods": "method", "seeds": "seed"}
@@ -53,17 +54,26 @@ class RunConfig:
     image_size: int = 224
     crop_pct: float = 0.875
     val_fraction: float = 0.0
+    # ---- added after 0.1.0: hashed only when not at their default (see run_hash) ----
+    val_seed: int = 0
+    center_distance: str = "squared"
+    center_normalize: bool = False
+    center_per_class: bool = False
+    contrastive_delta: float = 1.0
 
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """The resolved per-run settings (all but `benchmark` are hashed into run_id).
 
-        For `ce` the center-loss settings do not matter, so they are blanked: a grid
+        For `ce` the auxiliary-loss settings do not matter, so they are blanked: a grid
         over lambda runs the CE baseline once per seed, not once per lambda.
         """
         d = dataclasses.asdict(self)
         if self.method == "ce":
             d.update(center_weight=0.0, center_update="none", center_lr=0.0, center_alpha=0.0)
+            d.update({k: _DEFAULTS[k] for k in AUX_KEYS_ADDED})
+        if not self.val_fraction:
+            d["val_seed"] = _DEFAULTS["val_seed"]
         return d
 
     @property
@@ -73,7 +83,10 @@ class RunConfig:
 
     @property
     def run_hash(self) -> str:
-        ident = {k: v for k, v in self.identity().items() if k != "benchmark"}
+        # Fields added after 0.1.0 enter the hash only when set, so run folders written
+        # before they existed keep their ids (and are skipped / resumed, not redone).
+        ident = {k: v for k, v in self.identity().items()
+                 if k != "benchmark" and not (k in ADDED_KEYS and v == _DEFAULTS[k])}
         blob = json.dumps(ident, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
@@ -103,6 +116,12 @@ class RunConfig:
                 raise bad("center_lr", self.center_lr, "must be a positive number")
             if not 0 < self.center_alpha <= 1:
                 raise bad("center_alpha", self.center_alpha, "must be in (0, 1]")
+        if self.center_distance not in CENTER_DISTANCES:
+            raise bad("center_distance", self.center_distance, f"choose one of {', '.join(CENTER_DISTANCES)}")
+        if not (self.contrastive_delta > 0 and math.isfinite(self.contrastive_delta)):
+            raise bad("contrastive_delta", self.contrastive_delta, "must be a positive number")
+        if self.val_seed < 0:
+            raise bad("val_seed", self.val_seed, "must be >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise bad("lr", self.lr, "must be a positive number")
         if not 0 < self.crop_pct <= 1:
@@ -119,6 +138,11 @@ class RunConfig:
         if self.val_fraction != 0:
             raise bad("val_fraction", self.val_fraction, "validation splits are not supported yet; use 0")
         return self
+
+
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta")
+AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "contrastive_delta")
 
 
 def _slug(name: str) -> str:
@@ -140,6 +164,9 @@ def _coerce(key: str, value: Any) -> Any:
             return value
     elif typ == "int":
         if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ == "bool":
+        if isinstance(value, bool):
             return value
     elif typ == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):

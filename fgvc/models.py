@@ -214,9 +214,9 @@ def forward_with_features(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """(logits, pooled pre-classifier features) from one forward pass.
 
     The features are timm's `pre_logits`: the globally pooled last-conv output, after the
-    head's dropout in training mode when the model has one (`drop_rate`; 0 for ResNet50,
-    0.2 for tf_efficientnet_lite0 unless built with `drop_rate=0`). In eval mode they are
-    the plain pooled features, and the logits always equal `model(x)`.
+    head's dropout in training mode if the model was built with one (`drop_rate`; timm's
+    default is 0 for resnet50 and tf_efficientnet_lite0). In eval mode they are the plain
+    pooled features, and the logits always equal `model(x)`.
     """
     feats = model.forward_head(model.forward_features(x), pre_logits=True)
     logits = model.get_classifier()(feats)

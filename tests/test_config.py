@@ -88,3 +88,21 @@ def test_atomic_writes_follow_umask(tmp_path):
     assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.csv", "d"]
+
+
+def test_run_ids_of_committed_results_are_stable():
+    """Committed run folders are found again by id: new config keys at their default
+    must not change the hash of older configs."""
+    base = dict(benchmark="sparrows-lite0", model="tf_efficientnet_lite0")
+    assert RunConfig(**base, method="ce", seed=0).run_id == "tf_efficientnet_lite0-ce-lam0-s0-d025cd61"
+    assert RunConfig(**base, method="center", seed=0).run_id == "tf_efficientnet_lite0-center-lam0.001-s0-1fc48789"
+    assert RunConfig(**base, method="center", seed=0, center_normalize=True).run_id.endswith("-1f871b06")
+    # CE ignores every center-loss setting, new ones included
+    assert RunConfig(**base, method="ce", center_normalize=True).run_id == RunConfig(**base, method="ce").run_id
+
+
+def test_new_keys_type_checked():
+    with pytest.raises(FGVCError, match="center_normalize='yes'"):
+        load_grid(None, {"center_normalize": "yes"})
+    with pytest.raises(FGVCError, match="center_distance='manhattan'"):
+        expand_grid(load_grid(None, {"center_distance": "manhattan"}))
