@@ -52,16 +52,25 @@ def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[Run
 
 
 def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
-    """Catch bad input before any training: model names, weights, batch size."""
+    """Catch bad input before any training: validation splits, model names, weights, batch size."""
+    from fgvc.data import stratified_val_split
     from fgvc.models import build_model
 
+    splits = sorted({(c.val_fraction, c.val_seed) for c in configs if c.val_fraction > 0})
+    train_sizes = {}
+    if splits:
+        train = load_dataset_info(opts.data).split(True)
+        for fraction, seed in splits:
+            train_sizes[fraction, seed] = len(stratified_val_split(train, fraction, seed)[0])
     for model in sorted({c.model for c in configs}):
         pretrained = next(c.pretrained for c in configs if c.model == model)
         build_model(model, 2, pretrained=pretrained, pretrained_file=opts.pretrained_file)
     for cfg in configs:
-        if cfg.batch_size > num_train:
+        n = train_sizes.get((cfg.val_fraction, cfg.val_seed), num_train)
+        if cfg.batch_size > n:
             raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
-                            f"({num_train} images in {opts.data})")
+                            f"({n} images in {opts.data}" + (f" after holding out val_fraction={cfg.val_fraction:g}"
+                                                            if cfg.val_fraction > 0 else "") + ")")
 
 
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
@@ -88,15 +97,18 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     preflight(todo, opts, int(info.manifest.is_train.sum()))
 
     remaining_epochs = sum(c.epochs for c in todo)
-    estimate: dict = {}
+    epoch_seconds: list[float] = []
+
+    def eta() -> str:
+        per_epoch = sorted(epoch_seconds)[len(epoch_seconds) // 2]  # median: robust to a slow first epoch
+        return f"estimated {remaining_epochs * per_epoch / 60:.1f} min for the {remaining_epochs} epochs left"
 
     def on_epoch_end(epoch: int, rec: dict, user_hook=opts.on_epoch_end) -> None:
         nonlocal remaining_epochs
         remaining_epochs -= 1
-        if "first" not in estimate:
-            estimate["first"] = rec["seconds"]
-            echo(f"first epoch took {rec['seconds']:.1f}s: estimated {remaining_epochs * rec['seconds'] / 60:.1f} min "
-                 f"for the {remaining_epochs} epochs left in this grid")
+        epoch_seconds.append(rec["seconds"])
+        if len(epoch_seconds) == 1:
+            echo(f"first epoch took {rec['seconds']:.1f}s: {eta()}")
         if user_hook is not None:
             user_hook(epoch, rec)
 
@@ -106,7 +118,8 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
         echo(f"[{i}/{len(todo)}] {cfg.run_id}")
         try:
             row = run(cfg, run_opts, info=info, log=None)
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: top1 {row['top1']:.2f}%")
+            echo(f"[{i}/{len(todo)}] {cfg.run_id}: top1 {row['top1']:.2f}%"
+                 + (f"; {eta()}" if remaining_epochs and epoch_seconds else ""))
         except (NonFiniteLossError, RuntimeError, FGVCError) as e:
             row = record_failure(cfg, run_opts, e)
             echo(f"[{i}/{len(todo)}] {cfg.run_id}: FAILED: {row['error']}")

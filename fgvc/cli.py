@@ -1,4 +1,4 @@
-"""`fgvc` command line: benchmark | train | report | visualize | compare.
+"""`fgvc` command line: benchmark | train | validate | report | visualize | compare | demo.
 
 User errors (FGVCError) are printed on one line and exit with status 2.
 """
@@ -11,7 +11,9 @@ from pathlib import Path
 
 from fgvc import __version__
 from fgvc.errors import FGVCError
+from fgvc.demo import add_parser as add_demo_parser
 from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
+from fgvc.validate import add_parser as add_validate_parser
 
 DEFAULT_DATA = Path("data/cub_sparrows")
 
@@ -100,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
+    add_validate_parser(sub)
     add_report_parser(sub)
     add_visualize_parser(sub)
     add_compare_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 

@@ -23,7 +23,6 @@ import yaml
 
 from fgvc.errors import FGVCError
 
-METHODS = ("ce", "center")
 CENTER_UPDATES = ("learned", "joint", "ema")
 CENTER_DISTANCES = ("squared", "euclidean")
 
@@ -102,16 +101,20 @@ class RunConfig:
         def bad(key: str, value: Any, why: str) -> FGVCError:
             return FGVCError(f"invalid value {key}={value!r}: {why}")
 
-        if self.method not in METHODS:
-            raise bad("method", self.method, f"choose one of {', '.join(METHODS)}")
+        # Lazy import: the auxiliary-loss registry (torch) loads only when a config is validated.
+        from fgvc.losses import check_aux_config, registered_losses
+
+        methods = ("ce", *registered_losses())
+        if self.method not in methods:
+            raise bad("method", self.method, f"choose one of {', '.join(methods)}")
         # A saved CE config has its center settings blanked (see identity()).
         updates = CENTER_UPDATES + (("none",) if self.method == "ce" else ())
         if self.center_update not in updates:
             raise bad("center_update", self.center_update, f"choose one of {', '.join(CENTER_UPDATES)}")
-        if self.method == "center":
+        if self.method != "ce":
             if not (self.center_weight > 0 and math.isfinite(self.center_weight)):
                 raise bad("center_weight", self.center_weight,
-                          "must be > 0 for method 'center' (use method 'ce' for no center loss)")
+                          f"must be > 0 for method {self.method!r} (use method 'ce' for no auxiliary loss)")
             if not (self.center_lr > 0 and math.isfinite(self.center_lr)):
                 raise bad("center_lr", self.center_lr, "must be a positive number")
             if not 0 < self.center_alpha <= 1:
@@ -120,6 +123,7 @@ class RunConfig:
             raise bad("center_distance", self.center_distance, f"choose one of {', '.join(CENTER_DISTANCES)}")
         if not (self.contrastive_delta > 0 and math.isfinite(self.contrastive_delta)):
             raise bad("contrastive_delta", self.contrastive_delta, "must be a positive number")
+        check_aux_config(self)  # the loss's own settings (e.g. contrastive_center refuses ema)
         if self.val_seed < 0:
             raise bad("val_seed", self.val_seed, "must be >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -135,8 +139,9 @@ class RunConfig:
                 raise bad(key, getattr(self, key), "must be >= 1")
         if self.seed < 0:
             raise bad("seed", self.seed, "must be >= 0")
-        if self.val_fraction != 0:
-            raise bad("val_fraction", self.val_fraction, "validation splits are not supported yet; use 0")
+        if not 0 <= self.val_fraction < 1:
+            raise bad("val_fraction", self.val_fraction,
+                      "must be in [0, 1): the share of each class's training images held out for validation")
         return self
 
 
@@ -260,7 +265,6 @@ def load_config(path: str | Path) -> RunConfig:
 
 __all__ = [
     "RunConfig",
-    "METHODS",
     "CENTER_UPDATES",
     "parse_overrides",
     "load_grid",

@@ -87,6 +87,42 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     return DatasetInfo(root=root, manifest=manifest, meta=meta)
 
 
+def stratified_val_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train part, validation part) of the training images: per class, round(fraction * n)
+    images (half up, at least 1) go to validation.
+
+    Each class draws from its own generator seeded by (seed, label) over its images in
+    image_id order, so the split depends only on `val_seed` and the class's images: every
+    run of a grid (any seed, method or lr) sees the same split, and adding a class elsewhere
+    does not move it. Both parts keep the manifest order.
+    """
+    if not 0 <= fraction < 1:
+        raise FGVCError(f"invalid value val_fraction={fraction!r}: must be in [0, 1)")
+    if fraction == 0:
+        return train.reset_index(drop=True), train.iloc[:0].reset_index(drop=True)
+    val_ids: list[int] = []
+    for label, rows in train.groupby("label", sort=True):
+        ids = np.sort(rows.image_id.to_numpy())
+        n = len(ids)
+        n_val = max(1, int(np.floor(fraction * n + 0.5)))
+        if n_val >= n:
+            name = rows.class_name.iloc[0] if "class_name" in rows.columns else f"label {label}"
+            raise FGVCError(f"invalid value val_fraction={fraction:g}: class {name!r} has {n} training image(s), "
+                            f"so {n_val} for validation leaves none to train on; use a smaller val_fraction "
+                            "(or 0 for no validation split)")
+        rng = np.random.default_rng([int(seed), int(label)])
+        val_ids.extend(rng.choice(ids, size=n_val, replace=False).tolist())
+    is_val = train.image_id.isin(val_ids)
+    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+def split_table(train_part: pd.DataFrame, val_part: pd.DataFrame) -> pd.DataFrame:
+    """`image_id,split` (train|val) for `val_split.csv`, by image_id."""
+    frame = pd.concat([pd.DataFrame({"image_id": train_part.image_id, "split": "train"}),
+                       pd.DataFrame({"image_id": val_part.image_id, "split": "val"})])
+    return frame.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
 def _decode(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as im:
@@ -210,6 +246,8 @@ def default_workers(device: torch.device) -> int:
 __all__ = [
     "DatasetInfo",
     "load_dataset_info",
+    "stratified_val_split",
+    "split_table",
     "decode_all",
     "train_transform",
     "eval_resize_crop",

@@ -1,7 +1,11 @@
-"""Center loss (Wen et al., ECCV 2016) in the form the published experiment used.
+"""Auxiliary losses on the pooled features: center loss (Wen et al., ECCV 2016) with its
+variants, the contrastive-center loss (Qi and Su, 2017), and a registry for new ones.
 
-The loss is the one of KaiyangZhou/pytorch-center-loss, which the reference blog post
-trained with:
+The formulas, their config keys and their relation to the papers are tabulated in
+../docs/losses.md.
+
+Center loss, default form (the one of KaiyangZhou/pytorch-center-loss, which the reference
+blog post trained with):
 
     L_C = (1/B) * sum_i ||x_i - c_{y_i}||^2          (mean over the batch of squared distances)
 
@@ -18,25 +22,47 @@ squared directly, so every term is >= 0 exactly, the gradient is the analytic on
 (2/B (x_i - c_{y_i})) everywhere, and a diverging run shows up as an inf/NaN loss
 (which the trainer stops on) instead of a silently zero gradient above 1e12.
 
+Variants (config keys; all combine; the defaults give the form above):
+- ``center_distance: euclidean``: d_i = ||x_i - c_{y_i}|| instead of its square. The
+  square root is a "safe" one: exact value, and gradient 0 (a subgradient) at exactly zero
+  distance instead of 0 * inf = NaN; no epsilon biases the value.
+- ``center_normalize: true``: x_i and the centers are L2-normalised in the forward pass, so
+  the loss and its gradients are those of unit vectors whatever the stored centers are;
+  the stored centers are also put on the unit sphere at construction and after every step
+  (`after_step`, which runs after the optimizers' step, after the ema update for "ema").
+- ``center_per_class: true``: every class present in the batch weighs the same:
+  L = (1/K_b) sum_{j in batch} (1/n_j) sum_{i: y_i=j} d_i   (K_b classes in the batch, n_j
+  samples of class j), i.e. each sample's term is divided by n_{y_i} and the sum by K_b =
+  sum_i 1/n_{y_i} instead of B. It equals the default on a class-balanced batch, so lambda
+  keeps its scale. The ema rule uses the same per-sample weights 1/n_{y_i} (see below).
+
 Center update rules (`update`):
 - ``learned`` (default; KaiyangZhou): the centers have their own SGD (lr 0.5, no momentum,
   no weight decay) and their gradient is multiplied by 1/lambda before the step, so the
   center step is that of L_C alone and does not shrink with lambda.
 - ``joint``: the centers join the model's optimizer as plain parameters (what a naive
   implementation does; they then also get its momentum and weight decay).
-- ``ema``: the paper's rule, no gradient to the centers:
-  delta c_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j);  c_j <- c_j - alpha * delta c_j.
+- ``ema``: the paper's rule, no gradient to the centers. With per-sample weights w_i
+  (1, or 1/n_{y_i} for per_class):
+  delta c_j = sum_{i: y_i=j} w_i (c_j - x_i) / (1 + sum_{i: y_i=j} w_i);  c_j <- c_j - alpha * delta c_j,
+  which is the paper's rule for w_i = 1 and (c_j - mean_j x) / 2 per class for per_class.
+  It moves the centers towards the class means whatever `center_distance` is.
 
-Training-loop protocol (the same for all rules)::
+Auxiliary-loss protocol (what the training loop calls; every registered loss follows it)::
 
-    center = CenterLoss(K, feature_dim(model), weight, update).to(device)
-    opt = SGD(list(model.parameters()) + center.model_parameters(), ...)
-    center_opt = center.make_optimizer()                  # None unless "learned"
-    loss = ce + weight * center(feats, labels)
+    aux = build_aux_loss(cfg, K, feature_dim(model)).to(device)   # None for method "ce"
+    opt = SGD(list(model.parameters()) + aux.model_parameters(), ...)
+    aux_opt = aux.make_optimizer()           # its own optimizer, or None
+    loss = ce + aux.weight * aux(feats, labels)   # forward: UNWEIGHTED float32 scalar
     loss.backward()
-    center.before_step()
-    opt.step(); center_opt and center_opt.step()
-    center.after_step(feats, labels)
+    aux.before_step()                        # e.g. rescale / all-reduce its gradients
+    opt.step(); aux_opt and aux_opt.step()
+    aux.after_step(feats.detach(), labels)   # e.g. a non-gradient update of its state
+
+`weight` is lambda (cfg.center_weight). A new loss is a module with these five methods
+and `weight`, registered with `@register_loss("name")` on a factory
+`(num_classes, feat_dim, cfg) -> module`; `method: name` in a YAML then selects it
+(docs/losses.md has a ten-line example). Its state_dict goes into the run's checkpoint.
 
 Under torch.distributed (DDP: the centers are not inside the model's wrapper),
 `before_step` averages the centers' gradient over processes and the ema rule sums the
@@ -46,28 +72,48 @@ per-class statistics over processes, so every process keeps identical centers.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.config import CENTER_UPDATES  # ("learned", "joint", "ema")
+from fgvc.config import CENTER_DISTANCES, CENTER_UPDATES  # ("squared", "euclidean"), ("learned", "joint", "ema")
 from fgvc.errors import FGVCError
+
+if TYPE_CHECKING:
+    from fgvc.config import RunConfig
+
+# What the training loop calls on an auxiliary loss (see the module docstring).
+PROTOCOL = ("forward", "model_parameters", "make_optimizer", "before_step", "after_step")
+AuxLoss = nn.Module
+AuxFactory = Callable[[int, int, "RunConfig"], AuxLoss]
 
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-class CenterLoss(nn.Module):
-    """Unweighted center loss L_C with its own centers and a selectable update rule."""
+def _safe_sqrt(sq: Tensor) -> Tensor:
+    """sqrt with gradient 0 at 0 (instead of NaN) and no epsilon in the value."""
+    pos = sq > 0
+    return torch.where(pos, torch.where(pos, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
+
+
+def _same_class_counts(labels: Tensor) -> Tensor:
+    """n_{y_i}: how many samples of the batch share sample i's class (float, shape (B,))."""
+    return (labels[:, None] == labels[None, :]).sum(dim=1).float()
+
+
+class _Centers(nn.Module):
+    """Class centers with a gradient update rule ("learned" or "joint") or "ema"."""
 
     def __init__(self, num_classes: int, feat_dim: int, weight: float, update: str = "learned",
-                 lr: float = 0.5, alpha: float = 0.5, seed: int = 0):
+                 lr: float = 0.5, alpha: float = 0.5, seed: int = 0, updates: tuple[str, ...] = CENTER_UPDATES):
         super().__init__()
-        if update not in CENTER_UPDATES:
-            raise FGVCError(f"unknown center_update {update!r}: choose one of {', '.join(CENTER_UPDATES)}")
+        if update not in updates:
+            raise FGVCError(f"unknown center_update {update!r}: choose one of {', '.join(updates)}")
         if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
             raise FGVCError(f"invalid center loss weight (lambda) {weight!r}: must be > 0 "
                             "(use method 'ce' for no center loss)")
@@ -82,17 +128,9 @@ class CenterLoss(nn.Module):
         centers = torch.randn(self.num_classes, self.feat_dim, generator=g, dtype=torch.float32)
         self.centers = nn.Parameter(centers, requires_grad=update != "ema")
 
-    def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, weight={self.weight:g}, "
-                f"update={self.update!r}")
-
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        """L_C = mean_i ||x_i - c_{y_i}||^2 as a float32 scalar, whatever the autocast dtype."""
+    def _check(self, features: Tensor) -> None:
         if features.ndim != 2 or features.shape[1] != self.feat_dim:
             raise ValueError(f"expected features of shape (B, {self.feat_dim}), got {tuple(features.shape)}")
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            diff = features.float() - self.centers.float()[labels]
-            return diff.pow(2).sum(dim=1).mean()
 
     def model_parameters(self) -> list[nn.Parameter]:
         """Parameters to add to the model's optimizer: the centers for "joint", else none."""
@@ -116,13 +154,59 @@ class CenterLoss(nn.Module):
         if self.update == "learned":
             grad.mul_(1.0 / self.weight)
 
+    def after_step(self, features: Tensor, labels: Tensor) -> None:
+        """Nothing for the gradient rules (their optimizers have stepped)."""
+
+
+class CenterLoss(_Centers):
+    """Unweighted center loss L_C with its own centers, a selectable update rule and the
+    distance / normalisation / per-class variants of the module docstring."""
+
+    def __init__(self, num_classes: int, feat_dim: int, weight: float, update: str = "learned",
+                 lr: float = 0.5, alpha: float = 0.5, seed: int = 0, distance: str = "squared",
+                 normalize: bool = False, per_class: bool = False):
+        super().__init__(num_classes, feat_dim, weight, update, lr, alpha, seed)
+        if distance not in CENTER_DISTANCES:
+            raise FGVCError(f"unknown center_distance {distance!r}: choose one of {', '.join(CENTER_DISTANCES)}")
+        self.distance, self.normalize, self.per_class = distance, bool(normalize), bool(per_class)
+        if self.normalize:
+            with torch.no_grad():
+                self.centers.copy_(F.normalize(self.centers, dim=1))
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, weight={self.weight:g}, "
+                f"update={self.update!r}, distance={self.distance!r}, normalize={self.normalize}, "
+                f"per_class={self.per_class}")
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        """L_C (see the module docstring) as a float32 scalar, whatever the autocast dtype."""
+        self._check(features)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            x, c = features.float(), self.centers.float()[labels]
+            if self.normalize:
+                x, c = F.normalize(x, dim=1), F.normalize(c, dim=1)
+            d = (x - c).pow(2).sum(dim=1)
+            if self.distance == "euclidean":
+                d = _safe_sqrt(d)
+            if not self.per_class:
+                return d.mean()
+            w = 1.0 / _same_class_counts(labels)       # sum(w) = K_b, the classes in the batch
+            return (w * d).sum() / w.sum()
+
     @torch.no_grad()
     def after_step(self, features: Tensor, labels: Tensor) -> None:
-        """The paper's center update for "ema" (only classes present in the batch move)."""
-        if self.update != "ema":
-            return
+        """The ema center update (only classes present in the batch move); then, with
+        `normalize`, the stored centers are projected back onto the unit sphere."""
+        if self.update == "ema":
+            self._ema_update(features, labels)
+        if self.normalize:
+            self.centers.copy_(F.normalize(self.centers, dim=1))
+
+    def _ema_update(self, features: Tensor, labels: Tensor) -> None:
         with torch.autocast(device_type=features.device.type, enabled=False):
             x = features.detach().float()
+            if self.normalize:
+                x = F.normalize(x, dim=1)
             # One-hot matmul rather than index_add_: deterministic on CUDA as well.
             onehot = F.one_hot(labels, self.num_classes).float()      # (B, K)
             sums = onehot.t() @ x                                     # (K, D) sum of x_i per class
@@ -130,7 +214,141 @@ class CenterLoss(nn.Module):
             if _distributed():
                 dist.all_reduce(sums)
                 dist.all_reduce(counts)
+            if self.per_class:
+                # weights w_i = 1/n_j: the weighted sum is the class mean, the total weight 1
+                present = (counts > 0).float()
+                sums, counts = sums / counts.clamp(min=1)[:, None], present
             c = self.centers.data
-            # sum_{i: y_i=j} (c_j - x_i) = n_j c_j - sum_i x_i; zero for absent classes.
+            # sum_{i: y_i=j} w_i (c_j - x_i) = W_j c_j - sum_i w_i x_i; zero for absent classes.
             delta = (counts[:, None] * c - sums) / (1.0 + counts[:, None])
             c.sub_(self.alpha * delta)
+
+
+class ContrastiveCenterLoss(_Centers):
+    """Contrastive-center loss (Qi and Su, 2017), unweighted, batch mean:
+
+        L_ct-c = (1/B) sum_i ||x_i - c_{y_i}||^2 / (sum_{j != y_i} ||x_i - c_j||^2 + delta)
+
+    The paper writes (1/2) sum_i of the same ratio, so as for the center loss
+    L_ct-c = (2/B) L_paper and lambda_here = lambda_paper * B / 2. The centers are
+    learned by gradient ("learned": own SGD with the 1/lambda rescale, or "joint"); the
+    ema rule is the center loss's closed form and does not apply.
+
+    The denominator is computed exactly in O((B + K) D) without a (B, K, D) tensor nor the
+    cancelling ||x||^2 - 2 x.c + ||c||^2 expansion, by the parallel-axis identity
+    sum_j ||x - c_j||^2 = K ||x - m||^2 + sum_j ||c_j - m||^2 (m = mean of the centers),
+    minus the own-class term.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int, weight: float, update: str = "learned",
+                 lr: float = 0.5, delta: float = 1.0, seed: int = 0):
+        super().__init__(num_classes, feat_dim, weight, update, lr, seed=seed, updates=("learned", "joint"))
+        if not (math.isfinite(delta) and delta > 0):
+            raise FGVCError(f"invalid contrastive_delta {delta!r}: must be a positive number")
+        self.delta = float(delta)
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, weight={self.weight:g}, "
+                f"update={self.update!r}, delta={self.delta:g}")
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        self._check(features)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            x, c = features.float(), self.centers.float()
+            own = (x - c[labels]).pow(2).sum(dim=1)
+            m = c.mean(dim=0)
+            total = self.num_classes * (x - m).pow(2).sum(dim=1) + (c - m).pow(2).sum()
+            others = (total - own).clamp(min=0)               # >= 0 exactly; rounding only
+            return (own / (others + self.delta)).mean()
+
+
+# --------------------------------------------------------------------------- registry
+AUX_LOSSES: dict[str, AuxFactory] = {}
+_CHECKS: dict[str, Callable[["RunConfig"], None]] = {}
+
+
+def register_loss(name: str, *, check: Callable[["RunConfig"], None] | None = None):
+    """Decorator: register `factory(num_classes, feat_dim, cfg) -> module` as method `name`.
+
+    `check(cfg)` (optional) raises FGVCError for settings the loss cannot use; it runs in
+    RunConfig.validate(), so a bad grid fails before any run starts.
+    """
+    if name == "ce" or not name.isidentifier():
+        raise ValueError(f"invalid loss name {name!r}: an identifier other than 'ce'")
+    if name in AUX_LOSSES:
+        raise ValueError(f"loss {name!r} is already registered")
+
+    def decorator(factory: AuxFactory) -> AuxFactory:
+        AUX_LOSSES[name] = factory
+        if check is not None:
+            _CHECKS[name] = check
+        return factory
+
+    return decorator
+
+
+def unregister_loss(name: str) -> None:
+    """Remove a registered loss (for tests and interactive use)."""
+    AUX_LOSSES.pop(name, None)
+    _CHECKS.pop(name, None)
+
+
+def registered_losses() -> list[str]:
+    """Names usable as `method` besides "ce", in registration order."""
+    return list(AUX_LOSSES)
+
+
+def _unknown(method: str) -> FGVCError:
+    return FGVCError(f"invalid value method={method!r}: choose one of {', '.join(['ce', *AUX_LOSSES])}")
+
+
+def check_aux_config(cfg: "RunConfig") -> None:
+    """The method name and the loss's own check (called by RunConfig.validate())."""
+    if cfg.method == "ce":
+        return
+    if cfg.method not in AUX_LOSSES:
+        raise _unknown(cfg.method)
+    if cfg.method in _CHECKS:
+        _CHECKS[cfg.method](cfg)
+
+
+def build_aux_loss(cfg: "RunConfig", num_classes: int, feat_dim: int) -> nn.Module | None:
+    """The auxiliary loss module of `cfg.method` (None for "ce")."""
+    if cfg.method == "ce":
+        return None
+    check_aux_config(cfg)
+    module = AUX_LOSSES[cfg.method](num_classes, feat_dim, cfg)
+    missing = [m for m in (*PROTOCOL, "weight") if not hasattr(module, m)]
+    if missing:
+        raise TypeError(f"loss {cfg.method!r} does not follow the auxiliary-loss protocol: "
+                        f"missing {', '.join(missing)} (see fgvc.losses)")
+    return module
+
+
+@register_loss("center")
+def _center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> CenterLoss:
+    return CenterLoss(num_classes, feat_dim, cfg.center_weight, update=cfg.center_update, lr=cfg.center_lr,
+                      alpha=cfg.center_alpha, seed=cfg.seed, distance=cfg.center_distance,
+                      normalize=cfg.center_normalize, per_class=cfg.center_per_class)
+
+
+def _check_contrastive(cfg: "RunConfig") -> None:
+    def bad(key: str, why: str) -> FGVCError:
+        return FGVCError(f"invalid value {key}={getattr(cfg, key)!r} for method 'contrastive_center': {why}")
+
+    if cfg.center_update == "ema":
+        raise bad("center_update", "its centers are learned by gradient; use learned or joint")
+    # Settings it would ignore would still change the run id: refuse them instead.
+    for key, default in (("center_distance", "squared"), ("center_normalize", False), ("center_per_class", False)):
+        if getattr(cfg, key) != default:
+            raise bad(key, f"a center-loss variant only; leave it at {default!r} (use method 'center')")
+
+
+@register_loss("contrastive_center", check=_check_contrastive)
+def _contrastive_center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> ContrastiveCenterLoss:
+    return ContrastiveCenterLoss(num_classes, feat_dim, cfg.center_weight, update=cfg.center_update,
+                                 lr=cfg.center_lr, delta=cfg.contrastive_delta, seed=cfg.seed)
+
+
+__all__ = ["CenterLoss", "ContrastiveCenterLoss", "AUX_LOSSES", "PROTOCOL", "register_loss", "unregister_loss",
+           "registered_losses", "build_aux_loss", "check_aux_config"]

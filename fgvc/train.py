@@ -3,6 +3,8 @@
 The run folder layout and file formats are fixed in ../shared/DESIGN.md (Contracts).
 Accuracies are stored in percent. The test set is evaluated every epoch for the
 learning curve, but only the final epoch is reported: nothing is selected on it.
+With `val_fraction` > 0 a stratified part of the training images (fixed by `val_seed`)
+is held out and evaluated every epoch too; sweeps select on that, never on the test set.
 """
 
 from __future__ import annotations
@@ -31,18 +33,19 @@ from tqdm.auto import tqdm
 from fgvc import __version__
 from fgvc.config import RunConfig, save_config
 from fgvc.data import (DatasetInfo, EpochSampler, EvalImages, TrainImages, decode_all, default_workers,
-                       eval_resize_crop, normalize, sample_seed, train_transform)
+                       eval_resize_crop, normalize, sample_seed, split_table, stratified_val_split,
+                       train_transform)
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
-from fgvc.losses import CenterLoss
+from fgvc.losses import CenterLoss, build_aux_loss
 from fgvc.models import build_model, data_config, feature_dim, forward_with_features, weights_info
 
 METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
-                   "test_top1", "test_top5", "lr", "seconds"]
+                   "test_top1", "test_top5", "lr", "seconds", "val_top1", "val_top5"]
 ROW_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "method", "center_weight",
                "center_update", "seed", "epochs", "batch_size", "lr", "image_size", "top1", "top5",
                "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second", "device",
-               "git_commit", "status", "error"]
+               "git_commit", "status", "error", "val_top1"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -272,6 +275,10 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
 
     cfg.validate()
     info = info or load_dataset_info(opts.data)
+    train_df, test_df = info.split(True), info.split(False)
+    val_df = None
+    if cfg.val_fraction > 0:  # before anything is written: a bad fraction leaves no run folder
+        train_df, val_df = stratified_val_split(train_df, cfg.val_fraction, cfg.val_seed)
     run_dir = Path(opts.out) / "runs" / cfg.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = _run_logger(run_dir)
@@ -289,7 +296,6 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    train_df, test_df = info.split(True), info.split(False)
     if cfg.batch_size > len(train_df):
         raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
                         f"({len(train_df)} images in {info.root})")
@@ -299,10 +305,10 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     model = build_model(cfg.model, info.num_classes, pretrained=cfg.pretrained,
                         pretrained_file=opts.pretrained_file, seed=cfg.seed).to(device, memory_format=torch.channels_last)
     dcfg = data_config(model)
-    center = None
-    if cfg.method == "center":
-        center = CenterLoss(info.num_classes, feature_dim(model), cfg.center_weight, update=cfg.center_update,
-                            lr=cfg.center_lr, alpha=cfg.center_alpha, seed=cfg.seed).to(device)
+    # The auxiliary loss of cfg.method from the registry (None for "ce"); see fgvc.losses.
+    center = build_aux_loss(cfg, info.num_classes, feature_dim(model))
+    if center is not None:
+        center = center.to(device)
     params = list(model.parameters()) + (center.model_parameters() if center is not None else [])
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     center_optimizer = center.make_optimizer() if center is not None else None
@@ -323,6 +329,10 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     eval_bs = max(cfg.batch_size, 64)
     test_loader = DataLoader(EvalImages(images_test, test_df.label.to_numpy(), resize_crop, norm),
                              batch_size=eval_bs, num_workers=workers, pin_memory=pin)
+    val_loader = None
+    if val_df is not None:
+        val_loader = DataLoader(EvalImages(decode_all(info, val_df), val_df.label.to_numpy(), resize_crop, norm),
+                                batch_size=eval_bs, num_workers=workers, pin_memory=pin)
 
     ckpt_path = run_dir / "checkpoint.pt"
     history: list[dict] = []
@@ -330,6 +340,9 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     prov = provenance(cfg, opts, info, device, winfo)
     save_config(cfg, run_dir / "config.yaml")
     atomic_write_json(run_dir / "classes.json", info.classes)
+    if val_df is not None:
+        with atomic_path(run_dir / "val_split.csv") as tmp:
+            split_table(train_df, val_df).to_csv(tmp, index=False)
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ck.get("run_id") == cfg.run_id and not ck.get("final"):
@@ -347,7 +360,10 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
             note(f"{cfg.run_id}: resuming after epoch {start_epoch}")
 
     note(f"{cfg.run_id}: {cfg.model} ({winfo['weights']}), method={cfg.method}, lambda={weight:g}, "
-         f"seed={cfg.seed}, {len(train_df)} train / {len(test_df)} test images, {info.num_classes} classes, "
+         f"seed={cfg.seed}, {len(train_df)} train / "
+         + (f"{len(val_df)} validation (val_fraction {cfg.val_fraction:g}, val_seed {cfg.val_seed}) / "
+            if val_df is not None else "")
+         + f"{len(test_df)} test images, {info.num_classes} classes, "
          f"device {prov['device']}, workers {workers}")
     for epoch in range(start_epoch, cfg.epochs):
         seed_epoch(cfg.seed, epoch)
@@ -358,10 +374,12 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
                              desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress,
                              loss_scale_for_test=opts.loss_scale_for_test)
         ev = evaluate(model, test_loader, device, progress=False)
+        val = evaluate(model, val_loader, device, progress=False) if val_loader is not None else {}
         rec = dict(epoch=epoch + 1, train_ce=tr["train_ce"], train_center=tr["train_center"],
                    train_loss=tr["train_loss"], train_top1=tr["train_top1"], test_top1=ev["top1"],
                    test_top5=ev["top5"], lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
-                   train_seconds=tr["train_seconds"], train_images=tr["train_images"])
+                   train_seconds=tr["train_seconds"], train_images=tr["train_images"],
+                   val_top1=val.get("top1"), val_top5=val.get("top5"))
         history.append(rec)
         write_metrics(run_dir / "metrics.csv", history)
         with atomic_path(ckpt_path) as tmp:
@@ -372,7 +390,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
                             rng=_rng_state(), history=history, started=prov["started"]), tmp)
         note(f"{cfg.run_id}: epoch {epoch + 1}/{cfg.epochs} loss {tr['train_loss']:.4f} "
              f"(ce {tr['train_ce']:.4f}, center {tr['train_center']:.4g}) train top1 {tr['train_top1']:.1f} "
-             f"test top1 {ev['top1']:.1f} top5 {ev['top5']:.1f} "
+             + (f"val top1 {val['top1']:.1f} " if val else "")
+             + f"test top1 {ev['top1']:.1f} top5 {ev['top5']:.1f} "
              f"{tr['train_images'] / tr['train_seconds']:.1f} img/s {rec['seconds']:.1f}s")
         if opts.on_epoch_end is not None:
             opts.on_epoch_end(epoch, rec)
@@ -394,7 +413,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     row = make_row(cfg, winfo, prov["device"], prov["git_commit"], top1=final["top1"], top5=final["top5"],
                    mean_class_acc=final["mean_class_acc"], best_epoch_top1=max(h["test_top1"] for h in history),
                    train_seconds=round(train_seconds, 2),
-                   images_per_second=round(train_images / max(train_seconds, 1e-9), 2))
+                   images_per_second=round(train_images / max(train_seconds, 1e-9), 2),
+                   val_top1=history[-1].get("val_top1") if val_df is not None else None)
     atomic_write_json(run_dir / "row.json", row)
     # Keep only the final weights (for later evaluation); optimizer state is no longer needed.
     with atomic_path(ckpt_path) as tmp:

@@ -17,23 +17,27 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
 
 RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "method", "center_weight",
                 "center_update", "seed", "epochs", "batch_size", "lr", "image_size", "top1", "top5",
                 "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second", "device",
-                "git_commit", "status", "error"]
+                "git_commit", "status", "error", "val_top1"]
 # Rows that differ only in seed form one group (DESIGN.md, summary.csv).
 GROUP_KEYS = ["model", "weights", "method", "center_weight", "center_update", "lr", "batch_size", "epochs",
               "image_size"]
 # Keys that only mean something for center loss: a CE baseline is paired with a center
 # group that matches it on every other key.
-CENTER_KEYS = ("center_weight", "center_update", "center_lr", "center_alpha")
+CENTER_KEYS = ("center_weight", "center_update", "center_lr", "center_alpha", "center_distance",
+               "center_normalize", "center_per_class", "contrastive_delta")
 # config.yaml fields that are not runs.csv columns; they become extra group keys when
 # a grid varies them (otherwise two weight decays would be pooled as "seeds").
 EXTRA_CONFIG_KEYS = ["pretrained", "momentum", "weight_decay", "crop_pct", "center_lr", "center_alpha",
-                     "val_fraction"]
-METRIC_COLUMNS = ["top1", "top5", "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second"]
+                     "val_fraction", "val_seed", "center_distance", "center_normalize", "center_per_class",
+                     "contrastive_delta"]
+METRIC_COLUMNS = ["top1", "top5", "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second",
+                  "val_top1"]
 REQUIRED_RUNS_COLUMNS = ["run_id", "model", "method", "seed", "top1", "status"]
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -91,7 +95,9 @@ def load_runs(out_dir: Path) -> pd.DataFrame:
     runs["status"] = runs["status"].str.lower()
     runs["run_dir"] = [str(out_dir / "runs" / r) for r in runs["run_id"]]
     for key in EXTRA_CONFIG_KEYS:
-        runs[key] = [canon(read_config(Path(d)).get(key, "")) for d in runs["run_dir"]]
+        # A config.yaml older than a key holds that key's default implicitly.
+        default = getattr(RunConfig, key, "")
+        runs[key] = [canon(read_config(Path(d)).get(key, default)) for d in runs["run_dir"]]
     return runs.sort_values(["run_id"], kind="stable").reset_index(drop=True)
 
 

@@ -530,6 +530,9 @@ def write_report(out_dir: Path) -> Path:
         lines += ["No successful runs yet: nothing to summarise.", ""]
     else:
         lines += _accuracy_section(summary, groups, ok, prov)
+        from fgvc.report.sweep import sweep_section  # here: sweep.py imports this module's helpers
+
+        lines += sweep_section(ok, keys, prov.caption, fig_dir, out_dir)
         lines += _paired_section(panels, preds, prov)
         lines += _per_class_section(panels, preds, names, k, prov, fig_dir, out_dir)
         lines += _curves_section(panels, prov, fig_dir, out_dir)

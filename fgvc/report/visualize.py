@@ -73,12 +73,12 @@ def _matches(runs: pd.DataFrame, key: str, value: str) -> pd.Series:
     want = canon(value) if key in GROUP_KEYS or key == "seed" else str(value).strip()
     hit = runs[key].astype(str) == want
     if key in CENTER_KEYS:
-        hit |= runs.method != "center"
+        hit |= runs.method == "ce"
     return hit
 
 
 def select_runs(runs: pd.DataFrame, seed: int, where: dict[str, str] | None, source: Path) -> list[pd.Series]:
-    """The CE and center runs (CE first) of `seed` after `where`; ambiguity is an error."""
+    """The CE run and the auxiliary-loss run (CE first) of `seed` after `where`; ambiguity is an error."""
     ok = runs[runs.status == "ok"]
     sel = ok[ok.seed == canon(seed)]
     for key, value in (where or {}).items():
@@ -92,7 +92,11 @@ def select_runs(runs: pd.DataFrame, seed: int, where: dict[str, str] | None, sou
         raise FGVCError(f"no successful run with seed={seed}{cond} in {source}; seeds with ok runs: "
                         f"{', '.join(seeds) or 'none'}")
     out = []
-    for method in ("ce", "center"):
+    aux = sorted(set(sel.method) - {"ce"})
+    if len(aux) > 1:
+        raise FGVCError(f"runs of several auxiliary losses match seed={seed}{cond} ({', '.join(aux)}); "
+                        f"pick one with --where method={aux[0]}")
+    for method in ("ce", *aux):
         cand = sel[sel.method == method]
         if len(cand) > 1:
             keys = [k for k in group_keys(runs) if cand[k].nunique() > 1]
@@ -105,8 +109,8 @@ def select_runs(runs: pd.DataFrame, seed: int, where: dict[str, str] | None, sou
 
 
 def _panel_title(r: pd.Series, split: str) -> str:
-    if r.method == "center":
-        method = f"CE + center loss, λ={r.center_weight} ({r.center_update})"
+    if r.method != "ce":
+        method = f"CE + {r.method.replace('_', '-')} loss, λ={r.center_weight} ({r.center_update})"
     else:
         method = "CE" if r.method == "ce" else r.method
     return f"{r.model} · {method}\nseed {r.seed} · {split} split"

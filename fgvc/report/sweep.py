@@ -1,0 +1,234 @@
+"""The "Validation sweep" report section: pick lambda and lr on validation, report test.
+
+Runs trained with `val_fraction` > 0 carry `val_top1` (final epoch, on a stratified part
+of the training images). For each method the setting with the best mean validation top-1
+over seeds is chosen; only then is its test top-1 shown, beside the default recipe's.
+The test set never enters the choice. See benchmarks/sweep-lambda.yaml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from fgvc.report import figures as F
+from fgvc.report.load import CENTER_KEYS, canon, read_config
+from fgvc.report.report import _f, _plain, _slug, _table
+from fgvc.report.stats import mean_ci, sort_key
+
+# The published recipe the sweep is measured against (lambda applies to center loss only).
+DEFAULT_RECIPE = {"lr": 0.001, "center_weight": 0.001}
+# Means are compared at this precision, so float noise never breaks a tie that the
+# accuracies (multiples of 100 / validation images) make exact.
+TIE_DECIMALS = 6
+SWEEP_COLUMNS = ["n", "val_mean", "val_std", "test_mean", "test_std", "seeds"]
+
+
+def setting_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """What a sweep varies: lambda and lr first (the tie-break order), then any other
+    center-loss setting that varies between the auxiliary-loss runs (e.g. center_update)."""
+    aux = runs[runs.method != "ce"]
+    return ["center_weight", "lr"] + [k for k in keys if k in CENTER_KEYS and k != "center_weight"
+                                      and k in runs.columns and aux[k].nunique() > 1]
+
+
+def family_keys(keys: list[str]) -> list[str]:
+    """Runs that may be compared in one sweep: same backbone, data split and everything
+    else (center-loss settings excepted: CE has none, so they cannot separate it)."""
+    return [k for k in keys if k not in ("method", "lr") and k not in CENTER_KEYS] + [
+        k for k in ("val_fraction", "val_seed") if k not in keys]
+
+
+def sweep_runs(ok: pd.DataFrame) -> pd.DataFrame:
+    """The ok runs that have a validation score, with numeric `val_top1` and the split's
+    `val_fraction` / `val_seed` as canonical strings (from config.yaml)."""
+    if "val_top1" not in ok.columns:
+        return ok.iloc[:0]
+    runs = ok.assign(val_top1=pd.to_numeric(ok.val_top1, errors="coerce"))
+    runs = runs[np.isfinite(runs.val_top1.astype(float))].copy()
+    cfgs = [read_config(Path(d)) for d in runs.run_dir]
+    runs["val_fraction"] = [canon(c.get("val_fraction", "")) for c in cfgs]
+    runs["val_seed"] = [canon(c.get("val_seed", 0)) for c in cfgs]
+    return runs
+
+
+def sweep_table(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per (family, method, setting): seeds, validation and test top-1 mean and SD.
+
+    One run per seed (the first by run_id), as everywhere in the report.
+    """
+    by = family_keys(keys) + ["method"] + setting_keys(runs, keys)
+    rows = []
+    for key, g in runs.groupby(by, sort=False, dropna=False):
+        g = g.sort_values("run_id", kind="stable").drop_duplicates("seed")
+        vm, vs, _, _ = mean_ci(g.val_top1)
+        tm, ts, _, _ = mean_ci(g.top1)
+        rows.append({**dict(zip(by, key)), "n": len(g), "val_mean": vm, "val_std": vs, "test_mean": tm,
+                     "test_std": ts, "seeds": ",".join(sorted(g.seed, key=sort_key))})
+    table = pd.DataFrame(rows, columns=by + SWEEP_COLUMNS)
+    order = sorted(range(len(table)), key=lambda i: tuple(sort_key(table.iloc[i][k]) for k in by))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def choose(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The best setting per (family, method) by mean validation top-1; ties -> smaller
+    lambda, then smaller lr (then the other setting keys in order)."""
+    setting = setting_keys(table, keys)
+    best = []
+    for _, g in table.groupby(family_keys(keys) + ["method"], sort=False, dropna=False):
+        rank = sorted(g.index, key=lambda i: (-round(float(g.val_mean[i]), TIE_DECIMALS),
+                                              *(sort_key(g[k][i]) for k in setting)))
+        best.append(rank[0])
+    return table.loc[sorted(best)]
+
+
+def _is_default(row: pd.Series) -> bool:
+    if not math.isclose(float(row.lr), DEFAULT_RECIPE["lr"]):
+        return False
+    return row.method == "ce" or math.isclose(float(row.center_weight), DEFAULT_RECIPE["center_weight"])
+
+
+def _lam(row: pd.Series, extra: list[str]) -> str:
+    """The lambda cell (with any other varied center-loss setting); CE has none."""
+    if row.method == "ce":
+        return "—"
+    return str(row.center_weight) + (f" ({', '.join(f'{k}={row[k]}' for k in extra)})" if extra else "")
+
+
+def _ms(mean: float, sd: float) -> str:
+    return _f(mean) + (f" ± {_f(sd)}" if math.isfinite(sd) else "")
+
+
+def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: Path,
+                       chosen: list[pd.Series] | None = None) -> Path:
+    """Validation and test top-1 against lambda (log axis), mean ± SD over seeds, one line
+    per (auxiliary-loss method, lr); each CE baseline as a horizontal band (mean ± SD) in
+    its lr's colour; the settings chosen on validation ringed."""
+    extra = [k for k in setting_keys(table, keys) if k not in ("center_weight", "lr")]
+    line_keys = ["method", "lr"] + extra
+    aux = table[table.method != "ce"]
+    ce = table[table.method == "ce"]
+    lines = sorted({tuple(r[k] for k in line_keys) for _, r in aux.iterrows()},
+                   key=lambda t: tuple(sort_key(x) for x in t))
+    lrs = sorted(set(ce.lr) - {t[1] for t in lines}, key=sort_key)
+    color = {t: F.METHOD_COLORS[i % len(F.METHOD_COLORS)]
+             for i, t in enumerate(lines + [("ce", lr) for lr in lrs])}
+    band_color: dict = {}
+    for t, c in color.items():
+        band_color.setdefault(t[1], c)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (col, sd, name) in zip(axes, (("val_mean", "val_std", "validation"), ("test_mean", "test_std", "test"))):
+        for t in lines:
+            c = aux[(aux[line_keys] == pd.Series(t, index=line_keys)).all(axis=1)]
+            c = c.assign(lam=c.center_weight.astype(float)).sort_values("lam")
+            label = ", ".join([t[0], f"lr {t[1]}"] + [f"{k}={v}" for k, v in zip(extra, t[2:])])
+            ax.errorbar(c.lam, c[col], yerr=c[sd].fillna(0.0), color=color[t], marker="o", capsize=3,
+                        label=f"{label} (n={int(c.n.max())})")
+        for _, r in sorted(ce.iterrows(), key=lambda ir: sort_key(ir[1].lr)):
+            half = float(r[sd]) if math.isfinite(float(r[sd])) else 0.0
+            ax.axhline(r[col], color=band_color[r.lr], ls="--", lw=1, label=f"CE, lr {r.lr} (n={int(r.n)}), band ± SD")
+            ax.axhspan(r[col] - half, r[col] + half, color=band_color[r.lr], alpha=0.12, lw=0)
+        for i, b in enumerate(chosen or []):
+            ax.plot([float(b.center_weight)], [b[col]], ls="none", marker="o", ms=13, mfc="none", mec="black",
+                    mew=1.5, label="setting chosen on validation" if i == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("loss weight λ (center_weight, log scale)")
+        ax.set_ylabel(f"{name} top-1 (%), mean ± SD over seeds")
+        ax.set_title(f"{name} (final epoch)", fontsize="medium")
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[1].legend(handles, labels, fontsize="small", loc="best")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return F.save_figure(fig, path)
+
+
+def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataFrame], str], fig_dir: Path,
+                  out_dir: Path) -> list[str]:
+    """Markdown lines of the "Validation sweep" section; none when no run has val_top1."""
+    runs = sweep_runs(ok)
+    if not len(runs):
+        return []
+    table = sweep_table(runs, keys)
+    chosen = choose(table, keys)
+    fam = family_keys(keys)
+    families = sorted({tuple(r[k] for k in fam) for _, r in table.iterrows()},
+                      key=lambda t: tuple(sort_key(x) for x in t))
+    lines = [
+        "## Validation sweep",
+        "",
+        "Runs with a validation split hold out a stratified part of each class's training images (`val_fraction`, "
+        "fixed by `val_seed`: the same images for every run) and score it at the final epoch. For each method the "
+        "setting (λ, lr) with the highest **mean validation top-1 over seeds** is chosen; ties go to the smaller λ, "
+        "then the smaller lr. The test set plays no part in the choice: its accuracy is shown only afterwards, for "
+        "the chosen setting and for the default recipe (lr 0.001, λ 0.001). These runs train on "
+        "(1 - val_fraction) of the training images, so their test accuracies are not comparable to runs on the "
+        "full training set.",
+        "",
+    ]
+    for fvals in families:
+        sel = (table[fam] == pd.Series(fvals, index=fam)).all(axis=1)
+        t, best = table[sel], chosen[(chosen[fam] == pd.Series(fvals, index=fam)).all(axis=1)]
+        fruns = runs[(runs[fam] == pd.Series(fvals, index=fam)).all(axis=1)]
+        values = dict(zip(fam, fvals))
+        split = f"val_fraction {values['val_fraction']}, val_seed {values['val_seed']}"
+        others = [f"{k}={values[k]}" for k in fam if k not in ("model", "weights", "val_fraction", "val_seed")
+                  and table[k].nunique() > 1]
+        name = f"{values.get('model', '')}" + (f" ({', '.join(others)})" if others else "")
+        cap = caption(fruns)
+        extra = setting_keys(t, keys)[2:]
+        if len(families) > 1:
+            lines += [f"### {name}, {split}", ""]
+        rows = []
+        for _, b in best.iterrows():
+            d = t[(t.method == b.method) & t.apply(_is_default, axis=1)]
+            dm, ds = (d.iloc[0].test_mean, d.iloc[0].test_std) if len(d) else (math.nan, math.nan)
+            rows.append([b.method, _lam(b, extra), b.lr, int(b.n),
+                         _ms(b.val_mean, b.val_std), _ms(b.test_mean, b.test_std),
+                         _ms(dm, ds) if len(d) else "— (not in this sweep)",
+                         _f(b.test_mean - dm, sign=True) if len(d) else "—"])
+        lines += [f"*Table: setting chosen per method by mean validation top-1 ({split}), and its final-epoch test "
+                  f"top-1 (%) beside the default recipe's (lr 0.001, λ 0.001); mean ± SD (ddof 1) over seeds. {cap}*",
+                  "",
+                  _table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)",
+                          "test top-1 (default recipe)", "chosen minus default"], rows),
+                  ""]
+        by_method = {b.method: b for _, b in best.iterrows()}
+        if "ce" in by_method and "center" in by_method:
+            ce, ct = by_method["ce"], by_method["center"]
+            lines += [f"Tuned on validation, center loss (λ {_lam(ct, extra)}, lr {ct.lr}) minus CE (lr {ce.lr}) = "
+                      f"{_f(ct.test_mean - ce.test_mean, sign=True)} test top-1 points (difference of the means over "
+                      "seeds).", ""]
+        mark = set(best.index)
+        rows = [[r.method, _lam(r, extra), r.lr, int(r.n), _ms(r.val_mean, r.val_std),
+                 _ms(r.test_mean, r.test_std),
+                 "; ".join(x for x in ("**chosen**" if i in mark else "", "default recipe" if _is_default(r) else "")
+                           if x) or ""]
+                for i, r in t.iterrows()]
+        lines += [f"*Table: every setting of the sweep, validation and test top-1 (%), mean ± SD over seeds. {cap}*",
+                  "", _table(["method", "λ", "lr", "n", "validation top-1", "test top-1", ""], rows), ""]
+        if t.n.nunique() > 1:
+            lines += [f"Settings have different numbers of seeds ({', '.join(sorted({str(int(n)) for n in t.n}))}); "
+                      "a mean over fewer seeds is noisier.", ""]
+        tag = hashlib.sha256(json.dumps(list(fvals)).encode()).hexdigest()[:6]
+        fig = sensitivity_figure(t, keys, f"λ sensitivity: {name}, {split}\n{_plain(cap)}",
+                                 fig_dir / f"sweep_lambda_{_slug(values.get('model', 'runs'))}-{tag}.png",
+                                 chosen=[b for m, b in sorted(by_method.items()) if m != "ce"])
+        lines += [f"![λ sensitivity, {name}]({fig.relative_to(out_dir).as_posix()})", "",
+                  f"*Figure: final-epoch validation (left) and test (right) top-1 against the loss weight λ "
+                  f"(log axis), mean ± SD over seeds, one line per lr; dashed line and band: the CE baseline of that "
+                  f"lr (mean ± SD); ring: the setting chosen on validation. {split}. {cap}*", ""]
+    return lines
+
+
+__all__ = ["sweep_section", "sweep_runs", "sweep_table", "choose", "sensitivity_figure", "setting_keys",
+           "family_keys", "DEFAULT_RECIPE"]
