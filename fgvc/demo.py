@@ -129,7 +129,7 @@ def _features(net: nn.Module, x: torch.Tensor, batch: int = 1024) -> tuple[np.nd
 def train_one(data: tuple[torch.Tensor, ...], *, center_weight: float, epochs: int, seed: int) -> dict:
     """One model (CE if center_weight == 0); the same seed gives the same init and batch order
     for both methods. The global RNG is left as it was."""
-    from fgvc.losses import CenterLoss
+    from fgvc.losses import CenterLoss, optimizer_step
 
     xtr, ytr, xte, yte = data
     with torch.random.fork_rng(devices=[]):
@@ -156,15 +156,7 @@ def train_one(data: tuple[torch.Tensor, ...], *, center_weight: float, epochs: i
             if not torch.isfinite(loss):
                 raise FGVCError(f"the demo's loss became {loss.item()} (center_weight={center_weight:g}): "
                                 "use a smaller --center-weight")
-            opt.zero_grad(set_to_none=True)
-            if center_opt is not None:
-                center_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if center is not None:
-                center.before_step()
-            opt.step()
-            if center_opt is not None:
-                center_opt.step()
+            optimizer_step(loss, opt, center, center_opt, feats, y)
             sched.step()
     pred_tr, f_tr = _features(net, xtr)
     pred_te, f_te = _features(net, xte)

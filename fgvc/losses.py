@@ -352,3 +352,20 @@ def _contrastive_center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> Co
 
 __all__ = ["CenterLoss", "ContrastiveCenterLoss", "AUX_LOSSES", "PROTOCOL", "register_loss", "unregister_loss",
            "registered_losses", "build_aux_loss", "check_aux_config"]
+
+
+def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, aux: nn.Module | None,
+                   aux_optimizer: torch.optim.Optimizer | None, features: Tensor, labels: Tensor) -> None:
+    """One step of the model and its auxiliary loss, in the order the protocol needs:
+    backward, `before_step`, both optimizers, `after_step` (see the module docstring)."""
+    optimizer.zero_grad(set_to_none=True)
+    if aux_optimizer is not None:
+        aux_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if aux is not None:
+        aux.before_step()
+    optimizer.step()
+    if aux_optimizer is not None:
+        aux_optimizer.step()
+    if aux is not None:
+        aux.after_step(features.detach().float(), labels)

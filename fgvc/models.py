@@ -111,22 +111,34 @@ def _check_matches(path: Path, sd: dict[str, Tensor], full: str, num_classes: in
     if num_classes != cfg.get("num_classes"):  # timm drops these keys from the file
         ignore = {f"{c}.{s}" for c in classifiers for s in ("weight", "bias")}
 
+    mismatch = describe_mismatch(sd, expected, ignore, source="file")
+    if mismatch:
+        raise FGVCError(f"weights file {path} does not match {full}: {mismatch}; "
+                        "pass the model name the file was saved from")
+
+
+def describe_mismatch(sd: dict[str, Tensor], expected: dict[str, tuple], ignore: set[str] = frozenset(),
+                      source: str = "file") -> str | None:
+    """'N missing keys (...), M unexpected keys (...), K shape mismatches (...)' between a
+    saved state dict and a model's shapes, or None when they match. BatchNorm step
+    counters are ignored: they do not change the outputs."""
+
     def keep(k: str) -> bool:
-        return k not in ignore and not k.endswith("num_batches_tracked")  # BN counters: harmless
+        return k not in ignore and not k.endswith("num_batches_tracked")
 
     missing = [k for k in expected if keep(k) and k not in sd]
     unexpected = [k for k in sd if keep(k) and k not in expected]
-    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {expected[k]}"
+    shapes = [f"{k}: {source} {tuple(sd[k].shape)} vs model {expected[k]}"
               for k in expected if keep(k) and k in sd and tuple(sd[k].shape) != expected[k]]
-    if missing or unexpected or shapes:
-        def few(items: list[str], what: str) -> str:
-            more = ", ..." if len(items) > 3 else ""
-            return f"{len(items)} {what} ({', '.join(items[:3])}{more})"
+    if not (missing or unexpected or shapes):
+        return None
 
-        parts = [few(x, w) for x, w in ((missing, "missing keys"), (unexpected, "unexpected keys"),
-                                        (shapes, "shape mismatches")) if x]
-        raise FGVCError(f"weights file {path} does not match {full}: {', '.join(parts)}; "
-                        "pass the model name the file was saved from")
+    def few(items: list[str], what: str) -> str:
+        more = ", ..." if len(items) > 3 else ""
+        return f"{len(items)} {what} ({', '.join(items[:3])}{more})"
+
+    return ", ".join(few(x, w) for x, w in ((missing, "missing keys"), (unexpected, "unexpected keys"),
+                                            (shapes, "shape mismatches")) if x)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -18,7 +18,7 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -37,7 +37,7 @@ from fgvc.data import (DatasetInfo, EpochSampler, EvalImages, TrainImages, decod
                        train_transform)
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
-from fgvc.losses import CenterLoss, build_aux_loss
+from fgvc.losses import CenterLoss, build_aux_loss, optimizer_step
 from fgvc.models import build_model, data_config, feature_dim, forward_with_features, weights_info
 
 METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
@@ -66,9 +66,6 @@ class RunOptions:
     progress: bool = True
     # Test hooks: called after each epoch (e.g. to simulate an interruption).
     on_epoch_end: Callable[[int, dict], None] | None = None
-    # Multiplies the loss before the finiteness check (tests force a NaN with it).
-    loss_scale_for_test: float = 1.0
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,8 +88,7 @@ def describe_device(device: torch.device) -> str:
 
 # --------------------------------------------------------------------------- loops
 def train_one_epoch(model, center: CenterLoss | None, weight: float, optimizer, center_optimizer,
-                    loader, device: torch.device, *, desc: str = "", progress: bool = True,
-                    loss_scale_for_test: float = 1.0) -> dict:
+                    loader, device: torch.device, *, desc: str = "", progress: bool = True) -> dict:
     """One pass over the training data; returns mean losses, accuracy and speed."""
     model.train()
     sums = dict(ce=0.0, center=0.0, loss=0.0, correct=0, n=0)
@@ -108,21 +104,11 @@ def train_one_epoch(model, center: CenterLoss | None, weight: float, optimizer, 
             logits, feats = forward_with_features(model, x)
         ce = F.cross_entropy(logits.float(), y)
         lc = center(feats, y) if center is not None else torch.zeros((), device=device)
-        loss = (ce + weight * lc) * loss_scale_for_test
+        loss = ce + weight * lc
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at sample {sums['n']} "
                                      f"(ce={ce.item():.4g}, center={lc.item():.4g}); lower lr or center_weight")
-        optimizer.zero_grad(set_to_none=True)
-        if center_optimizer is not None:
-            center_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if center is not None:
-            center.before_step()
-        optimizer.step()
-        if center_optimizer is not None:
-            center_optimizer.step()
-        if center is not None:
-            center.after_step(feats.detach().float(), y)
+        optimizer_step(loss, optimizer, center, center_optimizer, feats, y)
         b = y.numel()
         sums["ce"] += ce.item() * b
         sums["center"] += lc.item() * b
@@ -371,8 +357,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
         sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         tr = train_one_epoch(model, center, weight, optimizer, center_optimizer, train_loader, device,
-                             desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress,
-                             loss_scale_for_test=opts.loss_scale_for_test)
+                             desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress)
         ev = evaluate(model, test_loader, device, progress=False)
         val = evaluate(model, val_loader, device, progress=False) if val_loader is not None else {}
         rec = dict(epoch=epoch + 1, train_ce=tr["train_ce"], train_center=tr["train_center"],

@@ -87,6 +87,8 @@ def classifier_key(model: nn.Module) -> str:
 
 def check_state_dict(sd: dict[str, Tensor], model: nn.Module, name: str, path: Path, data: Path) -> None:
     """Keys and shapes of `sd` against `model`; says which differ, and the class counts."""
+    from fgvc.models import describe_mismatch
+
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     key = classifier_key(model)
     if key in sd and key in expected and sd[key].ndim == 2 and tuple(sd[key].shape)[1:] == expected[key][1:] \
@@ -94,21 +96,9 @@ def check_state_dict(sd: dict[str, Tensor], model: nn.Module, name: str, path: P
         raise FGVCError(f"checkpoint {path} has {sd[key].shape[0]} classes ({key} {tuple(sd[key].shape)}) but "
                         f"dataset {data} has {expected[key][0]}: evaluate it on the dataset it was trained on")
 
-    def keep(k: str) -> bool:  # BatchNorm step counters do not affect the outputs
-        return not k.endswith("num_batches_tracked")
-
-    missing = [k for k in expected if keep(k) and k not in sd]
-    unexpected = [k for k in sd if keep(k) and k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {expected[k]}"
-              for k in expected if keep(k) and k in sd and tuple(sd[k].shape) != expected[k]]
-    if missing or unexpected or shapes:
-        def few(items: list[str], what: str) -> str:
-            more = ", ..." if len(items) > 3 else ""
-            return f"{len(items)} {what} ({', '.join(items[:3])}{more})"
-
-        parts = [few(x, w) for x, w in ((missing, "missing keys"), (unexpected, "unexpected keys"),
-                                        (shapes, "shape mismatches")) if x]
-        raise FGVCError(f"checkpoint {path} does not match {name}: {', '.join(parts)}; "
+    mismatch = describe_mismatch(sd, expected, source="checkpoint")
+    if mismatch:
+        raise FGVCError(f"checkpoint {path} does not match {name}: {mismatch}; "
                         "pass the model name the checkpoint was trained with (--model NAME)")
 
 
