@@ -218,6 +218,13 @@ class EvalImages(Dataset):
         return self.norm(self.images[i]), int(self.labels[i])
 
 
+def eval_loader(images: list[torch.Tensor], labels: np.ndarray, resize_crop: v2.Transform, norm: v2.Transform,
+                batch_size: int, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+    """A deterministic loader (resize + center crop, no shuffling) for evaluation and features."""
+    return torch.utils.data.DataLoader(EvalImages(images, labels, resize_crop, norm), batch_size=batch_size,
+                                       num_workers=workers, pin_memory=pin_memory)
+
+
 class EpochSampler(torch.utils.data.Sampler[int]):
     """A permutation drawn from (seed, epoch): same batch order for every method."""
 
@@ -254,6 +261,7 @@ __all__ = [
     "normalize",
     "TrainImages",
     "EvalImages",
+    "eval_loader",
     "EpochSampler",
     "default_workers",
     "sample_seed",

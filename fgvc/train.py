@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from fgvc import __version__
 from fgvc.config import RunConfig, save_config
-from fgvc.data import (DatasetInfo, EpochSampler, EvalImages, TrainImages, decode_all, default_workers,
-                       eval_resize_crop, normalize, sample_seed, split_table, stratified_val_split,
+from fgvc.data import (DatasetInfo, EpochSampler, TrainImages, decode_all, default_workers,
+                       eval_loader, eval_resize_crop, normalize, sample_seed, split_table, stratified_val_split,
                        train_transform)
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
@@ -313,12 +313,11 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                               pin_memory=pin, drop_last=len(train_ds) % cfg.batch_size == 1)
     eval_bs = max(cfg.batch_size, 64)
-    test_loader = DataLoader(EvalImages(images_test, test_df.label.to_numpy(), resize_crop, norm),
-                             batch_size=eval_bs, num_workers=workers, pin_memory=pin)
+    test_loader = eval_loader(images_test, test_df.label.to_numpy(), resize_crop, norm, eval_bs, workers, pin)
     val_loader = None
     if val_df is not None:
-        val_loader = DataLoader(EvalImages(decode_all(info, val_df), val_df.label.to_numpy(), resize_crop, norm),
-                                batch_size=eval_bs, num_workers=workers, pin_memory=pin)
+        val_loader = eval_loader(decode_all(info, val_df), val_df.label.to_numpy(), resize_crop, norm, eval_bs,
+                                 workers, pin)
 
     ckpt_path = run_dir / "checkpoint.pt"
     history: list[dict] = []
@@ -383,8 +382,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
 
     # Final epoch: predictions and features (no augmentation) for test and train.
     test_out = predict(model, test_loader, device, desc="test features", progress=opts.progress)
-    train_eval = DataLoader(EvalImages(images_train, train_df.label.to_numpy(), resize_crop, norm),
-                            batch_size=eval_bs, num_workers=workers, pin_memory=pin)
+    train_eval = eval_loader(images_train, train_df.label.to_numpy(), resize_crop, norm, eval_bs, workers, pin)
     train_out = predict(model, train_eval, device, desc="train features", progress=opts.progress)
     final = accuracy_metrics(test_out["probs"], test_out["labels"])
     write_predictions(run_dir / "predictions.csv", test_df.image_id.to_numpy(), test_out["labels"], test_out["probs"])

@@ -213,10 +213,8 @@ def validate(source: Path, data: Path | None, out: Path | None = None, *, model:
 
 def _evaluate_into(net, cfg, info, out: Path, *, ckpt_path, ck_meta, run_dir, source_row, name, image_size,
                    crop_pct, device: torch.device, workers, progress, dcfg, sha) -> None:
-    from torch.utils.data import DataLoader
-
     from fgvc.config import save_config
-    from fgvc.data import EvalImages, decode_all, default_workers, eval_resize_crop, normalize
+    from fgvc.data import decode_all, default_workers, eval_loader, eval_resize_crop, normalize
     from fgvc.io import atomic_write_json, atomic_write_text
     from fgvc.train import ROW_COLUMNS, RunOptions, accuracy_metrics, predict, provenance, write_features, \
         write_predictions
@@ -231,8 +229,7 @@ def _evaluate_into(net, cfg, info, out: Path, *, ckpt_path, ck_meta, run_dir, so
     frames = {}
     for split, is_train in (("test", False), ("train", True)):
         df = info.split(is_train)
-        loader = DataLoader(EvalImages(decode_all(info, df), df.label.to_numpy(), resize_crop, norm),
-                            batch_size=eval_bs, num_workers=workers, pin_memory=pin)
+        loader = eval_loader(decode_all(info, df), df.label.to_numpy(), resize_crop, norm, eval_bs, workers, pin)
         outs[split] = predict(net, loader, device, desc=f"{split} features", progress=progress)
         frames[split] = df
     final = accuracy_metrics(outs["test"]["probs"], outs["test"]["labels"])
