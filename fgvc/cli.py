@@ -32,6 +32,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "results do not depend on it")
     p.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms(True): on CPU a repeated run gives identical metrics")
+    p.add_argument("--pipeline", choices=("auto", "batched", "per-sample"), default="auto",
+                   help="data path: 'batched' keeps the decoded images on the device and augments whole batches "
+                        "there (no CPU workers), 'per-sample' augments each image in a DataLoader; same "
+                        "distribution (default: auto = batched on CUDA, per-sample on CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (CUDA; the compile time pays back only over long runs)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
@@ -39,7 +45,8 @@ def _options(args, out: Path):
     from fgvc.train import RunOptions
 
     return RunOptions(data=args.data, out=out, pretrained_file=args.pretrained_file, device=args.device,
-                      workers=args.workers, deterministic=args.deterministic, progress=args.progress)
+                      workers=args.workers, deterministic=args.deterministic, progress=args.progress,
+                      pipeline=args.pipeline, compile=args.compile)
 
 
 def cmd_benchmark(args) -> int:
@@ -57,6 +64,7 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from fgvc import distributed as dist_
     from fgvc.config import expand_grid, load_grid, parse_overrides
     from fgvc.train import run
 
@@ -66,11 +74,18 @@ def cmd_train(args) -> int:
                         "use single values (e.g. --set seeds=0 --set methods=ce) or `fgvc benchmark`")
     cfg = configs[0]
     out = args.out or Path("results") / cfg.benchmark
-    if not args.resume:
-        (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
-    row = run(cfg, _options(args, out), log=print)
-    print(f"{row['run_id']}: top1 {row['top1']:.2f}%  top5 {row['top5']:.2f}%  "
-          f"mean-class {row['mean_class_acc']:.2f}%  -> {out / 'runs' / cfg.run_id}")
+    # Under torchrun: join the process group (one process per GPU, or gloo on CPU).
+    d, args.device = dist_.init(args.device)
+    try:
+        if not args.resume and d.main:
+            (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
+        dist_.barrier()
+        row = run(cfg, _options(args, out), log=print)
+    finally:
+        dist_.shutdown()
+    if d.main:
+        print(f"{row['run_id']}: top1 {row['top1']:.2f}%  top5 {row['top5']:.2f}%  "
+              f"mean-class {row['mean_class_acc']:.2f}%  -> {out / 'runs' / cfg.run_id}")
     return 0
 
 
@@ -91,9 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("train", help="train one run",
+    p = sub.add_parser("train", help="train one run (several GPUs: torchrun --nproc_per_node N -m fgvc train ...)",
                        description="Train one configuration (the defaults are the published recipe: "
-                                   "resnet50.tv_in1k, SGD lr 0.001 momentum 0.9 wd 1e-4, batch 32, 30 epochs).")
+                                   "resnet50.tv_in1k, SGD lr 0.001 momentum 0.9 wd 1e-4, batch 32, 30 epochs). "
+                                   "Data-parallel on N GPUs: `torchrun --nproc_per_node N -m fgvc train ...`; "
+                                   "batch_size is then the global batch (split over the processes, lr unchanged) "
+                                   "and only rank 0 writes files.")
     p.add_argument("--config", type=Path, default=None, help="a YAML with single values (benchmark YAMLs work "
                                                              "when every key has one value)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<benchmark>)")

@@ -25,6 +25,7 @@ from fgvc.errors import FGVCError
 
 CENTER_UPDATES = ("learned", "joint", "ema")
 CENTER_DISTANCES = ("squared", "euclidean")
+AUGMENTS = ("standard", "none")
 
 # YAML grid keys that name a list of per-run values.
 PLURAL_KEYS = {"methods": "method", "seeds": "seed"}
@@ -59,6 +60,10 @@ class RunConfig:
     center_normalize: bool = False
     center_per_class: bool = False
     contrastive_delta: float = 1.0
+    # Training augmentation: "standard" (RandomResizedCrop scale (0.08, 1), ratio (3/4, 4/3),
+    # horizontal flip) or "none" (the evaluation resize + center crop: for checks such as
+    # the DDP-equivalence test, not a recipe).
+    augment: str = "standard"
 
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -124,6 +129,8 @@ class RunConfig:
         if not (self.contrastive_delta > 0 and math.isfinite(self.contrastive_delta)):
             raise bad("contrastive_delta", self.contrastive_delta, "must be a positive number")
         check_aux_config(self)  # the loss's own settings (e.g. contrastive_center refuses ema)
+        if self.augment not in AUGMENTS:
+            raise bad("augment", self.augment, f"choose one of {', '.join(AUGMENTS)}")
         if self.val_seed < 0:
             raise bad("val_seed", self.val_seed, "must be >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -146,7 +153,7 @@ class RunConfig:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
-ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta")
+ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta", "augment")
 AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "contrastive_delta")
 
 

@@ -235,6 +235,18 @@ def forward_with_features(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return logits, feats
 
 
+class WithFeatures(nn.Module):
+    """`forward(x) -> (logits, features)` as one module, so that DDP (which synchronises
+    gradients only through the wrapped module's forward) and torch.compile see the whole pass."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return forward_with_features(self.model, x)
+
+
 def feature_dim(model: nn.Module) -> int:
     """Width of the features `forward_with_features` returns (2048 for resnet50)."""
     dim = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")

@@ -28,9 +28,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from fgvc import __version__
+from fgvc import distributed as dist_
 from fgvc.config import RunConfig, save_config
 from fgvc.data import (DatasetInfo, EpochSampler, TrainImages, decode_all, default_workers,
                        eval_loader, eval_resize_crop, normalize, sample_seed, split_table, stratified_val_split,
@@ -38,7 +40,7 @@ from fgvc.data import (DatasetInfo, EpochSampler, TrainImages, decode_all, defau
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import CenterLoss, build_aux_loss, optimizer_step
-from fgvc.models import build_model, data_config, feature_dim, forward_with_features, weights_info
+from fgvc.models import WithFeatures, build_model, data_config, feature_dim, forward_with_features, weights_info
 
 METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
                    "test_top1", "test_top5", "lr", "seconds", "val_top1", "val_top5"]
@@ -64,6 +66,11 @@ class RunOptions:
     workers: int | None = None
     deterministic: bool = False
     progress: bool = True
+    # Data path: "batched" keeps the decoded images on the device and augments whole batches
+    # there (fgvc.augment), "per-sample" augments each image in a DataLoader (torchvision v2);
+    # both draw from the same distribution. "auto": batched on CUDA, per-sample on CPU.
+    pipeline: str = "auto"
+    compile: bool = False  # torch.compile the model (CUDA; pays for long runs only)
     # Test hooks: called after each epoch (e.g. to simulate an interruption).
     on_epoch_end: Callable[[int, dict], None] | None = None
 
@@ -87,10 +94,13 @@ def describe_device(device: torch.device) -> str:
 
 
 # --------------------------------------------------------------------------- loops
-def train_one_epoch(model, center: CenterLoss | None, weight: float, optimizer, center_optimizer,
+def train_one_epoch(net, center: CenterLoss | None, weight: float, optimizer, center_optimizer,
                     loader, device: torch.device, *, desc: str = "", progress: bool = True) -> dict:
-    """One pass over the training data; returns mean losses, accuracy and speed."""
-    model.train()
+    """One pass over the training data; returns mean losses, accuracy and speed (summed
+    over processes under DDP). `net(x)` returns (logits, features): a `WithFeatures`,
+    possibly inside DDP."""
+    net.train()
+    multi = dist_.current().enabled
     sums = dict(ce=0.0, center=0.0, loss=0.0, correct=0, n=0)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
@@ -101,11 +111,14 @@ def train_one_epoch(model, center: CenterLoss | None, weight: float, optimizer, 
         y = y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits, feats = forward_with_features(model, x)
+            logits, feats = net(x)
         ce = F.cross_entropy(logits.float(), y)
         lc = center(feats, y) if center is not None else torch.zeros((), device=device)
         loss = ce + weight * lc
-        if not torch.isfinite(loss):
+        bad = not torch.isfinite(loss)
+        if multi:  # every process stops together, or the others would wait in backward forever
+            bad = dist_.any_flag(bad)
+        if bad:
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at sample {sums['n']} "
                                      f"(ce={ce.item():.4g}, center={lc.item():.4g}); lower lr or center_weight")
         optimizer_step(loss, optimizer, center, center_optimizer, feats, y)
@@ -118,9 +131,10 @@ def train_one_epoch(model, center: CenterLoss | None, weight: float, optimizer, 
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", img_s=f"{sums['n'] / elapsed:.1f}")
     seconds = time.perf_counter() - start
+    sums = dist_.all_reduce_sum(sums)
     n = max(sums["n"], 1)
     return dict(train_ce=sums["ce"] / n, train_center=sums["center"] / n, train_loss=sums["loss"] / n,
-                train_top1=100.0 * sums["correct"] / n, train_seconds=seconds, train_images=sums["n"])
+                train_top1=100.0 * sums["correct"] / n, train_seconds=seconds, train_images=int(sums["n"]))
 
 
 @torch.no_grad()
@@ -154,6 +168,19 @@ def accuracy_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 def evaluate(model, loader, device: torch.device, **kw) -> dict:
     out = predict(model, loader, device, **kw)
+    return accuracy_metrics(out["probs"], out["labels"])
+
+
+def predict_all(model, loader, n: int, device: torch.device, **kw) -> dict:
+    """`predict` on this process's `eval_chunk` loader, gathered into all n rows in order
+    (each image once; plain `predict` when not distributed)."""
+    out = predict(model, loader, device, **kw)
+    d = dist_.current()
+    return {k: dist_.gather_rows(v, n, d) for k, v in out.items()}
+
+
+def evaluate_all(model, loader, n: int, device: torch.device, **kw) -> dict:
+    out = predict_all(model, loader, n, device, **kw)
     return accuracy_metrics(out["probs"], out["labels"])
 
 
@@ -249,6 +276,115 @@ def seed_epoch(seed: int, epoch: int) -> None:
     random.seed(s)
 
 
+# --------------------------------------------------------------------------- data
+@dataclass
+class RunData:
+    """The loaders of one run; eval loaders hold this process's `eval_chunk` only."""
+
+    train: object            # iterable of (x, y) batches
+    set_epoch: Callable[[int], None]
+    test: object
+    val: object | None
+    train_eval: Callable[[], object]  # built only at the end: the final feature pass
+    n_test: int
+    n_val: int
+    n_train: int
+    workers: int
+    pipeline: str
+
+
+def resolve_pipeline(name: str, device: torch.device, cfg: RunConfig) -> str:
+    if name not in ("auto", "batched", "per-sample"):
+        raise FGVCError(f"invalid --pipeline {name!r}: use auto, batched or per-sample")
+    if cfg.augment == "none":
+        return "per-sample"  # no random crops: the plain eval transform, per image
+    if name == "auto":
+        return "batched" if device.type == "cuda" else "per-sample"
+    return name
+
+
+def drop_last_batch(n: int, global_batch: int, world: int) -> bool:
+    """A last batch that leaves some process a single image breaks BatchNorm in training mode."""
+    rem = n % global_batch
+    return 0 < rem and -(-rem // world) == 1
+
+
+def build_data(cfg: RunConfig, opts: RunOptions, info: DatasetInfo, frames: dict, dcfg: dict,
+               device: torch.device) -> RunData:
+    """Training loader (per-sample or batched on the device) and the evaluation loaders."""
+    d = dist_.current()
+    pipeline = resolve_pipeline(opts.pipeline, device, cfg)
+    train_df, test_df, val_df = frames["train"], frames["test"], frames.get("val")
+    local_bs = dist_.local_batch_size(cfg.batch_size, d)
+    drop_last = drop_last_batch(len(train_df), cfg.batch_size, d.world)
+    sampler = EpochSampler(len(train_df), cfg.seed)
+    if d.enabled:
+        sampler = DealtSampler(sampler, cfg.batch_size, d, drop_last)
+    resize_crop = eval_resize_crop(cfg.image_size, cfg.crop_pct, dcfg["interpolation"])
+    norm = normalize(dcfg["mean"], dcfg["std"])
+    eval_bs = max(cfg.batch_size, 64)
+    labels = {k: f.label.to_numpy() for k, f in frames.items() if f is not None}
+    workers = 0 if pipeline == "batched" else (default_workers(device) if opts.workers is None else opts.workers)
+    pin = device.type == "cuda"
+
+    if pipeline == "batched":
+        from fgvc.augment import BatchedTrainLoader, DeviceEvalLoader
+        from fgvc.cache import ImageCache
+
+        caches = {k: ImageCache.build(info, f).to(device) for k, f in frames.items() if f is not None}
+        train = BatchedTrainLoader(caches["train"], labels["train"], local_bs, cfg.seed, cfg.image_size,
+                                   dcfg["mean"], dcfg["std"], sampler=sampler,
+                                   drop_last=drop_last and not d.enabled,
+                                   interpolation=dcfg["interpolation"])
+
+        def evaluation(split: str):
+            idx = torch.arange(len(frames[split]))[dist_.eval_chunk(len(frames[split]), d)]
+            return DeviceEvalLoader(caches[split], labels[split], eval_bs, resize_crop, dcfg["mean"], dcfg["std"],
+                                    indices=idx)
+
+        set_epoch = train.set_epoch
+    else:
+        images_train = decode_all(info, train_df)
+        if cfg.augment == "none":
+            transform = v2.Compose([resize_crop, norm])
+        else:
+            transform = train_transform(cfg.image_size, dcfg["mean"], dcfg["std"], dcfg["interpolation"])
+        train_ds = TrainImages(images_train, labels["train"], transform, cfg.seed)
+        train = DataLoader(train_ds, batch_size=local_bs, sampler=sampler, num_workers=workers, pin_memory=pin,
+                           drop_last=drop_last if not d.enabled else False)
+
+        def evaluation(split: str):
+            chunk = dist_.eval_chunk(len(frames[split]), d)
+            images = images_train if split == "train" else decode_all(info, frames[split])
+            return eval_loader(images[chunk], labels[split][chunk], resize_crop, norm, eval_bs, workers, pin)
+
+        def set_epoch(epoch: int) -> None:
+            train_ds.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+
+    return RunData(train=train, set_epoch=set_epoch, test=evaluation("test"),
+                   val=evaluation("val") if val_df is not None else None,
+                   train_eval=lambda: evaluation("train"), n_test=len(test_df),
+                   n_val=len(val_df) if val_df is not None else 0, n_train=len(train_df), workers=workers,
+                   pipeline=pipeline)
+
+
+class DealtSampler(torch.utils.data.Sampler[int]):
+    """This process's share of every global batch of a seeded permutation (see fgvc.distributed)."""
+
+    def __init__(self, base: EpochSampler, global_batch: int, d: dist_.Dist, drop_last: bool):
+        self.base, self.global_batch, self.d, self.drop_last = base, global_batch, d, drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __iter__(self):
+        return iter(dist_.deal_batches(list(self.base), self.global_batch, self.d, self.drop_last))
+
+    def __len__(self) -> int:
+        return len(dist_.deal_batches(list(range(len(self.base))), self.global_batch, self.d, self.drop_last))
+
+
 # --------------------------------------------------------------------------- one run
 def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
         log: Callable[[str], None] | None = None) -> dict:
@@ -256,22 +392,26 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
 
     A NaN loss or other training error is recorded in row.json as a failed run and
     re-raised as NonFiniteLossError / the original error for the caller to decide.
+    Under torchrun every process trains its share (fgvc.distributed); rank 0 writes.
     """
     from fgvc.data import load_dataset_info
 
     cfg.validate()
+    d = dist_.current()
     info = info or load_dataset_info(opts.data)
-    train_df, test_df = info.split(True), info.split(False)
-    val_df = None
+    frames = {"train": info.split(True), "test": info.split(False), "val": None}
     if cfg.val_fraction > 0:  # before anything is written: a bad fraction leaves no run folder
-        train_df, val_df = stratified_val_split(train_df, cfg.val_fraction, cfg.val_seed)
+        frames["train"], frames["val"] = stratified_val_split(frames["train"], cfg.val_fraction, cfg.val_seed)
+    train_df, test_df, val_df = frames["train"], frames["test"], frames["val"]
     run_dir = Path(opts.out) / "runs" / cfg.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logger = _run_logger(run_dir)
-    say = log or (lambda m: None)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    logger = _run_logger(run_dir) if d.main else None
+    say = log if (log and d.main) else (lambda m: None)
 
     def note(msg: str) -> None:
-        logger.info(msg)
+        if logger is not None:
+            logger.info(msg)
         say(msg)
 
     device = resolve_device(opts.device)
@@ -281,6 +421,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
     if cfg.batch_size > len(train_df):
         raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
@@ -295,83 +437,75 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     center = build_aux_loss(cfg, info.num_classes, feature_dim(model))
     if center is not None:
         center = center.to(device)
-    params = list(model.parameters()) + (center.model_parameters() if center is not None else [])
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    center_optimizer = center.make_optimizer() if center is not None else None
-    weight = cfg.center_weight if center is not None else 0.0
-
-    images_train = decode_all(info, train_df)
-    images_test = decode_all(info, test_df)
-    resize_crop = eval_resize_crop(cfg.image_size, cfg.crop_pct, dcfg["interpolation"])
-    norm = normalize(dcfg["mean"], dcfg["std"])
-    train_ds = TrainImages(images_train, train_df.label.to_numpy(),
-                           train_transform(cfg.image_size, dcfg["mean"], dcfg["std"], dcfg["interpolation"]), cfg.seed)
-    sampler = EpochSampler(len(train_ds), cfg.seed)
-    workers = default_workers(device) if opts.workers is None else opts.workers
-    pin = device.type == "cuda"
-    # A last batch of one sample breaks BatchNorm in training mode.
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                              pin_memory=pin, drop_last=len(train_ds) % cfg.batch_size == 1)
-    eval_bs = max(cfg.batch_size, 64)
-    test_loader = eval_loader(images_test, test_df.label.to_numpy(), resize_crop, norm, eval_bs, workers, pin)
-    val_loader = None
-    if val_df is not None:
-        val_loader = eval_loader(decode_all(info, val_df), val_df.label.to_numpy(), resize_crop, norm, eval_bs,
-                                 workers, pin)
+    data = build_data(cfg, opts, info, frames, dcfg, device)
 
     ckpt_path = run_dir / "checkpoint.pt"
     history: list[dict] = []
     start_epoch = 0
     prov = provenance(cfg, opts, info, device, winfo)
-    save_config(cfg, run_dir / "config.yaml")
-    atomic_write_json(run_dir / "classes.json", info.classes)
-    if val_df is not None:
-        with atomic_path(run_dir / "val_split.csv") as tmp:
-            split_table(train_df, val_df).to_csv(tmp, index=False)
-    if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck.get("run_id") == cfg.run_id and not ck.get("final"):
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            if center is not None:
-                center.load_state_dict(ck["center"])
-                if center_optimizer is not None:
-                    center_optimizer.load_state_dict(ck["center_optimizer"])
-            _set_rng_state(ck["rng"])
-            history = ck["history"]
-            start_epoch = ck["epoch"] + 1
-            prov["started"] = ck.get("started", prov["started"])
-            prov["resumed_at_epoch"] = start_epoch
-            note(f"{cfg.run_id}: resuming after epoch {start_epoch}")
+    prov.update(pipeline=data.pipeline, compile=opts.compile, world_size=d.world)
+    if d.main:
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_json(run_dir / "classes.json", info.classes)
+        if val_df is not None:
+            with atomic_path(run_dir / "val_split.csv") as tmp:
+                split_table(train_df, val_df).to_csv(tmp, index=False)
+    ck = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.is_file() else {}
+    resume = ck.get("run_id") == cfg.run_id and not ck.get("final")
+    if resume:
+        model.load_state_dict(ck["model"])
+    # Wrapped after loading (the checkpoint holds the bare model's keys); the optimizer holds
+    # the same parameter objects either way.
+    net = dist_.wrap_model(WithFeatures(model), device, d)
+    if opts.compile:
+        net = torch.compile(net)
+    params = list(model.parameters()) + (center.model_parameters() if center is not None else [])
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    center_optimizer = center.make_optimizer() if center is not None else None
+    weight = cfg.center_weight if center is not None else 0.0
+    if resume:
+        optimizer.load_state_dict(ck["optimizer"])
+        if center is not None:
+            center.load_state_dict(ck["center"])
+            if center_optimizer is not None:
+                center_optimizer.load_state_dict(ck["center_optimizer"])
+        _set_rng_state(ck["rng"])
+        history = ck["history"]
+        start_epoch = ck["epoch"] + 1
+        prov["started"] = ck.get("started", prov["started"])
+        prov["resumed_at_epoch"] = start_epoch
+        note(f"{cfg.run_id}: resuming after epoch {start_epoch}")
+    del ck
 
     note(f"{cfg.run_id}: {cfg.model} ({winfo['weights']}), method={cfg.method}, lambda={weight:g}, "
          f"seed={cfg.seed}, {len(train_df)} train / "
          + (f"{len(val_df)} validation (val_fraction {cfg.val_fraction:g}, val_seed {cfg.val_seed}) / "
             if val_df is not None else "")
          + f"{len(test_df)} test images, {info.num_classes} classes, "
-         f"device {prov['device']}, workers {workers}")
+         f"device {prov['device']}" + (f" x{d.world} processes" if d.enabled else "")
+         + f", pipeline {data.pipeline}, workers {data.workers}")
     for epoch in range(start_epoch, cfg.epochs):
         seed_epoch(cfg.seed, epoch)
-        train_ds.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+        data.set_epoch(epoch)
         t0 = time.perf_counter()
-        tr = train_one_epoch(model, center, weight, optimizer, center_optimizer, train_loader, device,
-                             desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress)
-        ev = evaluate(model, test_loader, device, progress=False)
-        val = evaluate(model, val_loader, device, progress=False) if val_loader is not None else {}
+        tr = train_one_epoch(net, center, weight, optimizer, center_optimizer, data.train, device,
+                             desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress and d.main)
+        ev = evaluate_all(model, data.test, data.n_test, device, progress=False)
+        val = evaluate_all(model, data.val, data.n_val, device, progress=False) if data.val is not None else {}
         rec = dict(epoch=epoch + 1, train_ce=tr["train_ce"], train_center=tr["train_center"],
                    train_loss=tr["train_loss"], train_top1=tr["train_top1"], test_top1=ev["top1"],
                    test_top5=ev["top5"], lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
                    train_seconds=tr["train_seconds"], train_images=tr["train_images"],
                    val_top1=val.get("top1"), val_top5=val.get("top5"))
         history.append(rec)
-        write_metrics(run_dir / "metrics.csv", history)
-        with atomic_path(ckpt_path) as tmp:
-            torch.save(dict(run_id=cfg.run_id, epoch=epoch, model=model.state_dict(),
-                            optimizer=optimizer.state_dict(),
-                            center=center.state_dict() if center is not None else None,
-                            center_optimizer=center_optimizer.state_dict() if center_optimizer else None,
-                            rng=_rng_state(), history=history, started=prov["started"]), tmp)
+        if d.main:
+            write_metrics(run_dir / "metrics.csv", history)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save(dict(run_id=cfg.run_id, epoch=epoch, model=model.state_dict(),
+                                optimizer=optimizer.state_dict(),
+                                center=center.state_dict() if center is not None else None,
+                                center_optimizer=center_optimizer.state_dict() if center_optimizer else None,
+                                rng=_rng_state(), history=history, started=prov["started"]), tmp)
         note(f"{cfg.run_id}: epoch {epoch + 1}/{cfg.epochs} loss {tr['train_loss']:.4f} "
              f"(ce {tr['train_ce']:.4f}, center {tr['train_center']:.4g}) train top1 {tr['train_top1']:.1f} "
              + (f"val top1 {val['top1']:.1f} " if val else "")
@@ -381,31 +515,35 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
             opts.on_epoch_end(epoch, rec)
 
     # Final epoch: predictions and features (no augmentation) for test and train.
-    test_out = predict(model, test_loader, device, desc="test features", progress=opts.progress)
-    train_eval = eval_loader(images_train, train_df.label.to_numpy(), resize_crop, norm, eval_bs, workers, pin)
-    train_out = predict(model, train_eval, device, desc="train features", progress=opts.progress)
+    test_out = predict_all(model, data.test, data.n_test, device, desc="test features",
+                           progress=opts.progress and d.main)
+    train_out = predict_all(model, data.train_eval(), data.n_train, device, desc="train features",
+                            progress=opts.progress and d.main)
     final = accuracy_metrics(test_out["probs"], test_out["labels"])
-    write_predictions(run_dir / "predictions.csv", test_df.image_id.to_numpy(), test_out["labels"], test_out["probs"])
-    write_features(run_dir / "features.npz", test_out, test_df.image_id.to_numpy(), train_out,
-                   train_df.image_id.to_numpy())
     train_seconds = float(sum(h["train_seconds"] for h in history))
     train_images = int(sum(h["train_images"] for h in history))
     prov["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    prov["workers"] = workers
-    atomic_write_json(run_dir / "provenance.json", prov)
+    prov["workers"] = data.workers
     row = make_row(cfg, winfo, prov["device"], prov["git_commit"], top1=final["top1"], top5=final["top5"],
                    mean_class_acc=final["mean_class_acc"], best_epoch_top1=max(h["test_top1"] for h in history),
                    train_seconds=round(train_seconds, 2),
                    images_per_second=round(train_images / max(train_seconds, 1e-9), 2),
                    val_top1=history[-1].get("val_top1") if val_df is not None else None)
-    atomic_write_json(run_dir / "row.json", row)
-    # Keep only the final weights (for later evaluation); optimizer state is no longer needed.
-    with atomic_path(ckpt_path) as tmp:
-        torch.save(dict(run_id=cfg.run_id, epoch=cfg.epochs - 1, final=True, model=model.state_dict(),
-                        center=center.state_dict() if center is not None else None), tmp)
-    note(f"{cfg.run_id}: done: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
-         f"mean-class {final['mean_class_acc']:.2f} ({train_seconds:.0f}s training)")
-    _close_logger(logger)
+    if d.main:
+        write_predictions(run_dir / "predictions.csv", test_df.image_id.to_numpy(), test_out["labels"],
+                          test_out["probs"])
+        write_features(run_dir / "features.npz", test_out, test_df.image_id.to_numpy(), train_out,
+                       train_df.image_id.to_numpy())
+        atomic_write_json(run_dir / "provenance.json", prov)
+        atomic_write_json(run_dir / "row.json", row)
+        # Keep only the final weights (for later evaluation); optimizer state is no longer needed.
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(dict(run_id=cfg.run_id, epoch=cfg.epochs - 1, final=True, model=model.state_dict(),
+                            center=center.state_dict() if center is not None else None), tmp)
+        note(f"{cfg.run_id}: done: top1 {final['top1']:.2f} top5 {final['top5']:.2f} "
+             f"mean-class {final['mean_class_acc']:.2f} ({train_seconds:.0f}s training)")
+        _close_logger(logger)
+    dist_.barrier()
     return row
 
 
