@@ -73,9 +73,49 @@ def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> Non
                                                             if cfg.val_fraction > 0 else "") + ")")
 
 
+def _run_job(cfg: RunConfig, opts: RunOptions, threads: int) -> dict:
+    """One run in a worker process of `--jobs`: its failure becomes a failed row, as in a serial grid."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        return run(cfg, opts, log=None)
+    except (NonFiniteLossError, RuntimeError, FGVCError) as e:
+        return record_failure(cfg, opts, e)
+
+
+def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Path,
+                     echo: Callable[[str], None]) -> None:
+    """Run `jobs` runs at a time, each in its own process on the same device.
+
+    A run does not depend on what runs beside it: its random draws are seeded by its own
+    (seed, epoch, image) and nothing is shared but the (read-only) decoded-image cache. On
+    CPU the cores are split between the jobs (so a job's result equals a run alone with the
+    same thread count; with --deterministic, exactly). Finished rows land in runs.csv as they come.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    job_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": None, "progress": False})
+    ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_job, cfg, job_opts, threads): cfg for cfg in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            cfg = futures[fut]
+            row = fut.result()
+            rebuild_runs_csv(out)
+            result = f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
+            echo(f"[{i}/{len(todo)}] {cfg.run_id}: {result}")
+
+
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
-                  echo: Callable[[str], None] = print, dry_run: bool = False) -> pd.DataFrame:
-    """Expand, check and run a grid; returns the runs.csv frame."""
+                  echo: Callable[[str], None] = print, dry_run: bool = False, jobs: int = 1) -> pd.DataFrame:
+    """Expand, check and run a grid (`jobs` runs at a time); returns the runs.csv frame."""
+    if jobs < 1:
+        raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
     grid = load_grid(grid_path, overrides)
     if "benchmark" not in grid and grid_path is not None:
         grid["benchmark"] = [Path(grid_path).stem]
@@ -95,6 +135,13 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
             rebuild_runs_csv(out)
         return pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
     preflight(todo, opts, int(info.manifest.is_train.sum()))
+    if jobs > 1:
+        started = time.perf_counter()
+        echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
+        run_concurrently(todo, opts, jobs, out, echo)
+        echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
+             f"results in {out / 'runs.csv'}")
+        return pd.read_csv(out / "runs.csv")
 
     remaining_epochs = sum(c.epochs for c in todo)
     epoch_seconds: list[float] = []

@@ -1,0 +1,42 @@
+"""`fgvc benchmark --jobs N`: concurrent runs give the results of runs alone."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from fgvc.benchmark import run_benchmark
+from fgvc.errors import FGVCError
+from fgvc.train import RunOptions
+
+GRID = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
+        "seeds": [0], "methods": ["ce", "center"], "lr": 0.01, "benchmark": "jobs"}
+TIMINGS = {"seconds", "train_seconds", "images_per_second"}
+
+
+def _grid(data, out, jobs: int) -> pd.DataFrame:
+    opts = RunOptions(data=data, out=out, progress=False, deterministic=True)
+    return run_benchmark(None, opts, dict(GRID), echo=lambda m: None, jobs=jobs)
+
+
+@pytest.mark.slow
+def test_concurrent_runs_equal_runs_alone(sparrow_dataset, tmp_path):
+    alone = _grid(sparrow_dataset, tmp_path / "alone", jobs=1)
+    together = _grid(sparrow_dataset, tmp_path / "together", jobs=2)
+    assert (together.status == "ok").all(), together.error.tolist()
+    assert sorted(together.run_id) == sorted(alone.run_id)
+    for run_id in alone.run_id:
+        a, b = tmp_path / "alone" / "runs" / run_id, tmp_path / "together" / "runs" / run_id
+        ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
+        cols = [c for c in ma.columns if c not in TIMINGS]
+        pd.testing.assert_frame_equal(ma[cols], mb[cols])  # identical on CPU with --deterministic
+        assert (a / "predictions.csv").read_text() == (b / "predictions.csv").read_text()
+        ra, rb = (json.loads((d / "row.json").read_text()) for d in (a, b))
+        assert {k: v for k, v in ra.items() if k not in TIMINGS} == {k: v for k, v in rb.items() if k not in TIMINGS}
+
+
+def test_jobs_must_be_positive(sparrow_dataset, tmp_path):
+    with pytest.raises(FGVCError, match="invalid --jobs 0"):
+        _grid(sparrow_dataset, tmp_path, jobs=0)
