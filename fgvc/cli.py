@@ -1,4 +1,4 @@
-"""`fgvc` command line: benchmark | train | validate | report | visualize | compare | demo.
+"""`fgvc` command line: benchmark | train | validate | report | visualize | compare | demo | speed.
 
 User errors (FGVCError) are printed on one line and exit with status 2.
 """
@@ -13,6 +13,7 @@ from fgvc import __version__
 from fgvc.errors import FGVCError
 from fgvc.demo import add_parser as add_demo_parser
 from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
+from fgvc.speed import add_parser as add_speed_parser
 from fgvc.validate import add_parser as add_validate_parser
 
 DEFAULT_DATA = Path("data/cub_sparrows")
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_visualize_parser(sub)
     add_compare_parser(sub)
     add_demo_parser(sub)
+    add_speed_parser(sub)
     return parser
 
 

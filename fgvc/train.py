@@ -329,18 +329,19 @@ def build_data(cfg: RunConfig, opts: RunOptions, info: DatasetInfo, frames: dict
 
     if pipeline == "batched":
         from fgvc.augment import BatchedTrainLoader, DeviceEvalLoader
-        from fgvc.cache import ImageCache
+        from fgvc.cache import build_image_cache
 
-        caches = {k: ImageCache.build(info, f).to(device) for k, f in frames.items() if f is not None}
-        train = BatchedTrainLoader(caches["train"], labels["train"], local_bs, cfg.seed, cfg.image_size,
+        # Decoded once (a memory-mapped file shared by runs and processes), then kept on the device.
+        train_cache = build_image_cache(info, train_df).to(device)
+        train = BatchedTrainLoader(train_cache, labels["train"], local_bs, cfg.seed, cfg.image_size,
                                    dcfg["mean"], dcfg["std"], sampler=sampler,
-                                   drop_last=drop_last and not d.enabled,
-                                   interpolation=dcfg["interpolation"])
+                                   drop_last=drop_last and not d.enabled, interpolation=dcfg["interpolation"])
 
         def evaluation(split: str):
-            idx = torch.arange(len(frames[split]))[dist_.eval_chunk(len(frames[split]), d)]
-            return DeviceEvalLoader(caches[split], labels[split], eval_bs, resize_crop, dcfg["mean"], dcfg["std"],
-                                    indices=idx)
+            # Resized and cropped once on the CPU (the same pixels as the per-sample path), kept on the device.
+            part = frames[split].iloc[dist_.eval_chunk(len(frames[split]), d)]
+            return DeviceEvalLoader(build_image_cache(info, part), part.label.to_numpy(), eval_bs, resize_crop,
+                                    dcfg["mean"], dcfg["std"], device=device)
 
         set_epoch = train.set_epoch
     else:
@@ -351,7 +352,7 @@ def build_data(cfg: RunConfig, opts: RunOptions, info: DatasetInfo, frames: dict
             transform = train_transform(cfg.image_size, dcfg["mean"], dcfg["std"], dcfg["interpolation"])
         train_ds = TrainImages(images_train, labels["train"], transform, cfg.seed)
         train = DataLoader(train_ds, batch_size=local_bs, sampler=sampler, num_workers=workers, pin_memory=pin,
-                           drop_last=drop_last if not d.enabled else False)
+                           drop_last=drop_last and not d.enabled)
 
         def evaluation(split: str):
             chunk = dist_.eval_chunk(len(frames[split]), d)

@@ -18,6 +18,15 @@ REAL_CUB = SHARED / "data" / "cub-sparrows" / "CUB_200_2011"
 REAL_WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0.in1k.safetensors"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _decoded_cache_in_tmp(tmp_path_factory):
+    """The decoded-image cache (fgvc.cache) goes to a temporary folder, not ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FGVC_CACHE_DIR", str(tmp_path_factory.mktemp("decoded-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def cub_tree(tmp_path_factory) -> Path:
     """A synthetic `CUB_200_2011/` folder (read-only by convention: copy before mutating)."""

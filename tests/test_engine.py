@@ -81,18 +81,21 @@ def test_rerun_skips_finished(tiny_grid, sparrow_dataset):
     assert (out / "runs.csv").read_text() == before
 
 
-def test_tiny_model_learns(sparrow_dataset, tmp_path):
-    """The synthetic classes are learnable: a few epochs beat chance clearly."""
+@pytest.mark.parametrize("pipeline", ["per-sample", "batched"])
+def test_tiny_model_learns(sparrow_dataset, tmp_path, pipeline):
+    """The synthetic classes are learnable: a few epochs beat chance clearly, with either data path."""
     grid = dict(TINY, methods=["ce"], epochs=6)
-    frame = run_benchmark(None, opts(sparrow_dataset, tmp_path), grid, echo=lambda m: None)
+    frame = run_benchmark(None, opts(sparrow_dataset, tmp_path, pipeline=pipeline), grid, echo=lambda m: None)
+    assert json.loads((tmp_path / "runs" / frame.run_id.iloc[0] / "provenance.json").read_text())["pipeline"] == pipeline
     chance = 100 / len(json.loads((sparrow_dataset / "dataset.json").read_text())["classes"])
     assert frame.top1.iloc[0] > 1.5 * chance
 
 
-def test_resume_equals_uninterrupted(sparrow_dataset, tmp_path):
+@pytest.mark.parametrize("pipeline", ["per-sample", "batched"])
+def test_resume_equals_uninterrupted(sparrow_dataset, tmp_path, pipeline):
     grid = dict(TINY, methods=["center"], epochs=3)
     whole = tmp_path / "whole"
-    run_benchmark(None, opts(sparrow_dataset, whole, deterministic=True), grid, echo=lambda m: None)
+    run_benchmark(None, opts(sparrow_dataset, whole, deterministic=True, pipeline=pipeline), grid, echo=lambda m: None)
 
     class Stop(KeyboardInterrupt):
         pass
@@ -103,11 +106,11 @@ def test_resume_equals_uninterrupted(sparrow_dataset, tmp_path):
 
     cut = tmp_path / "cut"
     with pytest.raises(Stop):
-        run_benchmark(None, opts(sparrow_dataset, cut, deterministic=True, on_epoch_end=stop_after_first), grid,
-                      echo=lambda m: None)
+        run_benchmark(None, opts(sparrow_dataset, cut, deterministic=True, pipeline=pipeline,
+                                 on_epoch_end=stop_after_first), grid, echo=lambda m: None)
     (run_dir,) = (cut / "runs").iterdir()
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "row.json").exists()
-    run_benchmark(None, opts(sparrow_dataset, cut, deterministic=True), grid, echo=lambda m: None)
+    run_benchmark(None, opts(sparrow_dataset, cut, deterministic=True, pipeline=pipeline), grid, echo=lambda m: None)
     a = pd.read_csv(whole / "runs" / run_dir.name / "metrics.csv").drop(columns="seconds")
     b = pd.read_csv(run_dir / "metrics.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b)

@@ -1,0 +1,68 @@
+"""`fgvc speed` on the synthetic fixture: both loops run, the CSVs say what was measured."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from fgvc.cli import main
+from fgvc.speed import GRID_COLUMNS, SPEED_COLUMNS, epoch_seconds
+
+
+def _args(data, out, grid, *extra):
+    return ["speed", "--data", str(data), "--model", "test_resnet", "--no-pretrained", "--batch-size", "4",
+            "--image-size", "32", "--train-batches", "2", "--warmup-batches", "1", "--repeats", "2",
+            "--workers", "0", "--device", "cpu", "--grid", str(grid), "--out", str(out), *extra]
+
+
+@pytest.fixture()
+def tiny_grid_yaml(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "model": "test_resnet", "pretrained": False,
+                                    "methods": ["ce", "center"], "seeds": [0, 1], "epochs": 3,
+                                    "batch_size": 4, "image_size": 32}))
+    return path
+
+
+def test_speed_writes_both_pipelines_and_the_grid(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
+    out = tmp_path / "speed"
+    assert main(_args(sparrow_dataset, out, tiny_grid_yaml)) == 0
+    speed = pd.read_csv(out / "cpu-test_resnet.csv")
+    assert list(speed.columns) == SPEED_COLUMNS
+    assert list(speed.pipeline) == ["reference", "fgvc-per-sample"]
+    assert (speed.train_img_s > 0).all() and (speed.eval_img_s > 0).all()
+    assert speed.epoch_extrapolated.all() and (speed.train_batches_timed == 2).all()
+    ref = speed.iloc[0]
+    assert ref.speedup_train == 1.0 and ref.speedup_epoch == 1.0
+    grid = pd.read_csv(out / "cpu-test_resnet-grid.csv")
+    assert list(grid.columns) == GRID_COLUMNS and list(grid.who) == ["reference", "fgvc"]
+    assert (grid.runs == 4).all() and (grid.epochs == 12).all() and grid.extrapolated.all()
+    prov = json.loads((out / "cpu-test_resnet.json").read_text())
+    for key in ("git_commit", "device", "torch", "weights", "weights_sha256", "dataset_content_sha256", "measured"):
+        assert key in prov
+    assert "extrapolated" in capsys.readouterr().out
+
+
+def test_speed_measures_the_grid_for_real(sparrow_dataset, tmp_path, tiny_grid_yaml):
+    out = tmp_path / "speed"
+    assert main(_args(sparrow_dataset, out, tiny_grid_yaml, "--measure-grid", "--jobs", "2",
+                      "--pipeline", "batched")) == 0
+    speed = pd.read_csv(out / "cpu-test_resnet.csv")
+    assert speed.pipeline.iloc[1] == "fgvc-batched"
+    grid = pd.read_csv(out / "cpu-test_resnet-grid.csv").set_index("who")
+    assert not grid.loc["fgvc", "extrapolated"] and grid.loc["fgvc", "jobs"] == 2
+    assert grid.loc["fgvc", "wall_seconds"] > 0
+
+
+def test_epoch_seconds_counts_train_and_test():
+    res = {"train_img_s": 10.0, "eval_img_s": 100.0}
+    assert epoch_seconds(res, 629, 615, 32) == pytest.approx(62.9 + 6.15)
+    assert epoch_seconds(res, 33, 0, 32) == pytest.approx(3.2)  # the last batch of one is dropped
+
+
+def test_speed_bad_input(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
+    assert main(_args(sparrow_dataset, tmp_path, tiny_grid_yaml)[:-2] + ["--out", str(tmp_path), "--repeats", "0"]) == 2
+    assert "--repeats 0" in capsys.readouterr().err
