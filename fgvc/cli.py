@@ -54,6 +54,11 @@ def cmd_benchmark(args) -> int:
     from fgvc.benchmark import default_out, run_benchmark
     from fgvc.config import load_grid, parse_overrides
 
+    from fgvc.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise FGVCError("`fgvc benchmark` runs whole grids and is not for torchrun: train one run on several "
+                        "GPUs with `torchrun --nproc_per_node N -m fgvc train ...`, or use --jobs N / --shard i/n")
     overrides = parse_overrides(args.overrides)
     name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
     out = args.out or default_out(name)

@@ -52,10 +52,10 @@ def test_last_batch_rule_keeps_two_images_per_process():
     assert drop_last_batch(34, 32, 2) and not drop_last_batch(35, 32, 2)
 
 
-def _train(cmd_prefix: list[str], cfg: Path, data: Path, out: Path) -> pd.DataFrame:
+def _train(cmd_prefix: list[str], cfg: Path, data: Path, out: Path, pipeline: str) -> Path:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = cmd_prefix + ["-m", "fgvc", "train", "--config", str(cfg), "--data", str(data), "--out", str(out),
-                        "--device", "cpu", "--no-progress"]
+                        "--device", "cpu", "--no-progress", "--pipeline", pipeline]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = list((out / "runs").iterdir())
@@ -64,20 +64,22 @@ def _train(cmd_prefix: list[str], cfg: Path, data: Path, out: Path) -> pd.DataFr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("update", ["learned", "ema"])
-def test_torchrun_two_processes_match_one_process(sparrow_dataset, tmp_path, update):
-    """GroupNorm model (no BatchNorm: SyncBatchNorm does not run on CPU), no augmentation,
-    the seeded batch order: 2 gloo processes with 4 images each follow the 1-process run
-    with batch 8. Stated tolerance: 1e-4 relative on per-epoch losses, 1e-3 on probabilities
-    (only the order of floating-point sums differs)."""
+@pytest.mark.parametrize("update,augment,pipeline", [("learned", "none", "per-sample"),
+                                                     ("ema", "standard", "batched")])
+def test_torchrun_two_processes_match_one_process(sparrow_dataset, tmp_path, update, augment, pipeline):
+    """GroupNorm model (no BatchNorm: SyncBatchNorm does not run on CPU), the seeded batch
+    order: 2 gloo processes with 4 images each follow the 1-process run with batch 8. With
+    no augmentation, or with the batched pipeline, whose crops depend only on (seed, epoch,
+    image) and not on which process draws them. Stated tolerance: 1e-4 relative on per-epoch
+    losses, 1e-3 on probabilities (only the order of floating-point sums differs)."""
     cfg = dict(benchmark="ddp", model="test_efficientnet_gn", pretrained=False, method="center",
                center_update=update, center_weight=0.01, epochs=2, batch_size=8, lr=0.05, image_size=32,
-               seed=3, augment="none")
+               seed=3, augment=augment)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    one = _train([sys.executable], path, sparrow_dataset, tmp_path / "one")
+    one = _train([sys.executable], path, sparrow_dataset, tmp_path / "one", pipeline)
     two = _train([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-                 path, sparrow_dataset, tmp_path / "two")
+                 path, sparrow_dataset, tmp_path / "two", pipeline)
     m1, m2 = pd.read_csv(one / "metrics.csv"), pd.read_csv(two / "metrics.csv")
     for col in ("train_ce", "train_center", "train_loss"):
         np.testing.assert_allclose(m2[col], m1[col], rtol=1e-4, err_msg=col)
@@ -91,3 +93,12 @@ def test_torchrun_two_processes_match_one_process(sparrow_dataset, tmp_path, upd
     # rank 0 alone wrote the run folder and says how it ran
     prov = yaml.safe_load((two / "provenance.json").read_text())
     assert prov["world_size"] == 2 and yaml.safe_load((one / "provenance.json").read_text())["world_size"] == 1
+    assert prov["pipeline"] == pipeline
+
+
+def test_benchmark_refuses_torchrun(monkeypatch, capsys):
+    from fgvc.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["benchmark", "benchmarks/smoke.yaml", "--dry-run"]) == 2
+    assert "torchrun --nproc_per_node N -m fgvc train" in capsys.readouterr().err
