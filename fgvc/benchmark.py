@@ -1,12 +1,16 @@
 """A benchmark grid (YAML) -> runs, skipping finished ones and resuming interrupted
-ones, with `runs.csv` rebuilt from the run folders after every run."""
+ones, with `runs.csv` rebuilt from the run folders after every run.
+
+A grid can be split between N jobs (`--shard I/N`, or a Slurm job array): each runs
+every N-th run of the expanded grid into the same OUT, and `fgvc report` merges them.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -19,6 +23,82 @@ from fgvc.train import ROW_COLUMNS, NonFiniteLossError, RunOptions, read_row, re
 
 def default_out(grid_name: str) -> Path:
     return Path("results") / grid_name
+
+
+# --------------------------------------------------------------------------- shards
+class Shard(NamedTuple):
+    """Run `index`, `index + count`, `index + 2*count`, ... of the expanded grid (0-based)."""
+
+    index: int
+    count: int
+    origin: str = "--shard"  # where it came from, for messages
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """`--shard I/N` -> Shard(I, N); I is 0-based, so N jobs use I = 0 .. N-1."""
+    i, sep, n = str(text).strip().partition("/")
+    try:
+        shard = Shard(int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
+        raise FGVCError(f"invalid --shard {text!r}: expected I/N with 0 <= I < N (I is 0-based), "
+                        "e.g. --shard 0/4 ... --shard 3/4 for four jobs")
+    return shard
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or not str(raw).strip():
+        if default is not None:
+            return default
+        raise FGVCError(f"{name} is not set although SLURM_ARRAY_TASK_ID is: run inside a Slurm job array "
+                        "(sbatch --array=...) or pass --shard I/N")
+    try:
+        return int(raw)
+    except ValueError:
+        raise FGVCError(f"invalid {name}={raw!r}: expected an integer; pass --shard I/N instead") from None
+
+
+def shard_from_env(env: Mapping[str, str]) -> Shard | None:
+    """The shard of a Slurm job array task, or None outside an array.
+
+    Task ids need not start at 0 and may be stepped (`--array=1-9:2`): the shard is the
+    task's position in the array, (ID - MIN) / STEP, out of SLURM_ARRAY_TASK_COUNT.
+    Arrays that are not one evenly spaced range (`--array=1,4,5`) cannot be mapped.
+    """
+    if env.get("SLURM_ARRAY_TASK_ID") is None:
+        return None
+    task = _env_int(env, "SLURM_ARRAY_TASK_ID")
+    low = _env_int(env, "SLURM_ARRAY_TASK_MIN")
+    step = _env_int(env, "SLURM_ARRAY_TASK_STEP", 1)
+    count = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
+    high = _env_int(env, "SLURM_ARRAY_TASK_MAX", low + (count - 1) * step)
+    origin = f"Slurm array task {task} of {low}-{high}" + (f":{step}" if step != 1 else "")
+    fix = "use one evenly spaced range (sbatch --array=MIN-MAX[:STEP]) or pass --shard I/N"
+    if step < 1 or count < 1:
+        raise FGVCError(f"invalid Slurm array: SLURM_ARRAY_TASK_STEP={step}, SLURM_ARRAY_TASK_COUNT={count}; {fix}")
+    if high != low + (count - 1) * step:
+        raise FGVCError(f"Slurm array {low}-{high} with step {step} does not hold {count} tasks "
+                        f"(SLURM_ARRAY_TASK_COUNT={count}): not one evenly spaced range; {fix}")
+    offset = task - low
+    if offset < 0 or offset % step or offset // step >= count:
+        raise FGVCError(f"SLURM_ARRAY_TASK_ID={task} is not in the array {low}-{high}:{step}; {fix}")
+    return Shard(offset // step, count, origin)
+
+
+def select_shard(configs: Sequence[RunConfig], shard: Shard | tuple[int, int] | None) -> list[RunConfig]:
+    """`configs[i::n]`: every job expands the same grid in the same order, so the
+    shards are disjoint and together cover the grid (whatever is already done)."""
+    if shard is None:
+        return list(configs)
+    i, n = shard[0], shard[1]
+    if n < 1 or not 0 <= i < n:
+        raise FGVCError(f"invalid shard {i}/{n}: expected I/N with 0 <= I < N (I is 0-based)")
+    return list(configs[i::n])
 
 
 def rebuild_runs_csv(out: Path) -> Path:
@@ -73,17 +153,31 @@ def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> Non
                                                             if cfg.val_fraction > 0 else "") + ")")
 
 
+def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
+    """A shard answers for its own runs only (its exit status must not fail on another's)."""
+    if shard is None or frame.empty:
+        return frame
+    return frame[frame.run_id.isin({c.run_id for c in configs})].reset_index(drop=True)
+
+
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
-                  echo: Callable[[str], None] = print, dry_run: bool = False) -> pd.DataFrame:
-    """Expand, check and run a grid; returns the runs.csv frame."""
+                  echo: Callable[[str], None] = print, dry_run: bool = False,
+                  shard: Shard | tuple[int, int] | None = None) -> pd.DataFrame:
+    """Expand, check and run a grid (or one shard of it); returns the runs.csv frame
+    (with a shard: only that shard's rows)."""
     grid = load_grid(grid_path, overrides)
     if "benchmark" not in grid and grid_path is not None:
         grid["benchmark"] = [Path(grid_path).stem]
-    configs = expand_grid(grid)
+    everything = expand_grid(grid)
+    if shard is not None and not isinstance(shard, Shard):
+        shard = Shard(*shard)
+    configs = select_shard(everything, shard)
     info = load_dataset_info(opts.data)
     out = Path(opts.out)
     todo, done = plan(configs, out)
-    echo(f"benchmark {configs[0].benchmark}: {len(configs)} runs in grid, {len(done)} done, {len(todo)} to do; "
+    which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
+             if shard is not None else f"{len(configs)} runs in grid")
+    echo(f"benchmark {everything[0].benchmark}: {which}, {len(done)} done, {len(todo)} to do; "
          f"data {info.root} ({info.num_classes} classes, {int(info.manifest.is_train.sum())} train / "
          f"{int((info.manifest.is_train == 0).sum())} test); out {out}")
     for cfg in done:
@@ -93,7 +187,8 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     if dry_run or not todo:
         if (out / "runs").is_dir():
             rebuild_runs_csv(out)
-        return pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+        frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+        return _own_rows(frame, configs, shard)
     preflight(todo, opts, int(info.manifest.is_train.sum()))
 
     remaining_epochs = sum(c.epochs for c in todo)
@@ -127,7 +222,8 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
             rebuild_runs_csv(out)
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
          f"results in {out / 'runs.csv'}")
-    return pd.read_csv(out / "runs.csv")
+    return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
 
 
-__all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out"]
+__all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out", "Shard", "parse_shard", "shard_from_env",
+           "select_shard"]
