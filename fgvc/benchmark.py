@@ -7,7 +7,6 @@ every N-th run of the expanded grid into the same OUT, and `fgvc report` merges 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -17,7 +16,7 @@ import pandas as pd
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.data import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path
+from fgvc.runs_csv import write_runs_csv
 from fgvc.train import ROW_COLUMNS, NonFiniteLossError, RunOptions, read_row, record_failure, run
 
 
@@ -104,22 +103,7 @@ def select_shard(configs: Sequence[RunConfig], shard: Shard | tuple[int, int] | 
 def rebuild_runs_csv(out: Path) -> Path:
     """One row per run folder that has a row.json; written atomically, so concurrent
     jobs or shards never lose a row and Ctrl-C never leaves a half file."""
-    rows = []
-    for p in sorted((out / "runs").glob("*/row.json")):
-        try:
-            rows.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
-            continue  # a row.json is itself written atomically; skip foreign junk
-    frame = pd.DataFrame(rows)
-    for c in ROW_COLUMNS:
-        if c not in frame.columns:
-            frame[c] = None
-    extra = [c for c in frame.columns if c not in ROW_COLUMNS]
-    frame = frame[ROW_COLUMNS + extra]
-    path = out / "runs.csv"
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
+    return write_runs_csv(out, ROW_COLUMNS)
 
 
 def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[RunConfig]]:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+import shutil
 
-from fgvc.benchmark import Shard, parse_shard, run_benchmark, select_shard, shard_from_env
+import pandas as pd
+import pytest
+import yaml
+from report_fixtures import make_out
+
+from fgvc.benchmark import Shard, parse_shard, rebuild_runs_csv, run_benchmark, select_shard, shard_from_env
 from fgvc.cli import main
 from fgvc.config import expand_grid, load_grid
 from fgvc.errors import FGVCError
-from fgvc.train import RunOptions
+from fgvc.report.load import RUNS_COLUMNS, load_runs, sync_runs_csv
+from fgvc.report.report import write_report
+from fgvc.train import ROW_COLUMNS, RunOptions
 
 GRID = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
         "methods": ["ce", "center"], "seeds": [0, 1, 2], "center_weight": [0.001, 0.01], "lr": 0.01,
@@ -81,8 +89,6 @@ def test_bad_slurm_env(env, message):
 
 
 def _yaml(tmp_path, grid: dict) -> str:
-    import yaml
-
     path = tmp_path / "shards.yaml"
     path.write_text(yaml.safe_dump({("name" if k == "benchmark" else k): v for k, v in grid.items()}))
     return str(path)
@@ -132,3 +138,38 @@ def test_two_shards_fill_one_out(tmp_path, sparrow_dataset):
     assert list(second.method) == ["center"] and len(trained) == 2
     whole = run_benchmark(None, opts(), dict(grid), echo=lambda m: None)  # nothing left to do
     assert sorted(whole.method) == ["ce", "center"] and len(trained) == 2
+
+
+# --------------------------------------------------------------------------- merging in report
+def test_report_merges_rows_a_racing_shard_lost(tmp_path):
+    """Two shards rebuilding runs.csv at once can leave it without one's row; the report
+    rebuilds it from the row.json files first."""
+    out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
+    full = (out / "runs.csv").read_text()
+    lines = full.splitlines(keepends=True)
+    (out / "runs.csv").write_text("".join(lines[:-1]))  # the last rename lacked a row
+    write_report(out)
+    merged = pd.read_csv(out / "runs.csv")
+    assert len(merged) == len(lines) - 1 and pd.read_csv(out / "summary.csv").n.tolist() == [2, 2]
+
+
+def test_report_reads_runs_csv_alone(tmp_path):
+    """A results folder without runs/ (or without row.json files) is read as it is."""
+    out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
+    before = (out / "runs.csv").read_text()
+    for p in (out / "runs").glob("*/row.json"):
+        p.unlink()
+    assert len(load_runs(out)) == 4 and (out / "runs.csv").read_text() == before
+    shutil.rmtree(out / "runs")
+    assert len(load_runs(out)) == 4 and (out / "runs.csv").read_text() == before
+
+
+def test_unchanged_runs_csv_is_not_rewritten(tmp_path):
+    assert RUNS_COLUMNS == ROW_COLUMNS  # the report rebuilds runs.csv exactly as the runner does
+    out = make_out(tmp_path / "o", seeds=(0,), failed=True)
+    rebuild_runs_csv(out)
+    text = (out / "runs.csv").read_text()
+    os.utime(out / "runs.csv", ns=(1, 1))
+    sync_runs_csv(out)
+    rebuild_runs_csv(out)
+    assert (out / "runs.csv").stat().st_mtime_ns == 1 and (out / "runs.csv").read_text() == text
