@@ -36,7 +36,7 @@ CENTER_KEYS = ("center_weight", "center_update", "center_lr", "center_alpha", "c
 # a grid varies them (otherwise two weight decays would be pooled as "seeds").
 EXTRA_CONFIG_KEYS = ["pretrained", "momentum", "weight_decay", "crop_pct", "center_lr", "center_alpha",
                      "val_fraction", "val_seed", "center_distance", "center_normalize", "center_per_class",
-                     "contrastive_delta"]
+                     "contrastive_delta", "lr_schedule", "warmup_epochs"]
 METRIC_COLUMNS = ["top1", "top5", "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second",
                   "val_top1"]
 REQUIRED_RUNS_COLUMNS = ["run_id", "model", "method", "seed", "top1", "status"]
