@@ -6,10 +6,13 @@ import math
 
 import pandas as pd
 import pytest
+import yaml
+from report_fixtures import make_out
 
 from fgvc.benchmark import run_benchmark
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.errors import FGVCError
+from fgvc.report.load import group_keys, load_runs
 from fgvc.schedule import lr_at
 from fgvc.train import RunOptions
 
@@ -94,3 +97,14 @@ def test_resumed_run_keeps_the_schedule(sparrow_dataset, tmp_path):
     run_dir = tmp_path / "runs" / frame.run_id.iloc[0]
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
     assert pd.read_csv(run_dir / "metrics.csv").lr.tolist() == pytest.approx([0.005, 0.01, 0.005])
+
+
+def test_report_keeps_schedules_apart(tmp_path):
+    """Runs that differ in lr_schedule are separate groups, not extra seeds of one."""
+    out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
+    for cfg_path in (out / "runs").glob("*-s1-*/config.yaml"):
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg_path.write_text(yaml.safe_dump({**cfg, "lr_schedule": "cosine"}, sort_keys=False))
+    runs = load_runs(out)
+    assert "lr_schedule" in group_keys(runs)
+    assert sorted(runs.lr_schedule) == ["constant", "constant", "cosine", "cosine"]
