@@ -31,7 +31,8 @@ def test_cub200_grids_expand(name, image_size, schedule):
 
 
 def test_published_recipe_unchanged_on_cub200():
-    (cfg,) = [r for r in expand_grid(load_grid(ROOT / "benchmarks" / "cub200.yaml")) if r.method == "ce" and r.seed == 0]
+    runs = expand_grid(load_grid(ROOT / "benchmarks" / "cub200.yaml"))
+    (cfg,) = [r for r in runs if r.method == "ce" and r.seed == 0]
     assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.momentum, cfg.weight_decay) == (0.001, 32, 30, 0.9, 1e-4)
     assert cfg.warmup_epochs == 0
 

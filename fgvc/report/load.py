@@ -195,6 +195,6 @@ def class_names(run_dirs: list[Path], num_classes: int) -> list[str]:
     return [f"class {k}" for k in range(num_classes)]
 
 
-__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "group_keys", "read_results_csv",
-           "read_config", "read_provenance", "read_classes", "read_predictions", "read_metrics", "read_features",
+__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "group_keys",
+           "read_results_csv", "read_config", "read_provenance", "read_classes", "read_predictions", "read_metrics", "read_features",
            "class_names"]
