@@ -2,6 +2,7 @@
 # Variables (make VAR=value):
 #   CUB=PATH      CUB_200_2011.tgz or an extracted CUB_200_2011/ folder (unset: download the official archive)
 #   DATA=DIR      prepared dataset folder (default data/cub_sparrows)
+#   CLASSES=SPEC  classes carved into DATA: sparrows (default), all (full CUB-200), ids 113-133, *_Warbler
 #   BENCH=YAML    benchmark grid (default benchmarks/sparrows.yaml: ResNet50, CE vs center loss, 5 seeds)
 #   WEIGHTS=PATH  local pretrained weights file instead of timm's download
 #   OUT=DIR       results folder (default results/<benchmark file name>)
@@ -15,6 +16,7 @@ PY := $(VENV)/bin/python
 FGVC := $(VENV)/bin/fgvc
 CUB ?=
 DATA ?= data/cub_sparrows
+CLASSES ?= sparrows
 BENCH ?= benchmarks/sparrows.yaml
 WEIGHTS ?=
 OUT ?= results/$(basename $(notdir $(BENCH)))
@@ -37,7 +39,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 data: setup
-	$(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)"
+	$(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)"
 
 benchmark: data
 	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")

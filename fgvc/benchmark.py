@@ -1,19 +1,22 @@
 """A benchmark grid (YAML) -> runs, skipping finished ones and resuming interrupted
-ones, with `runs.csv` rebuilt from the run folders after every run."""
+ones, with `runs.csv` rebuilt from the run folders after every run.
+
+A grid can be split between N jobs (`--shard I/N`, or a Slurm job array): each runs
+every N-th run of the expanded grid into the same OUT, and `fgvc report` merges them.
+"""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import pandas as pd
 
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.data import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path
+from fgvc.runs_csv import write_runs_csv
 from fgvc.train import ROW_COLUMNS, NonFiniteLossError, RunOptions, read_row, record_failure, run
 
 
@@ -21,25 +24,86 @@ def default_out(grid_name: str) -> Path:
     return Path("results") / grid_name
 
 
+# --------------------------------------------------------------------------- shards
+class Shard(NamedTuple):
+    """Run `index`, `index + count`, `index + 2*count`, ... of the expanded grid (0-based)."""
+
+    index: int
+    count: int
+    origin: str = "--shard"  # where it came from, for messages
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """`--shard I/N` -> Shard(I, N); I is 0-based, so N jobs use I = 0 .. N-1."""
+    i, sep, n = str(text).strip().partition("/")
+    try:
+        shard = Shard(int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
+        raise FGVCError(f"invalid --shard {text!r}: expected I/N with 0 <= I < N (I is 0-based), "
+                        "e.g. --shard 0/4 ... --shard 3/4 for four jobs")
+    return shard
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or not str(raw).strip():
+        if default is not None:
+            return default
+        raise FGVCError(f"{name} is not set although SLURM_ARRAY_TASK_ID is: run inside a Slurm job array "
+                        "(sbatch --array=...) or pass --shard I/N")
+    try:
+        return int(raw)
+    except ValueError:
+        raise FGVCError(f"invalid {name}={raw!r}: expected an integer; pass --shard I/N instead") from None
+
+
+def shard_from_env(env: Mapping[str, str]) -> Shard | None:
+    """The shard of a Slurm job array task, or None outside an array.
+
+    Task ids need not start at 0 and may be stepped (`--array=1-9:2`): the shard is the
+    task's position in the array, (ID - MIN) / STEP, out of SLURM_ARRAY_TASK_COUNT.
+    Arrays that are not one evenly spaced range (`--array=1,4,5`) cannot be mapped.
+    """
+    if env.get("SLURM_ARRAY_TASK_ID") is None:
+        return None
+    task = _env_int(env, "SLURM_ARRAY_TASK_ID")
+    low = _env_int(env, "SLURM_ARRAY_TASK_MIN")
+    step = _env_int(env, "SLURM_ARRAY_TASK_STEP", 1)
+    count = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
+    high = _env_int(env, "SLURM_ARRAY_TASK_MAX", low + (count - 1) * step)
+    origin = f"Slurm array task {task} of {low}-{high}" + (f":{step}" if step != 1 else "")
+    fix = "use one evenly spaced range (sbatch --array=MIN-MAX[:STEP]) or pass --shard I/N"
+    if step < 1 or count < 1:
+        raise FGVCError(f"invalid Slurm array: SLURM_ARRAY_TASK_STEP={step}, SLURM_ARRAY_TASK_COUNT={count}; {fix}")
+    if high != low + (count - 1) * step:
+        raise FGVCError(f"Slurm array {low}-{high} with step {step} does not hold {count} tasks "
+                        f"(SLURM_ARRAY_TASK_COUNT={count}): not one evenly spaced range; {fix}")
+    offset = task - low
+    if offset < 0 or offset % step or offset // step >= count:
+        raise FGVCError(f"SLURM_ARRAY_TASK_ID={task} is not in the array {low}-{high}:{step}; {fix}")
+    return Shard(offset // step, count, origin)
+
+
+def select_shard(configs: Sequence[RunConfig], shard: Shard | tuple[int, int] | None) -> list[RunConfig]:
+    """`configs[i::n]`: every job expands the same grid in the same order, so the
+    shards are disjoint and together cover the grid (whatever is already done)."""
+    if shard is None:
+        return list(configs)
+    i, n = shard[0], shard[1]
+    if n < 1 or not 0 <= i < n:
+        raise FGVCError(f"invalid shard {i}/{n}: expected I/N with 0 <= I < N (I is 0-based)")
+    return list(configs[i::n])
+
+
 def rebuild_runs_csv(out: Path) -> Path:
     """One row per run folder that has a row.json; written atomically, so concurrent
     jobs or shards never lose a row and Ctrl-C never leaves a half file."""
-    rows = []
-    for p in sorted((out / "runs").glob("*/row.json")):
-        try:
-            rows.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
-            continue  # a row.json is itself written atomically; skip foreign junk
-    frame = pd.DataFrame(rows)
-    for c in ROW_COLUMNS:
-        if c not in frame.columns:
-            frame[c] = None
-    extra = [c for c in frame.columns if c not in ROW_COLUMNS]
-    frame = frame[ROW_COLUMNS + extra]
-    path = out / "runs.csv"
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
+    return write_runs_csv(out, ROW_COLUMNS)
 
 
 def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[RunConfig]]:
@@ -111,19 +175,33 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
             echo(f"[{i}/{len(todo)}] {cfg.run_id}: {result}")
 
 
+def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
+    """A shard answers for its own runs only (its exit status must not fail on another's)."""
+    if shard is None or frame.empty:
+        return frame
+    return frame[frame.run_id.isin({c.run_id for c in configs})].reset_index(drop=True)
+
+
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
-                  echo: Callable[[str], None] = print, dry_run: bool = False, jobs: int = 1) -> pd.DataFrame:
-    """Expand, check and run a grid (`jobs` runs at a time); returns the runs.csv frame."""
+                  echo: Callable[[str], None] = print, dry_run: bool = False, jobs: int = 1,
+                  shard: Shard | tuple[int, int] | None = None) -> pd.DataFrame:
+    """Expand, check and run a grid (or one shard of it), `jobs` runs at a time; returns the
+    runs.csv frame (with a shard: only that shard's rows)."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
     grid = load_grid(grid_path, overrides)
     if "benchmark" not in grid and grid_path is not None:
         grid["benchmark"] = [Path(grid_path).stem]
-    configs = expand_grid(grid)
+    everything = expand_grid(grid)
+    if shard is not None and not isinstance(shard, Shard):
+        shard = Shard(*shard)
+    configs = select_shard(everything, shard)
     info = load_dataset_info(opts.data)
     out = Path(opts.out)
     todo, done = plan(configs, out)
-    echo(f"benchmark {configs[0].benchmark}: {len(configs)} runs in grid, {len(done)} done, {len(todo)} to do; "
+    which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
+             if shard is not None else f"{len(configs)} runs in grid")
+    echo(f"benchmark {everything[0].benchmark}: {which}, {len(done)} done, {len(todo)} to do; "
          f"data {info.root} ({info.num_classes} classes, {int(info.manifest.is_train.sum())} train / "
          f"{int((info.manifest.is_train == 0).sum())} test); out {out}")
     for cfg in done:
@@ -133,16 +211,22 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     if dry_run or not todo:
         if (out / "runs").is_dir():
             rebuild_runs_csv(out)
-        return pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+        frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+        return _own_rows(frame, configs, shard)
     preflight(todo, opts, int(info.manifest.is_train.sum()))
+    started = time.perf_counter()
     if jobs > 1:
-        started = time.perf_counter()
         echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
         run_concurrently(todo, opts, jobs, out, echo)
-        echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
-             f"results in {out / 'runs.csv'}")
-        return pd.read_csv(out / "runs.csv")
+    else:
+        run_serially(todo, opts, info, out, echo)
+    echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
+         f"results in {out / 'runs.csv'}")
+    return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
 
+
+def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None]) -> None:
+    """One run after another in this process, with an ETA from the epochs seen so far."""
     remaining_epochs = sum(c.epochs for c in todo)
     epoch_seconds: list[float] = []
 
@@ -160,7 +244,6 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
             user_hook(epoch, rec)
 
     run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": on_epoch_end})
-    started = time.perf_counter()
     for i, cfg in enumerate(todo, 1):
         echo(f"[{i}/{len(todo)}] {cfg.run_id}")
         try:
@@ -172,9 +255,6 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
             echo(f"[{i}/{len(todo)}] {cfg.run_id}: FAILED: {row['error']}")
         finally:
             rebuild_runs_csv(out)
-    echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
-         f"results in {out / 'runs.csv'}")
-    return pd.read_csv(out / "runs.csv")
 
-
-__all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out"]
+__all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out", "Shard", "parse_shard", "shard_from_env",
+           "select_shard"]

@@ -6,6 +6,7 @@ User errors (FGVCError) are printed on one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def _options(args, out: Path):
 
 
 def cmd_benchmark(args) -> int:
-    from fgvc.benchmark import default_out, run_benchmark
+    from fgvc.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
     from fgvc.config import load_grid, parse_overrides
 
     from fgvc.distributed import launched_by_torchrun
@@ -60,9 +61,12 @@ def cmd_benchmark(args) -> int:
         raise FGVCError("`fgvc benchmark` runs whole grids and is not for torchrun: train one run on several "
                         "GPUs with `torchrun --nproc_per_node N -m fgvc train ...`, or use --jobs N / --shard i/n")
     overrides = parse_overrides(args.overrides)
+    # An explicit --shard wins over the Slurm array variables (--shard 0/1: the whole grid).
+    shard = parse_shard(args.shard) if args.shard is not None else shard_from_env(os.environ)
     name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
     out = args.out or default_out(name)
-    frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs)
+    frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
+                          shard=shard)
     failed = int((frame.status == "failed").sum()) if len(frame) else 0
     if failed:
         print(f"{failed} run(s) failed: see the error column of {out / 'runs.csv'}", file=sys.stderr)
@@ -113,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train N runs at the same time on the one device, each in its own process (a batch-32 "
                         "ResNet50 leaves a large GPU mostly idle; on CPU the cores are split between the jobs). "
                         "Results do not depend on it (default: %(default)s)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only runs I, I+N, I+2N, ... of the expanded grid (I is 0-based), so N jobs with "
+                        "I = 0..N-1 split the grid between them; they may share --out, and `fgvc report` merges "
+                        "their rows. Default: inside a Slurm job array, the task's position in the array "
+                        "(from SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT; see docs/slurm-array.sh); "
+                        "otherwise the whole grid. --shard 0/1 runs the whole grid even in an array")
     _add_run_options(p)
     p.set_defaults(func=cmd_benchmark)
 

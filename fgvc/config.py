@@ -26,6 +26,7 @@ from fgvc.errors import FGVCError
 CENTER_UPDATES = ("learned", "joint", "ema")
 CENTER_DISTANCES = ("squared", "euclidean")
 AUGMENTS = ("standard", "none")
+LR_SCHEDULES = ("constant", "cosine")  # see fgvc/schedule.py
 
 # YAML grid keys that name a list of per-run values.
 PLURAL_KEYS = {"methods": "method", "seeds": "seed"}
@@ -64,6 +65,8 @@ class RunConfig:
     # horizontal flip) or "none" (the evaluation resize + center crop: for checks such as
     # the DDP-equivalence test, not a recipe).
     augment: str = "standard"
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
 
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -135,6 +138,11 @@ class RunConfig:
             raise bad("val_seed", self.val_seed, "must be >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise bad("lr", self.lr, "must be a positive number")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", self.lr_schedule, f"choose one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.warmup_epochs < max(self.epochs, 1):
+            raise bad("warmup_epochs", self.warmup_epochs,
+                      f"must be >= 0 and less than epochs={self.epochs} (at least one epoch at the full lr)")
         if not 0 < self.crop_pct <= 1:
             raise bad("crop_pct", self.crop_pct, "must be in (0, 1]")
         for key in ("momentum", "weight_decay"):
@@ -153,7 +161,8 @@ class RunConfig:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
-ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta", "augment")
+ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta",
+              "lr_schedule", "warmup_epochs", "augment")
 AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "contrastive_delta")
 
 
@@ -273,6 +282,7 @@ def load_config(path: str | Path) -> RunConfig:
 __all__ = [
     "RunConfig",
     "CENTER_UPDATES",
+    "LR_SCHEDULES",
     "parse_overrides",
     "load_grid",
     "expand_grid",

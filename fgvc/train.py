@@ -41,6 +41,7 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import CenterLoss, build_aux_loss, optimizer_step
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, forward_with_features, weights_info
+from fgvc.schedule import lr_at
 
 METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
                    "test_top1", "test_top5", "lr", "seconds", "val_top1", "val_top5"]
@@ -488,6 +489,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     for epoch in range(start_epoch, cfg.epochs):
         seed_epoch(cfg.seed, epoch)
         data.set_epoch(epoch)
+        for group in optimizer.param_groups:  # stateless (fgvc/schedule.py): a resumed run gets the same lr
+            group["lr"] = lr_at(cfg, epoch)
         t0 = time.perf_counter()
         tr = train_one_epoch(net, center, weight, optimizer, center_optimizer, data.train, device,
                              desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress and d.main)

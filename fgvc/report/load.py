@@ -19,6 +19,7 @@ import yaml
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
+from fgvc.runs_csv import row_files, write_runs_csv
 
 RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "method", "center_weight",
                 "center_update", "seed", "epochs", "batch_size", "lr", "image_size", "top1", "top5",
@@ -35,7 +36,7 @@ CENTER_KEYS = ("center_weight", "center_update", "center_lr", "center_alpha", "c
 # a grid varies them (otherwise two weight decays would be pooled as "seeds").
 EXTRA_CONFIG_KEYS = ["pretrained", "momentum", "weight_decay", "crop_pct", "center_lr", "center_alpha",
                      "val_fraction", "val_seed", "center_distance", "center_normalize", "center_per_class",
-                     "contrastive_delta", "augment"]
+                     "contrastive_delta", "lr_schedule", "warmup_epochs", "augment"]
 METRIC_COLUMNS = ["top1", "top5", "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second",
                   "val_top1"]
 REQUIRED_RUNS_COLUMNS = ["run_id", "model", "method", "seed", "top1", "status"]
@@ -69,12 +70,26 @@ def read_results_csv(path: Path) -> pd.DataFrame:
         raise FGVCError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
 
 
+def sync_runs_csv(out_dir: Path) -> None:
+    """Rebuild OUT/runs.csv from OUT/runs/*/row.json when there are any.
+
+    Shards and concurrent jobs each rebuild runs.csv as they finish, and two finishing at
+    once can race (the last rename wins and may lack the other's row); the row.json files
+    are the truth. A results folder with runs.csv but no run rows (e.g. downloaded without
+    runs/) is read as it is. An unchanged runs.csv is not rewritten.
+    """
+    if row_files(out_dir):
+        write_runs_csv(out_dir, RUNS_COLUMNS)
+
+
 def load_runs(out_dir: Path) -> pd.DataFrame:
     """runs.csv with canonical key strings, numeric metric columns and `run_dir`.
 
-    Extra group keys from config.yaml are added as columns (see EXTRA_CONFIG_KEYS).
+    runs.csv is first rebuilt from the run folders (sync_runs_csv), so every shard's rows
+    are in. Extra group keys from config.yaml are added as columns (see EXTRA_CONFIG_KEYS).
     """
     out_dir = Path(out_dir)
+    sync_runs_csv(out_dir)
     path = out_dir / "runs.csv"
     if not path.is_file():
         raise FGVCError(f"{path}: not found; run `fgvc benchmark` with --out {out_dir} first")
@@ -180,6 +195,6 @@ def class_names(run_dirs: list[Path], num_classes: int) -> list[str]:
     return [f"class {k}" for k in range(num_classes)]
 
 
-__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "load_runs", "group_keys", "read_results_csv",
-           "read_config", "read_provenance", "read_classes", "read_predictions", "read_metrics", "read_features",
+__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "group_keys",
+           "read_results_csv", "read_config", "read_provenance", "read_classes", "read_predictions", "read_metrics", "read_features",
            "class_names"]
