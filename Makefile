@@ -8,6 +8,8 @@
 #   OUT=DIR       results folder (default results/<benchmark file name>)
 #   TORCH_INDEX=URL  install torch/torchvision from this index first, e.g. the CPU-only wheels:
 #                    make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   JOBS=N        runs trained at the same time by `make benchmark` (default 1)
+#   MODEL=NAME    timm model timed by `make speed` (default resnet50.tv_in1k)
 #   A=, B=        the two CSVs for `make compare`
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -20,14 +22,16 @@ CLASSES ?= sparrows
 BENCH ?= benchmarks/sparrows.yaml
 WEIGHTS ?=
 OUT ?= results/$(basename $(notdir $(BENCH)))
+JOBS ?= 1
+MODEL ?= resnet50.tv_in1k
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup data benchmark report visualize compare test clean-venv
+.PHONY: help setup data benchmark report visualize compare speed test clean-venv
 
 help:
-	@sed -n '1,12p' Makefile
-	@echo "targets: setup data benchmark report visualize compare test"
+	@sed -n '/^#/p;/^SHELL/q' Makefile
+	@echo "targets: setup data benchmark report visualize compare speed test"
 
 setup: $(VENV)/.installed
 
@@ -42,7 +46,7 @@ data: setup
 	$(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)"
 
 benchmark: data
-	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
+	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" --jobs $(JOBS) $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
 	$(MAKE) --no-print-directory report OUT="$(OUT)"
 
 # The report links the UMAP / t-SNE figures, so they are drawn first.
@@ -52,6 +56,10 @@ report: setup
 
 visualize: setup
 	$(FGVC) visualize "$(OUT)"
+
+# fgvc's pipeline against a pytorch/examples-style loop; results/speed/<device>-<model>.csv
+speed: data
+	$(FGVC) speed --data "$(DATA)" --model "$(MODEL)" --grid "$(BENCH)" $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
 
 compare: setup
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=results/x/runs.csv B=results/y/runs.csv" >&2; exit 2; }
