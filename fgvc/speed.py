@@ -331,7 +331,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "speed", help="time fgvc's training pipeline against a pytorch/examples-style reference loop",
-        description=__doc__.split("\n\n")[1].replace("\n", " ") + " Writes OUT/<device>-<model>.csv, "
+        description=" ".join(__doc__.split("\n\n")[:3]).replace("\n", " ") + " Writes OUT/<device>-<model>.csv, "
                     "OUT/<device>-<model>-grid.csv and a provenance JSON beside them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("data/cub_sparrows"), help="prepared dataset folder")
