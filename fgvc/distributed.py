@@ -94,17 +94,14 @@ def deal_batches(order: list[int], global_batch: int, d: Dist, drop_last: bool) 
     contiguous share of every batch (an uneven last batch is padded with its first images)."""
     if not d.enabled:
         return order
-    local = global_batch // d.world
     out: list[int] = []
     for start in range(0, len(order), global_batch):
         batch = order[start:start + global_batch]
         if len(batch) < global_batch and drop_last:
             break
         per = -(-len(batch) // d.world)  # ceil: every process takes as many as the largest share
-        padded = batch + batch[: per * d.world - len(batch)]
+        padded = [batch[k % len(batch)] for k in range(per * d.world)]  # cycles even through a tiny batch
         out.extend(padded[d.rank * per:(d.rank + 1) * per])
-        if per > local:  # cannot happen: per <= local for any batch <= global_batch
-            raise AssertionError("uneven deal")
     return out
 
 

@@ -88,7 +88,7 @@ def reference_train(model, loader, optimizer, device: torch.device, batches: int
         output = model(images)
         loss = F.cross_entropy(output, target)
         acc = (output.argmax(1) == target).float().mean()
-        loss_value, _ = loss.item(), acc.item()  # the example's meters read both every step
+        loss.item(), acc.item()  # the example's meters read both every step (a device sync)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -30,6 +30,9 @@ def test_deal_gives_each_process_its_share_of_every_global_batch():
     assert parts == [[0, 1, 4, 5, 8], [2, 3, 6, 7, 8]]
     assert dist_.deal_batches(list(range(9)), 4, dist_.Dist(1, 2), drop_last=True) == [2, 3, 6, 7]
     assert dist_.deal_batches(order, 4, dist_.Dist(), drop_last=False) == order
+    # a last batch smaller than the number of processes still gives each one a step
+    parts = [dist_.deal_batches(list(range(9)), 8, dist_.Dist(r, 4), drop_last=False) for r in range(4)]
+    assert parts == [[0, 1, 8], [2, 3, 8], [4, 5, 8], [6, 7, 8]]
 
 
 def test_every_image_is_evaluated_exactly_once():
