@@ -54,7 +54,6 @@ def _options(args, out: Path):
 def cmd_benchmark(args) -> int:
     from fgvc.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
     from fgvc.config import load_grid, parse_overrides
-
     from fgvc.distributed import launched_by_torchrun
 
     if launched_by_torchrun():

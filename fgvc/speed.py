@@ -281,7 +281,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     echo(f"  fgvc ({results['fgvc']['pipeline']}): {results['fgvc']['train_img_s']:.1f} train img/s, "
          f"{results['fgvc']['eval_img_s']:.1f} eval img/s")
 
-    winfo_name = provenance(args, info, device)["weights"]
+    prov = provenance(args, info, device)  # once: it hashes the weights file and asks git
     per_epoch, export_s, rows = {}, {}, []
     for who in ("reference", "fgvc"):
         r = results[who]
@@ -291,7 +291,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
         r = results[who]
         rows.append(dict(
             pipeline=who if who == "reference" else f"fgvc-{r['pipeline']}", device=device_slug(device),
-            model=args.model, weights=winfo_name, batch_size=args.batch_size, image_size=args.image_size,
+            model=args.model, weights=prov["weights"], batch_size=args.batch_size, image_size=args.image_size,
             workers=r["workers"], train_img_s=round(r["train_img_s"], 2), eval_img_s=round(r["eval_img_s"], 2),
             epoch_seconds=round(per_epoch[who], 2), train_batches_timed=k, epoch_extrapolated=k < epoch_batches,
             repeats=args.repeats,
@@ -316,7 +316,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
         pd.DataFrame(rows, columns=SPEED_COLUMNS).to_csv(tmp, index=False)
     with atomic_path(grid_csv) as tmp:
         pd.DataFrame(grid, columns=GRID_COLUMNS).to_csv(tmp, index=False)
-    atomic_write_json(out / f"{stem}.json", provenance(args, info, device))
+    atomic_write_json(out / f"{stem}.json", prov)
     for row in rows:
         echo(f"{row['pipeline']:>18}: {row['train_img_s']:8.1f} train img/s  {row['eval_img_s']:8.1f} eval img/s  "
              f"{row['epoch_seconds']:8.1f} s/epoch{' (extrapolated)' if row['epoch_extrapolated'] else ''}  "
