@@ -67,6 +67,10 @@ class RunConfig:
     augment: str = "standard"
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
+    # How often the test set is evaluated for the learning curve: every k epochs and always
+    # after the last (0: after the last only). It cannot change a run's final numbers, so it
+    # is not part of the identity (not hashed, not in config.yaml; provenance records it).
+    eval_every: int = 1
 
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -76,6 +80,8 @@ class RunConfig:
         over lambda runs the CE baseline once per seed, not once per lambda.
         """
         d = dataclasses.asdict(self)
+        for key in NOT_IDENTITY:
+            d.pop(key)
         if self.method == "ce":
             d.update(center_weight=0.0, center_update="none", center_lr=0.0, center_alpha=0.0)
             d.update({k: _DEFAULTS[k] for k in AUX_KEYS_ADDED})
@@ -143,6 +149,8 @@ class RunConfig:
         if not 0 <= self.warmup_epochs < max(self.epochs, 1):
             raise bad("warmup_epochs", self.warmup_epochs,
                       f"must be >= 0 and less than epochs={self.epochs} (at least one epoch at the full lr)")
+        if self.eval_every < 0:
+            raise bad("eval_every", self.eval_every, "must be >= 0 (0: test evaluated after the last epoch only)")
         if not 0 < self.crop_pct <= 1:
             raise bad("crop_pct", self.crop_pct, "must be in (0, 1]")
         for key in ("momentum", "weight_decay"):
@@ -163,6 +171,8 @@ class RunConfig:
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta",
               "lr_schedule", "warmup_epochs", "augment")
+# How a run is evaluated, not what it is: never hashed, never saved in config.yaml.
+NOT_IDENTITY = ("eval_every",)
 AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "contrastive_delta")
 
 

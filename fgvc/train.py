@@ -1,8 +1,9 @@
 """One training run: `train_one_epoch`, `evaluate`, checkpoint and resume, artifacts.
 
 The run folder layout and file formats are fixed in ../shared/DESIGN.md (Contracts).
-Accuracies are stored in percent. The test set is evaluated every epoch for the
-learning curve, but only the final epoch is reported: nothing is selected on it.
+Accuracies are stored in percent. The test set is evaluated every `eval_every` epochs
+for the learning curve and always after the last; only the final epoch is reported:
+nothing is selected on it.
 With `val_fraction` > 0 a stratified part of the training images (fixed by `val_seed`)
 is held out and evaluated every epoch too; sweeps select on that, never on the test set.
 """
@@ -138,7 +139,7 @@ def train_one_epoch(net, center: CenterLoss | None, weight: float, optimizer, ce
                 train_top1=100.0 * sums["correct"] / n, train_seconds=seconds, train_images=int(sums["n"]))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model, loader, device: torch.device, *, desc: str = "", progress: bool = True) -> dict:
     """Logits-derived outputs and pooled features for every image, in loader order."""
     model.eval()
@@ -445,7 +446,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     history: list[dict] = []
     start_epoch = 0
     prov = provenance(cfg, opts, info, device, winfo)
-    prov.update(pipeline=data.pipeline, compile=opts.compile, world_size=d.world)
+    prov.update(pipeline=data.pipeline, compile=opts.compile, world_size=d.world, eval_every=cfg.eval_every)
     if d.main:
         save_config(cfg, run_dir / "config.yaml")
         atomic_write_json(run_dir / "classes.json", info.classes)
@@ -486,6 +487,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
          + f"{len(test_df)} test images, {info.num_classes} classes, "
          f"device {prov['device']}" + (f" x{d.world} processes" if d.enabled else "")
          + f", pipeline {data.pipeline}, workers {data.workers}")
+    test_out = None
     for epoch in range(start_epoch, cfg.epochs):
         seed_epoch(cfg.seed, epoch)
         data.set_epoch(epoch)
@@ -494,7 +496,14 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
         t0 = time.perf_counter()
         tr = train_one_epoch(net, center, weight, optimizer, center_optimizer, data.train, device,
                              desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=opts.progress and d.main)
-        ev = evaluate_all(model, data.test, data.n_test, device, progress=False)
+        last = epoch + 1 == cfg.epochs
+        test_now = last or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)
+        ev = dict(top1=None, top5=None)
+        if test_now:
+            out = predict_all(model, data.test, data.n_test, device, progress=False)
+            ev = accuracy_metrics(out["probs"], out["labels"])
+            if last:  # the final predictions: the same model, so not computed twice
+                test_out = out
         val = evaluate_all(model, data.val, data.n_val, device, progress=False) if data.val is not None else {}
         rec = dict(epoch=epoch + 1, train_ce=tr["train_ce"], train_center=tr["train_center"],
                    train_loss=tr["train_loss"], train_top1=tr["train_top1"], test_top1=ev["top1"],
@@ -513,14 +522,16 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
         note(f"{cfg.run_id}: epoch {epoch + 1}/{cfg.epochs} loss {tr['train_loss']:.4f} "
              f"(ce {tr['train_ce']:.4f}, center {tr['train_center']:.4g}) train top1 {tr['train_top1']:.1f} "
              + (f"val top1 {val['top1']:.1f} " if val else "")
-             + f"test top1 {ev['top1']:.1f} top5 {ev['top5']:.1f} "
-             f"{tr['train_images'] / tr['train_seconds']:.1f} img/s {rec['seconds']:.1f}s")
+             + (f"test top1 {ev['top1']:.1f} top5 {ev['top5']:.1f} " if test_now else "")
+             + f"{tr['train_images'] / tr['train_seconds']:.1f} img/s {rec['seconds']:.1f}s")
         if opts.on_epoch_end is not None:
             opts.on_epoch_end(epoch, rec)
 
-    # Final epoch: predictions and features (no augmentation) for test and train.
-    test_out = predict_all(model, data.test, data.n_test, device, desc="test features",
-                           progress=opts.progress and d.main)
+    # Final epoch: predictions and features (no augmentation) for test and train. A run resumed
+    # after its last epoch (cut off while writing) has no test pass yet.
+    if test_out is None:
+        test_out = predict_all(model, data.test, data.n_test, device, desc="test features",
+                               progress=opts.progress and d.main)
     train_out = predict_all(model, data.train_eval(), data.n_train, device, desc="train features",
                             progress=opts.progress and d.main)
     final = accuracy_metrics(test_out["probs"], test_out["labels"])
@@ -529,7 +540,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     prov["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     prov["workers"] = data.workers
     row = make_row(cfg, winfo, prov["device"], prov["git_commit"], top1=final["top1"], top5=final["top5"],
-                   mean_class_acc=final["mean_class_acc"], best_epoch_top1=max(h["test_top1"] for h in history),
+                   mean_class_acc=final["mean_class_acc"],
+                   best_epoch_top1=max(h["test_top1"] for h in history if h["test_top1"] is not None),
                    train_seconds=round(train_seconds, 2),
                    images_per_second=round(train_images / max(train_seconds, 1e-9), 2),
                    val_top1=history[-1].get("val_top1") if val_df is not None else None)

@@ -118,6 +118,37 @@ def test_resume_equals_uninterrupted(sparrow_dataset, tmp_path, pipeline):
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
 
 
+def test_eval_every_changes_no_final_number_and_not_the_run_id(sparrow_dataset, tmp_path):
+    """eval_every only thins the test curve: run id, predictions, features, validation
+    curve and the final row are those of a run evaluated every epoch."""
+    grid = dict(TINY, methods=["center"], epochs=3, val_fraction=0.25)
+    runs = {}
+    for k in (1, 0, 2):
+        out = tmp_path / f"every{k}"
+        frame = run_benchmark(None, opts(sparrow_dataset, out, deterministic=True), dict(grid, eval_every=k),
+                              echo=lambda m: None)
+        (run_id,) = frame.run_id
+        runs[k] = out / "runs" / run_id
+    assert len({d.name for d in runs.values()}) == 1
+    every = pd.read_csv(runs[1] / "metrics.csv")
+    assert every.test_top1.notna().all()
+    for k, tested in ((0, [3]), (2, [2, 3])):
+        d = runs[k]
+        m = pd.read_csv(d / "metrics.csv")
+        assert list(m.epoch[m.test_top1.notna()]) == tested
+        pd.testing.assert_series_equal(m.val_top1, every.val_top1)
+        pd.testing.assert_series_equal(m.train_loss, every.train_loss)
+        assert m.test_top1.iloc[-1] == every.test_top1.iloc[-1]
+        for name in ("predictions.csv", "config.yaml", "val_split.csv"):
+            assert (d / name).read_text() == (runs[1] / name).read_text(), name
+        a, b = np.load(d / "features.npz"), np.load(runs[1] / "features.npz")
+        assert all(np.array_equal(a[f], b[f]) for f in a.files)
+        ra, rb = (json.loads((x / "row.json").read_text()) for x in (d, runs[1]))
+        for key in ("top1", "top5", "mean_class_acc", "val_top1"):
+            assert ra[key] == rb[key], key
+        assert json.loads((d / "provenance.json").read_text())["eval_every"] == k
+
+
 def test_same_seed_same_batches_and_head(sparrow_dataset, tmp_path):
     """Seed pairing: CE and center runs of one seed start from the same head and see
     the same batches; the first epoch's CE differs only through the center term."""
