@@ -14,10 +14,13 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import pandas as pd
 
 from fgvc.config import RunConfig, expand_grid, load_grid
-from fgvc.data import load_dataset_info
+from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.runs_csv import write_runs_csv
-from fgvc.train import ROW_COLUMNS, NonFiniteLossError, RunOptions, read_row, record_failure, run
+from fgvc.engine.artifacts import ROW_COLUMNS, read_row
+from fgvc.engine.loop import NonFiniteLossError
+from fgvc.options import RunOptions
+from fgvc.train import record_failure, run
 
 
 def default_out(grid_name: str) -> Path:
@@ -117,7 +120,7 @@ def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[Run
 
 def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
     """Catch bad input before any training: validation splits, model names, weights, batch size."""
-    from fgvc.data import stratified_val_split
+    from fgvc.data.dataset import stratified_val_split
     from fgvc.models import build_model
 
     splits = sorted({(c.val_fraction, c.val_seed) for c in configs if c.val_fraction > 0})

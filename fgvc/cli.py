@@ -44,7 +44,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args, out: Path):
-    from fgvc.train import RunOptions
+    from fgvc.options import RunOptions
 
     return RunOptions(data=args.data, out=out, pretrained_file=args.pretrained_file, device=args.device,
                       workers=args.workers, deterministic=args.deterministic, progress=args.progress,

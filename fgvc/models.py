@@ -79,17 +79,23 @@ def _check_file(path: str | Path | None) -> Path:
     return p.resolve()
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    """The tensors timm will load from `path` (same reader, so the same keys)."""
+def is_state_dict(obj) -> bool:
+    """A non-empty dict of tensors."""
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def read_state_dict(path: Path, what: str = "weights file") -> dict[str, Tensor]:
+    """The tensors timm will load from `path` (same reader, so the same keys): safetensors or
+    a PyTorch state dict, plain or under 'state_dict' / 'model', read with weights_only=True
+    (DDP 'module.' prefixes stripped). `what` names the file in errors."""
+    expected = "expected safetensors or a PyTorch state dict, possibly under 'state_dict' or 'model'"
     try:
         sd = load_state_dict(str(path), weights_only=True)
     except Exception as e:  # corrupt file, pickle refused by weights_only, ...
-        raise FGVCError(f"cannot read weights file {path}: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''} "
-                        "(expected safetensors or a PyTorch state dict)") from e
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise FGVCError(f"weights file {path} does not hold a state dict of tensors "
-                        "(expected safetensors or a PyTorch state dict, possibly under 'state_dict' or 'model')")
+        raise FGVCError(f"cannot read {what} {path}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''} ({expected})") from None
+    if not is_state_dict(sd):
+        raise FGVCError(f"{what} {path} does not hold a state dict of tensors ({expected})")
     return sd
 
 
@@ -193,7 +199,7 @@ def build_model(name: str, num_classes: int, *, pretrained: bool | str | None = 
     create: dict[str, Any] = dict(num_classes=num_classes, **timm_kwargs)
     if pretrained_file is not None:
         path = _check_file(pretrained_file)
-        _check_matches(path, _read_state_dict(path), full, num_classes, **timm_kwargs)
+        _check_matches(path, read_state_dict(path), full, num_classes, **timm_kwargs)
         create.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     elif pretrained is True or isinstance(pretrained, str):
         full = _hub_name(full)

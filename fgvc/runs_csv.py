@@ -15,6 +15,13 @@ import pandas as pd
 
 from fgvc.io import atomic_write_text
 
+# The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions in README
+# "Layout"); a run's row.json holds one such row.
+RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "method", "center_weight",
+                "center_update", "seed", "epochs", "batch_size", "lr", "image_size", "top1", "top5",
+                "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second", "device",
+                "git_commit", "status", "error", "val_top1"]
+
 
 def row_files(out: Path) -> list[Path]:
     return sorted((Path(out) / "runs").glob("*/row.json"))

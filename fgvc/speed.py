@@ -5,7 +5,7 @@ The reference is written the way pytorch/examples `imagenet/main.py` trains: an 
 dataset that opens and decodes every JPEG with PIL on every access, torchvision transforms
 (RandomResizedCrop, flip, ToTensor, Normalize), DataLoader workers with pinned memory, fp32,
 contiguous (NCHW) tensors, `loss.item()` per step; evaluation with Resize + CenterCrop. fgvc's
-side is its own code: `fgvc.train.build_data` (decode once; batched augmentation on the
+side is its own code: `fgvc.data.loaders.build_loaders` (decode once; batched augmentation on the
 device or per-sample from memory), `train_one_epoch` (bf16 autocast on CUDA, channels_last)
 and `predict`.
 
@@ -25,12 +25,10 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import re
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -136,10 +134,11 @@ def measure(train_step, eval_pass, device, warmup: int, repeats: int) -> dict:
 
 
 def _model(args, num_classes: int, device: torch.device, channels_last: bool):
+    from fgvc.engine.device import place_model
     from fgvc.models import build_model
 
     m = build_model(args.model, num_classes, pretrained=args.pretrained, pretrained_file=args.pretrained_file, seed=0)
-    return m.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return place_model(m, device, channels_last)
 
 
 def measure_reference(args, info, device, dcfg, train_batches: int) -> dict:
@@ -154,8 +153,9 @@ def measure_reference(args, info, device, dcfg, train_batches: int) -> dict:
 
 def measure_fgvc(args, info, device, train_batches: int) -> dict:
     from fgvc.config import RunConfig
+    from fgvc.data.loaders import build_loaders
+    from fgvc.engine.loop import predict, train_one_epoch
     from fgvc.models import WithFeatures, data_config
-    from fgvc.train import RunOptions, build_data, predict, train_one_epoch
 
     cfg = RunConfig(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size,
                     image_size=args.image_size, crop_pct=args.crop_pct, lr=args.lr, epochs=1).validate()
@@ -163,17 +163,15 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
     net = WithFeatures(model)
     if args.compile:
         net = torch.compile(net)
-    opts = RunOptions(data=info.root, out=Path(tempfile.gettempdir()), pipeline=args.pipeline, compile=args.compile,
-                      progress=False)
     frames = {"train": info.split(True), "test": info.split(False), "val": None}
-    data = build_data(cfg, opts, info, frames, data_config(model), device)
+    data = build_loaders(cfg, info, frames, data_config(model), device, pipeline=args.pipeline)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     epoch = itertools.count()
 
     def train_step(k):
         data.set_epoch(next(epoch))
         batches = itertools.islice(data.train, k or train_batches)
-        return train_one_epoch(net, None, 0.0, opt, None, batches, device, progress=False)["train_images"]
+        return train_one_epoch(net, None, opt, batches, device, progress=False)["train_images"]
 
     def eval_pass():
         return len(predict(model, data.test, device, progress=False)["labels"])
@@ -218,7 +216,7 @@ def grid_rows(grid: Path, per_epoch: dict[str, float], export_s: dict[str, float
 
 def measure_grid(args, device) -> float:
     from fgvc.benchmark import run_benchmark
-    from fgvc.train import RunOptions
+    from fgvc.options import RunOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = RunOptions(data=args.data, out=Path(tmp), pretrained_file=args.pretrained_file, device=str(device),
@@ -230,27 +228,20 @@ def measure_grid(args, device) -> float:
 
 
 def provenance(args, info, device) -> dict:
-    import timm
-    import torchvision
-
+    """The run provenance (fgvc.engine.provenance) plus the machine's size and the command."""
+    from fgvc.engine import provenance as prov_
     from fgvc.models import weights_info
-    from fgvc.train import describe_device, git_state
 
-    commit, dirty = git_state()
-    return dict(git_commit=commit, git_dirty=dirty, device=describe_device(device), host=platform.node(),
-                torch=torch.__version__, torchvision=torchvision.__version__, timm=timm.__version__,
-                python=platform.python_version(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+    return dict(**prov_.environment(device), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 model=args.model, **weights_info(args.model, args.pretrained, args.pretrained_file),
-                dataset=str(info.root), dataset_source=info.meta.get("source"),
-                dataset_content_sha256=info.content_sha256, command=vars(args) | {"func": None},
-                measured=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                **prov_.dataset_provenance(info), command=vars(args) | {"func": None}, measured=prov_.now())
 
 
 def run_speed(args, echo=print) -> tuple[Path, Path]:
-    from fgvc.data import load_dataset_info
+    from fgvc.data.dataset import load_dataset_info
     from fgvc.io import atomic_path, atomic_write_json
     from fgvc.models import data_config
-    from fgvc.train import resolve_device
+    from fgvc.engine.device import resolve_device
 
     for key in ("batch_size", "repeats", "image_size"):
         if getattr(args, key) < 1:

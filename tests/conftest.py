@@ -20,7 +20,7 @@ REAL_WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0.in1k.safetensors"
 
 @pytest.fixture(scope="session", autouse=True)
 def _decoded_cache_in_tmp(tmp_path_factory):
-    """The decoded-image cache (fgvc.cache) goes to a temporary folder, not ~/.cache."""
+    """The decoded-image cache (fgvc.data.cache) goes to a temporary folder, not ~/.cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("FGVC_CACHE_DIR", str(tmp_path_factory.mktemp("decoded-cache")))
     yield

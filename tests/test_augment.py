@@ -1,4 +1,4 @@
-"""Batched on-device augmentation (fgvc.augment) against torchvision's transforms."""
+"""Batched on-device augmentation (fgvc.data.batched) against torchvision's transforms."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from scipy.stats import ks_2samp
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from fgvc.augment import (BatchedTrainLoader, CropParams, DeviceEvalLoader, draw_epoch, normalize_batch,
+from fgvc.data.batched import (BatchedTrainLoader, CropParams, DeviceEvalLoader, draw_epoch, normalize_batch,
                           resized_crop_batch, sample_resized_crop_params)
-from fgvc.cache import ImageCache, build_image_cache
-from fgvc.data import EpochSampler, decode_all, eval_loader, eval_resize_crop, load_dataset_info, normalize
+from fgvc.data.cache import ImageCache, build_image_cache
+from fgvc.data.sampling import EpochSampler
+from fgvc.data.decode import decode_all
+from fgvc.data.per_sample import eval_loader
+from fgvc.data.transforms import eval_resize_crop, normalize
+from fgvc.data.dataset import load_dataset_info
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 N_OURS, N_TV = 20_000, 10_000

@@ -13,7 +13,7 @@ from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.losses import (AUX_LOSSES, CenterLoss, ContrastiveCenterLoss, build_aux_loss, register_loss,
                          registered_losses, unregister_loss)
-from fgvc.train import RunOptions
+from fgvc.options import RunOptions
 
 TINY = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
         "seeds": [0], "lr": 0.01, "benchmark": "toy"}

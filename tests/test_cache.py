@@ -1,4 +1,4 @@
-"""Decoded-image cache (fgvc.cache): one flat uint8 buffer, memory-mapped across runs."""
+"""Decoded-image cache (fgvc.data.cache): one flat uint8 buffer, memory-mapped across runs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-import fgvc.cache
-from fgvc.cache import ImageCache, build_image_cache
-from fgvc.data import decode_all, load_dataset_info
+import fgvc.data.cache
+from fgvc.data.cache import ImageCache, build_image_cache
+from fgvc.data.decode import decode_all
+from fgvc.data.dataset import load_dataset_info
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_second_build_maps_the_file_without_decoding(info, cache_dir, monkeypatc
     def no_decode(path):
         raise AssertionError(f"decoded {path} although the cache file exists")
 
-    monkeypatch.setattr(fgvc.cache, "_decode", no_decode)
+    monkeypatch.setattr(fgvc.data.cache, "decode_image", no_decode)
     second = build_image_cache(info, frame)
     assert data.stat().st_mtime_ns == mtime
     _assert_same(second, [first.image(i) for i in range(len(first))])

@@ -15,7 +15,7 @@ import yaml
 
 from fgvc import distributed as dist_
 from fgvc.errors import FGVCError
-from fgvc.train import drop_last_batch
+from fgvc.data.sampling import drop_last_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 

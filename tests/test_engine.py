@@ -11,7 +11,8 @@ import yaml
 
 from fgvc.benchmark import run_benchmark
 from fgvc.cli import main
-from fgvc.train import METRICS_COLUMNS, ROW_COLUMNS, RunOptions
+from fgvc.engine.artifacts import METRICS_COLUMNS, ROW_COLUMNS
+from fgvc.options import RunOptions
 
 TINY = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
         "seeds": [0], "methods": ["ce", "center"], "lr": 0.01, "benchmark": "tiny"}

@@ -9,7 +9,7 @@ import pytest
 
 from fgvc.benchmark import run_benchmark
 from fgvc.errors import FGVCError
-from fgvc.train import RunOptions
+from fgvc.options import RunOptions
 
 GRID = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
         "seeds": [0], "methods": ["ce", "center"], "lr": 0.01, "benchmark": "jobs"}

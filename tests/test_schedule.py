@@ -14,7 +14,7 @@ from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.report.load import group_keys, load_runs
 from fgvc.schedule import lr_at
-from fgvc.train import RunOptions
+from fgvc.options import RunOptions
 
 
 def lrs(**kw) -> list[float]:

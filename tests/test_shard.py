@@ -16,7 +16,8 @@ from fgvc.config import expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.report.load import RUNS_COLUMNS, load_runs, sync_runs_csv
 from fgvc.report.report import write_report
-from fgvc.train import ROW_COLUMNS, RunOptions
+from fgvc.engine.artifacts import ROW_COLUMNS
+from fgvc.options import RunOptions
 
 GRID = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
         "methods": ["ce", "center"], "seeds": [0, 1, 2], "center_weight": [0.001, 0.01], "lr": 0.01,

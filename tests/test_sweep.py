@@ -15,7 +15,7 @@ from fgvc.benchmark import run_benchmark
 from fgvc.config import expand_grid, load_grid
 from fgvc.report.report import write_report
 from fgvc.report.sweep import choose, sweep_table
-from fgvc.train import RunOptions
+from fgvc.options import RunOptions
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -14,9 +14,10 @@ import yaml
 from fgvc.benchmark import run_benchmark
 from fgvc.cli import main
 from fgvc.config import RunConfig
-from fgvc.data import load_dataset_info, stratified_val_split
+from fgvc.data.dataset import load_dataset_info, stratified_val_split
 from fgvc.errors import FGVCError
-from fgvc.train import METRICS_COLUMNS, ROW_COLUMNS, RunOptions
+from fgvc.engine.artifacts import METRICS_COLUMNS, ROW_COLUMNS
+from fgvc.options import RunOptions
 
 TINY = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
         "methods": ["ce"], "lr": 0.01, "benchmark": "tiny"}
@@ -104,9 +105,11 @@ def split_runs(sparrow_dataset, tmp_path_factory):
 def test_run_trains_on_the_train_part_and_scores_the_validation_part(split_runs, sparrow_dataset):
     import torch
 
-    from fgvc.data import EvalImages, decode_all, eval_resize_crop, normalize
+    from fgvc.data.per_sample import EvalImages
+    from fgvc.data.decode import decode_all
+    from fgvc.data.transforms import eval_resize_crop, normalize
     from fgvc.models import build_model, data_config
-    from fgvc.train import evaluate
+    from fgvc.engine.loop import evaluate_all
 
     out, runs, _ = split_runs
     assert (runs.status == "ok").all(), runs.error.tolist()
@@ -140,7 +143,7 @@ def test_run_trains_on_the_train_part_and_scores_the_validation_part(split_runs,
         dcfg = data_config(model)
         ds = EvalImages(decode_all(info, val), val.label.to_numpy(), eval_resize_crop(32, 0.875, dcfg["interpolation"]),
                         normalize(dcfg["mean"], dcfg["std"]))
-        ev = evaluate(model, torch.utils.data.DataLoader(ds, batch_size=64), torch.device("cpu"), progress=False)
+        ev = evaluate_all(model, torch.utils.data.DataLoader(ds, batch_size=64), len(ds), torch.device("cpu"), progress=False)
         assert ev["top1"] == pytest.approx(saved["val_top1"])
     # the split is fixed by val_seed, not by the run's seed
     assert splits[0].equals(splits[1])

@@ -13,7 +13,9 @@ import yaml
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.train import ROW_COLUMNS, RunOptions, run
+from fgvc.engine.artifacts import ROW_COLUMNS
+from fgvc.options import RunOptions
+from fgvc.train import run
 from fgvc.validate import add_parser, validate
 
 TINY = dict(benchmark="tiny", model="test_resnet", pretrained=False, method="center", epochs=2, batch_size=8,
@@ -111,10 +113,10 @@ def _fails(match: str, *args, **kw) -> None:
 
 def test_bad_input_fails_before_work(tiny_run, sparrow_dataset, cub_tree, tmp_path, monkeypatch):
     # never decode an image when the input is bad
-    import fgvc.data
+    import fgvc.data.loaders
     from data_prep.carve import carve
 
-    monkeypatch.setattr(fgvc.data, "decode_all", lambda *a: pytest.fail("decoded images on bad input"))
+    monkeypatch.setattr(fgvc.data.loaders, "decode_all", lambda *a: pytest.fail("decoded images on bad input"))
     two = tmp_path / "two"
     carve(cub_tree, two, classes="1,113")
     _fails(r"trained on 4 classes but dataset .*two has 2", tiny_run, two)

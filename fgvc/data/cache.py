@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from fgvc.data import DatasetInfo, _decode
+from fgvc.data.dataset import DatasetInfo
+from fgvc.data.decode import decode_image
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
 
@@ -101,10 +102,10 @@ def _header_sizes(root: Path, paths: list[str]) -> torch.Tensor:
 
 
 def _decode_into(out: np.ndarray, root: Path, paths: list[str], sizes: torch.Tensor) -> None:
-    """Decode every image (as `fgvc.data._decode` does) straight into its slot of `out`."""
+    """Decode every image (with `decode_image`) straight into its slot of `out`."""
     off = 0
     for p, (h, w) in zip(paths, sizes.tolist()):
-        img = _decode(root / p)
+        img = decode_image(root / p)
         if tuple(img.shape) != (3, h, w):
             raise FGVCError(f"image {root / p} decodes to {tuple(img.shape[1:])}, its header says {(h, w)}; "
                             "re-create the dataset")

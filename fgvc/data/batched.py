@@ -9,7 +9,7 @@ image traffic, one code path that also runs (slower, for tests) on CPU tensors.
 Why the random draws are made per epoch on the CPU: every crop box and flip of an epoch is
 drawn at once, for all N images, from one CPU generator seeded by (seed, epoch), and looked up
 by image index. So an image's augmentation does not depend on the batch size, on which images
-share its batch, on the device, or on how far a resumed run got: like `fgvc.data.TrainImages`
+share its batch, on the device, or on how far a resumed run got: like `fgvc.data.per_sample.TrainImages`
 (whose per-sample streams it replaces), only the random stream differs.
 
 Equivalence to torchvision: `sample_resized_crop_params` is `v2.RandomResizedCrop`'s
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fgvc.cache import ImageCache
-from fgvc.data import EpochSampler, sample_seed
+from fgvc.data.cache import ImageCache
+from fgvc.data.sampling import EpochSampler, sample_seed
 
 AUGMENT_STREAM = 0xA06  # third key of sample_seed for the per-epoch crop/flip draws
 ATTEMPTS = 10  # torchvision's number of tries before the central-crop fallback
@@ -153,7 +153,7 @@ class BatchedTrainLoader:
     """An epoch of augmented training batches, made on the cache's device without workers.
 
     Iterate like a DataLoader; call `set_epoch(e)` before each epoch (forwarded to the
-    sampler, so the batch order matches `fgvc.data.EpochSampler` for the same seed).
+    sampler, so the batch order matches `fgvc.data.sampling.EpochSampler` for the same seed).
     Yields (x, y): x float32 (B, 3, S, S) channels_last, y int64, both on the cache's device.
     """
 
@@ -193,11 +193,11 @@ class BatchedTrainLoader:
 
 class DeviceEvalLoader:
     """Deterministic evaluation batches: every image resized and center-cropped once (with
-    `fgvc.data.eval_resize_crop`) into one uint8 (N, 3, S, S) tensor on `device`, normalised
-    per batch. Same values as `fgvc.data.eval_loader` when the cache is on the CPU.
+    `fgvc.data.transforms.eval_resize_crop`) into one uint8 (N, 3, S, S) tensor on `device`, normalised
+    per batch. Same values as `fgvc.data.per_sample.eval_loader` when the cache is on the CPU.
 
     Yields (x, y): x float32 channels_last on `device`; y int64 on the CPU, as a DataLoader's
-    labels (`fgvc.train.predict` gathers them with `.numpy()`).
+    labels (`fgvc.engine.loop.predict` gathers them with `.numpy()`).
     """
 
     def __init__(self, cache: ImageCache, labels: np.ndarray | torch.Tensor, batch_size: int, resize_crop,

@@ -1,0 +1,102 @@
+"""A run folder's files (formats fixed in ../shared/DESIGN.md, "Contracts"): metrics.csv,
+predictions.csv, features.npz, row.json and train.log. Written by train and validate alike,
+each atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fgvc.config import RunConfig
+from fgvc.io import atomic_path
+from fgvc.runs_csv import RUNS_COLUMNS
+
+METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
+                   "test_top1", "test_top5", "lr", "seconds", "val_top1", "val_top5"]
+ROW_COLUMNS = RUNS_COLUMNS  # row.json is one runs.csv row
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history, columns=METRICS_COLUMNS).to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_predictions(path: Path, ids: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+    k = min(5, probs.shape[1])
+    topk = np.argsort(-probs, axis=1)[:, :k]
+    topp = np.take_along_axis(probs, topk, axis=1)
+    frame = pd.DataFrame({
+        "image_id": ids, "label": labels, "pred": topk[:, 0], "prob": topp[:, 0].round(6),
+        "top5": [";".join(map(str, r)) for r in topk],
+        "top5_probs": [";".join(f"{p:.6f}" for p in r) for r in topp],
+    })
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_features(path: Path, test: dict, test_ids, train: dict, train_ids) -> None:
+    with atomic_path(path) as tmp:
+        np.savez_compressed(
+            tmp, test_features=test["features"].astype(np.float16), test_labels=test["labels"].astype(np.int64),
+            test_ids=np.asarray(test_ids, dtype=np.int64), train_features=train["features"].astype(np.float16),
+            train_labels=train["labels"].astype(np.int64), train_ids=np.asarray(train_ids, dtype=np.int64))
+
+
+def write_outputs(run_dir: Path, test_ids, test_out: dict, train_ids, train_out: dict) -> None:
+    """predictions.csv (test) and features.npz (test and train) from two `predict` outputs."""
+    write_predictions(run_dir / "predictions.csv", np.asarray(test_ids), test_out["labels"], test_out["probs"])
+    write_features(run_dir / "features.npz", test_out, test_ids, train_out, train_ids)
+
+
+def blank_row() -> dict:
+    return {c: None for c in ROW_COLUMNS}
+
+
+def make_row(cfg: RunConfig, winfo: dict, device: str, commit: str, **values) -> dict:
+    """A run's runs.csv row: its identity, weights and device, then `values` (metrics, status)."""
+    ident = cfg.identity()
+    row = blank_row()
+    row.update(run_id=cfg.run_id, benchmark=cfg.benchmark, model=cfg.model, weights=winfo["weights"],
+               weights_sha256=winfo["weights_sha256"], method=cfg.method, center_weight=ident["center_weight"],
+               center_update=ident["center_update"], seed=cfg.seed, epochs=cfg.epochs,
+               batch_size=cfg.batch_size, lr=cfg.lr, image_size=cfg.image_size, device=device,
+               git_commit=commit, status="ok", error="")
+    row.update(values)
+    return row
+
+
+def read_row(run_dir: Path) -> dict | None:
+    """A run folder's row.json, or None when absent or unreadable."""
+    p = run_dir / "row.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def run_logger(run_dir: Path) -> logging.Logger:
+    """A logger that appends to the run's train.log (one per run folder)."""
+    logger = logging.getLogger(f"fgvc.run.{run_dir.name}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        h = logging.FileHandler(run_dir / "train.log")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(h)
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for h in list(logger.handlers):
+        h.close()
+        logger.removeHandler(h)
+
+
+__all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "write_metrics", "write_predictions", "write_features", "write_outputs",
+           "blank_row", "make_row", "read_row", "run_logger", "close_logger"]

@@ -1,0 +1,53 @@
+"""The device a run uses, its backend flags, and the model placed on it."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+from torch import nn
+
+from fgvc.errors import FGVCError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA if available), `cpu`, `cuda` or `cuda:N`; a clear error otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise FGVCError(f"invalid --device {name!r}: use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FGVCError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return dev
+
+
+def describe_device(device: torch.device) -> str:
+    """The device as provenance records it (GPU name, or CPU model and thread count)."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """Deterministic algorithms when asked (a repeated CPU run is then identical); else the
+    fast CUDA settings (cudnn autotuning, TF32)."""
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def place_model(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
+    """The model on `device`; channels_last: faster convolutions on CUDA and, with oneDNN, on
+    CPU too (1.7x for Lite0 training on 2 cores)."""
+    return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+__all__ = ["resolve_device", "describe_device", "configure_backends", "place_model"]

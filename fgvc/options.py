@@ -1,0 +1,33 @@
+"""`RunOptions`: how a run runs (device, workers, pipeline, progress), beside `RunConfig`
+(fgvc.config), which says what a run is. Options never change a run's identity or its
+results (except `deterministic`, which makes repeated CPU runs identical). Torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class RunOptions:
+    """How to run (not what): these never change a run's identity."""
+
+    data: Path
+    out: Path
+    pretrained_file: Path | None = None
+    device: str = "auto"
+    workers: int | None = None
+    deterministic: bool = False
+    progress: bool = True
+    # Data path: "batched" keeps the decoded images on the device and augments whole batches
+    # there (fgvc.data.batched), "per-sample" augments each image in a DataLoader (torchvision
+    # v2); both draw from the same distribution. "auto": batched on CUDA, per-sample on CPU.
+    pipeline: str = "auto"
+    compile: bool = False  # torch.compile the model (CUDA; pays for long runs only)
+    # Called after each epoch with (epoch, record): the benchmark's ETA line, and tests that
+    # simulate an interruption.
+    on_epoch_end: Callable[[int, dict], None] | None = None
+
+
+__all__ = ["RunOptions"]
