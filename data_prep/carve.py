@@ -34,9 +34,9 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_dir
 
 from data_prep._cli import run
+from data_prep.manifest import MANIFEST_COLUMNS
 
 METADATA = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt")
-MANIFEST_COLUMNS = ("image_id", "path", "label", "cub_class_id", "class_name", "is_train")
 SPARROW_IDS = tuple(range(113, 134))
 NUM_CUB_CLASSES = 200
 _FOLDER_RE = re.compile(r"^(\d+)\.(.+)$")

@@ -13,13 +13,15 @@ import argparse
 import csv
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 from tqdm import tqdm
 
 from data_prep._cli import run
-from data_prep.carve import MANIFEST_COLUMNS, content_sha256
+from data_prep.carve import content_sha256
+from data_prep.manifest import MANIFEST_COLUMNS
 from fgvc.errors import FGVCError
 
 
@@ -29,6 +31,19 @@ def _int(value: str, n: int, column: str, problems: list[str]) -> int | None:
     except (TypeError, ValueError):
         problems.append(f"manifest.csv row {n}: {column} {value!r} is not an integer")
         return None
+
+
+@dataclass
+class _Rows:
+    """What the manifest rows say (filled by _scan_rows)."""
+
+    ids: list[int] = field(default_factory=list)
+    paths: set[str] = field(default_factory=set)
+    label_to_cid: dict[int, set[int | None]] = field(default_factory=dict)
+    label_to_name: dict[int, set[str]] = field(default_factory=dict)
+    present: list[Path] = field(default_factory=list)
+    n_train: int = 0
+    n_test: int = 0
 
 
 def verify(folder: Path) -> tuple[dict, list[str]]:
@@ -45,17 +60,7 @@ def verify(folder: Path) -> tuple[dict, list[str]]:
     if not manifest.is_file():
         return summary, [f"{manifest} is missing; make the dataset with python -m data_prep.carve --source ... --out {folder}"]
     problems: list[str] = []
-
-    info: dict = {}
-    try:
-        info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-    except FileNotFoundError:
-        problems.append(f"{folder / 'dataset.json'} is missing")
-    except (ValueError, UnicodeDecodeError) as e:
-        problems.append(f"{folder / 'dataset.json'} is not valid JSON ({e})")
-        info = {}
+    info = _read_info(folder, problems)
 
     try:
         reader = csv.DictReader(io.StringIO(manifest.read_text(encoding="utf-8")))
@@ -69,45 +74,78 @@ def verify(folder: Path) -> tuple[dict, list[str]]:
     if not rows:
         problems.append(f"{manifest} lists no images")
 
-    ids: list[int] = []
-    paths: set[str] = set()
-    label_to_cid: dict[int, set[int]] = {}
-    label_to_name: dict[int, set[str]] = {}
-    present: list[Path] = []
-    n_train = n_test = 0
+    found = _scan_rows(folder, rows, problems)
+    _check_unlisted(folder, found.paths, problems)
+    _check_decodes(found.present, problems)
+    k, cids, names = _check_labels(found, problems)
+
+    summary.update(num_classes=k, num_train=found.n_train, num_test=found.n_test)
+    if info:
+        for key, value in (("num_classes", k), ("num_train", found.n_train), ("num_test", found.n_test),
+                           ("classes", names), ("class_ids", cids)):
+            if key in info and info[key] != value:
+                problems.append(f"dataset.json: {key} is {info[key]!r} but manifest.csv gives {value!r}")
+            elif key not in info:
+                problems.append(f"dataset.json lacks {key!r}")
+    if len(found.present) == len(rows):
+        _check_content(folder, info, summary, problems)
+    return summary, problems
+
+
+def _read_info(folder: Path, problems: list[str]) -> dict:
+    """dataset.json's dict ({} when missing or unreadable, with the problem noted)."""
+    try:
+        info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        problems.append(f"{folder / 'dataset.json'} is missing")
+        return {}
+    except (ValueError, UnicodeDecodeError) as e:
+        problems.append(f"{folder / 'dataset.json'} is not valid JSON ({e})")
+        return {}
+    return info
+
+
+def _scan_rows(folder: Path, rows: list[dict], problems: list[str]) -> _Rows:
+    """Each row's fields and file; then image ids unique and sorted."""
+    found = _Rows()
     for n, row in enumerate(rows, 2):  # row 1 is the header
         image_id = _int(row["image_id"], n, "image_id", problems)
         label = _int(row["label"], n, "label", problems)
         cid = _int(row["cub_class_id"], n, "cub_class_id", problems)
         if image_id is not None:
-            ids.append(image_id)
+            found.ids.append(image_id)
         if row["is_train"] == "1":
-            n_train += 1
+            found.n_train += 1
         elif row["is_train"] == "0":
-            n_test += 1
+            found.n_test += 1
         else:
             problems.append(f"manifest.csv row {n}: is_train {row['is_train']!r} is not 0 or 1")
         if label is not None:
-            label_to_cid.setdefault(label, set()).add(cid)
-            label_to_name.setdefault(label, set()).add(row["class_name"])
+            found.label_to_cid.setdefault(label, set()).add(cid)
+            found.label_to_name.setdefault(label, set()).add(row["class_name"])
         rel = row["path"] or ""
         p = PurePosixPath(rel)
         if p.is_absolute() or ".." in p.parts or not p.parts or p.parts[0] != "images":
             problems.append(f"manifest.csv row {n}: path {rel!r} is not relative under images/")
             continue
-        if rel in paths:
+        if rel in found.paths:
             problems.append(f"manifest.csv row {n}: path {rel!r} is listed twice")
-        paths.add(rel)
+        found.paths.add(rel)
         if not (folder / rel).is_file():
             problems.append(f"{folder / rel} is listed in manifest.csv (image {row['image_id']}) but missing")
         else:
-            present.append(folder / rel)
+            found.present.append(folder / rel)
 
-    if len(set(ids)) != len(ids):
+    if len(set(found.ids)) != len(found.ids):
         problems.append("manifest.csv: image_id values repeat")
-    if ids != sorted(ids):
+    if found.ids != sorted(found.ids):
         problems.append("manifest.csv: rows are not sorted by image_id")
+    return found
 
+
+def _check_unlisted(folder: Path, paths: set[str], problems: list[str]) -> None:
     images_dir = folder / "images"
     if images_dir.is_dir():
         for f in sorted(images_dir.rglob("*")):
@@ -115,6 +153,8 @@ def verify(folder: Path) -> tuple[dict, list[str]]:
             if f.is_file() and rel not in paths:
                 problems.append(f"{f} is not listed in manifest.csv")
 
+
+def _check_decodes(present: list[Path], problems: list[str]) -> None:
     for f in tqdm(present, desc="decoding images", unit="img", disable=None, leave=False):
         try:
             with Image.open(f) as im:
@@ -122,7 +162,11 @@ def verify(folder: Path) -> tuple[dict, list[str]]:
         except Exception as e:  # PIL raises several types for bad data
             problems.append(f"{f} does not decode ({type(e).__name__}: {e})")
 
-    # Labels: 0..K-1, one class id and one name each, in class-id order.
+
+def _check_labels(found: _Rows, problems: list[str]) -> tuple[int, list, list]:
+    """Labels: 0..K-1, one class id and one name each, in class-id order. Returns
+    (K, class ids, class names) by label."""
+    label_to_cid, label_to_name = found.label_to_cid, found.label_to_name
     k = len(label_to_cid)
     labels = sorted(label_to_cid)
     if labels and labels != list(range(k)):
@@ -136,27 +180,20 @@ def verify(folder: Path) -> tuple[dict, list[str]]:
     names = [next(iter(label_to_name[lab])) for lab in labels]
     if all(c is not None for c in cids) and cids != sorted(cids):
         problems.append("manifest.csv: labels are not in class-id order")
+    return k, cids, names
 
-    summary.update(num_classes=k, num_train=n_train, num_test=n_test)
-    if info:
-        for key, found in (("num_classes", k), ("num_train", n_train), ("num_test", n_test),
-                           ("classes", names), ("class_ids", cids)):
-            if key in info and info[key] != found:
-                problems.append(f"dataset.json: {key} is {info[key]!r} but manifest.csv gives {found!r}")
-            elif key not in info:
-                problems.append(f"dataset.json lacks {key!r}")
 
-    if len(present) == len(rows):
-        try:
-            summary["content_sha256"] = content_sha256(folder)
-        except FGVCError as e:  # pragma: no cover - files vanished meanwhile
-            problems.append(str(e))
-        if info and info.get("content_sha256") != summary["content_sha256"]:
-            problems.append(
-                f"dataset.json: content_sha256 {str(info.get('content_sha256'))[:12]}... does not match the files "
-                f"({summary['content_sha256'][:12]}...): the manifest or an image changed since carving"
-            )
-    return summary, problems
+def _check_content(folder: Path, info: dict, summary: dict, problems: list[str]) -> None:
+    """Recompute content_sha256 into `summary` and compare it with dataset.json's."""
+    try:
+        summary["content_sha256"] = content_sha256(folder)
+    except FGVCError as e:  # pragma: no cover - files vanished meanwhile
+        problems.append(str(e))
+    if info and info.get("content_sha256") != summary["content_sha256"]:
+        problems.append(
+            f"dataset.json: content_sha256 {str(info.get('content_sha256'))[:12]}... does not match the files "
+            f"({summary['content_sha256'][:12]}...): the manifest or an image changed since carving"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,17 +14,18 @@ import hashlib
 import itertools
 import json
 import math
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from fgvc.aux_registry import check_aux_config
 from fgvc.errors import FGVCError
+from fgvc.names import slug
 
-CENTER_UPDATES = ("learned", "joint", "ema")
-CENTER_DISTANCES = ("squared", "euclidean")
+# The auxiliary-loss keys (method, center_*, contrastive_delta) and their values are
+# checked by fgvc/aux_registry.py, which owns them; the rest here.
 AUGMENTS = ("standard", "none")
 LR_SCHEDULES = ("constant", "cosine")  # see fgvc/schedule.py
 
@@ -74,10 +75,12 @@ class RunConfig:
 
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The resolved per-run settings (all but `benchmark` are hashed into run_id).
+        """The resolved per-run settings: what `run_id` hashes (all but `benchmark`; see
+        run_hash) and what `save_config` writes to config.yaml.
 
         For `ce` the auxiliary-loss settings do not matter, so they are blanked: a grid
-        over lambda runs the CE baseline once per seed, not once per lambda.
+        over lambda runs the CE baseline once per seed, not once per lambda. `eval_every`
+        (how a run is evaluated, not what it is) is left out.
         """
         d = dataclasses.asdict(self)
         for key in NOT_IDENTITY:
@@ -92,7 +95,7 @@ class RunConfig:
     @property
     def run_name(self) -> str:
         lam = self.identity()["center_weight"]
-        return f"{_slug(self.model)}-{self.method}-lam{lam:g}-s{self.seed}"
+        return f"{slug(self.model)}-{self.method}-lam{lam:g}-s{self.seed}"
 
     @property
     def run_hash(self) -> str:
@@ -107,37 +110,14 @@ class RunConfig:
     def run_id(self) -> str:
         return f"{self.run_name}-{self.run_hash}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.identity()
-
     # ---- validation -----------------------------------------------------------
     def validate(self) -> "RunConfig":
         def bad(key: str, value: Any, why: str) -> FGVCError:
             return FGVCError(f"invalid value {key}={value!r}: {why}")
 
-        # Lazy import: the auxiliary-loss registry (torch) loads only when a config is validated.
-        from fgvc.losses import check_aux_config, registered_losses
-
-        methods = ("ce", *registered_losses())
-        if self.method not in methods:
-            raise bad("method", self.method, f"choose one of {', '.join(methods)}")
-        # A saved CE config has its center settings blanked (see identity()).
-        updates = CENTER_UPDATES + (("none",) if self.method == "ce" else ())
-        if self.center_update not in updates:
-            raise bad("center_update", self.center_update, f"choose one of {', '.join(CENTER_UPDATES)}")
-        if self.method != "ce":
-            if not (self.center_weight > 0 and math.isfinite(self.center_weight)):
-                raise bad("center_weight", self.center_weight,
-                          f"must be > 0 for method {self.method!r} (use method 'ce' for no auxiliary loss)")
-            if not (self.center_lr > 0 and math.isfinite(self.center_lr)):
-                raise bad("center_lr", self.center_lr, "must be a positive number")
-            if not 0 < self.center_alpha <= 1:
-                raise bad("center_alpha", self.center_alpha, "must be in (0, 1]")
-        if self.center_distance not in CENTER_DISTANCES:
-            raise bad("center_distance", self.center_distance, f"choose one of {', '.join(CENTER_DISTANCES)}")
-        if not (self.contrastive_delta > 0 and math.isfinite(self.contrastive_delta)):
-            raise bad("contrastive_delta", self.contrastive_delta, "must be a positive number")
-        check_aux_config(self)  # the loss's own settings (e.g. contrastive_center refuses ema)
+        # The method (ce or a registered auxiliary loss) and its settings, then the loss's own
+        # check (e.g. contrastive_center refuses ema): fgvc/aux_registry.py.
+        check_aux_config(self)
         if self.augment not in AUGMENTS:
             raise bad("augment", self.augment, f"choose one of {', '.join(AUGMENTS)}")
         if self.val_seed < 0:
@@ -174,10 +154,6 @@ ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_cla
 # How a run is evaluated, not what it is: never hashed, never saved in config.yaml.
 NOT_IDENTITY = ("eval_every",)
 AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "contrastive_delta")
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", name)
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -281,7 +257,9 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> RunConfig:
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     from fgvc.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    # config.yaml holds the identity (CE runs with their center settings blanked), so that
+    # load_config(path).run_id is the run's id.
+    atomic_write_text(path, yaml.safe_dump(cfg.identity(), sort_keys=False))
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -291,7 +269,6 @@ def load_config(path: str | Path) -> RunConfig:
 
 __all__ = [
     "RunConfig",
-    "CENTER_UPDATES",
     "LR_SCHEDULES",
     "parse_overrides",
     "load_grid",

@@ -71,7 +71,6 @@ per-class statistics over processes, so every process keeps identical centers.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -79,7 +78,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.config import CENTER_DISTANCES, CENTER_UPDATES  # ("squared", "euclidean"), ("learned", "joint", "ema")
+from fgvc.aux_registry import (CENTER_DISTANCES, CENTER_UPDATES, GRADIENT_UPDATES, check_aux_config, check_choice,
+                               check_new_name, check_positive, check_unit_interval, check_weight, register_method,
+                               registered_methods, unregister_method)
 from fgvc.errors import FGVCError
 
 if TYPE_CHECKING:
@@ -107,20 +108,23 @@ def _same_class_counts(labels: Tensor) -> Tensor:
 
 
 class _Centers(nn.Module):
-    """Class centers with a gradient update rule ("learned" or "joint") or "ema"."""
+    """Class centers with a gradient update rule ("learned" or "joint") or "ema".
+
+    The arguments are checked with the rules of fgvc.aux_registry (those of the YAML keys),
+    each only where the update rule uses it (`lr` for "learned", `alpha` for "ema").
+    """
+
+    METHOD = "center"  # the `method` whose module this is (named in error messages)
 
     def __init__(self, num_classes: int, feat_dim: int, weight: float, update: str = "learned",
                  lr: float = 0.5, alpha: float = 0.5, seed: int = 0, updates: tuple[str, ...] = CENTER_UPDATES):
         super().__init__()
-        if update not in updates:
-            raise FGVCError(f"unknown center_update {update!r}: choose one of {', '.join(updates)}")
-        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
-            raise FGVCError(f"invalid center loss weight (lambda) {weight!r}: must be > 0 "
-                            "(use method 'ce' for no center loss)")
-        if update == "learned" and not (math.isfinite(lr) and lr > 0):
-            raise FGVCError(f"invalid center_lr {lr!r}: must be a positive number")
-        if update == "ema" and not 0 < alpha <= 1:
-            raise FGVCError(f"invalid center_alpha {alpha!r}: must be in (0, 1]")
+        check_choice("center_update", update, updates)
+        check_weight(weight, self.METHOD, key="center_weight (lambda)")
+        if update == "learned":
+            check_positive("center_lr", lr)
+        if update == "ema":
+            check_unit_interval("center_alpha", alpha)
         self.num_classes, self.feat_dim = int(num_classes), int(feat_dim)
         self.weight, self.update, self.lr, self.alpha = float(weight), update, float(lr), float(alpha)
         # Own generator: the centers do not depend on (or disturb) the model's init RNG.
@@ -166,8 +170,7 @@ class CenterLoss(_Centers):
                  lr: float = 0.5, alpha: float = 0.5, seed: int = 0, distance: str = "squared",
                  normalize: bool = False, per_class: bool = False):
         super().__init__(num_classes, feat_dim, weight, update, lr, alpha, seed)
-        if distance not in CENTER_DISTANCES:
-            raise FGVCError(f"unknown center_distance {distance!r}: choose one of {', '.join(CENTER_DISTANCES)}")
+        check_choice("center_distance", distance, CENTER_DISTANCES)
         self.distance, self.normalize, self.per_class = distance, bool(normalize), bool(per_class)
         if self.normalize:
             with torch.no_grad():
@@ -240,11 +243,12 @@ class ContrastiveCenterLoss(_Centers):
     minus the own-class term.
     """
 
+    METHOD = "contrastive_center"
+
     def __init__(self, num_classes: int, feat_dim: int, weight: float, update: str = "learned",
                  lr: float = 0.5, delta: float = 1.0, seed: int = 0):
-        super().__init__(num_classes, feat_dim, weight, update, lr, seed=seed, updates=("learned", "joint"))
-        if not (math.isfinite(delta) and delta > 0):
-            raise FGVCError(f"invalid contrastive_delta {delta!r}: must be a positive number")
+        super().__init__(num_classes, feat_dim, weight, update, lr, seed=seed, updates=GRADIENT_UPDATES)
+        check_positive("contrastive_delta", delta)
         self.delta = float(delta)
 
     def extra_repr(self) -> str:
@@ -263,8 +267,9 @@ class ContrastiveCenterLoss(_Centers):
 
 
 # --------------------------------------------------------------------------- registry
+# The method names and their config checks live in fgvc.aux_registry (torch-free, so that
+# RunConfig.validate() knows them without importing this module); the module factories here.
 AUX_LOSSES: dict[str, AuxFactory] = {}
-_CHECKS: dict[str, Callable[["RunConfig"], None]] = {}
 
 
 def register_loss(name: str, *, check: Callable[["RunConfig"], None] | None = None):
@@ -273,15 +278,23 @@ def register_loss(name: str, *, check: Callable[["RunConfig"], None] | None = No
     `check(cfg)` (optional) raises FGVCError for settings the loss cannot use; it runs in
     RunConfig.validate(), so a bad grid fails before any run starts.
     """
-    if name == "ce" or not name.isidentifier():
-        raise ValueError(f"invalid loss name {name!r}: an identifier other than 'ce'")
-    if name in AUX_LOSSES:
-        raise ValueError(f"loss {name!r} is already registered")
+    check_new_name(name)
+
+    def decorator(factory: AuxFactory) -> AuxFactory:
+        register_method(name, check)
+        AUX_LOSSES[name] = factory
+        return factory
+
+    return decorator
+
+
+def _factory_of(name: str):
+    """Decorator: the module factory of built-in method `name` (already in fgvc.aux_registry)."""
+    if name not in registered_methods() or name in AUX_LOSSES:
+        raise ValueError(f"{name!r} is not a built-in method without a factory (see fgvc.aux_registry)")
 
     def decorator(factory: AuxFactory) -> AuxFactory:
         AUX_LOSSES[name] = factory
-        if check is not None:
-            _CHECKS[name] = check
         return factory
 
     return decorator
@@ -290,26 +303,12 @@ def register_loss(name: str, *, check: Callable[["RunConfig"], None] | None = No
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (for tests and interactive use)."""
     AUX_LOSSES.pop(name, None)
-    _CHECKS.pop(name, None)
+    unregister_method(name)
 
 
 def registered_losses() -> list[str]:
     """Names usable as `method` besides "ce", in registration order."""
-    return list(AUX_LOSSES)
-
-
-def _unknown(method: str) -> FGVCError:
-    return FGVCError(f"invalid value method={method!r}: choose one of {', '.join(['ce', *AUX_LOSSES])}")
-
-
-def check_aux_config(cfg: "RunConfig") -> None:
-    """The method name and the loss's own check (called by RunConfig.validate())."""
-    if cfg.method == "ce":
-        return
-    if cfg.method not in AUX_LOSSES:
-        raise _unknown(cfg.method)
-    if cfg.method in _CHECKS:
-        _CHECKS[cfg.method](cfg)
+    return registered_methods()
 
 
 def build_aux_loss(cfg: "RunConfig", num_classes: int, feat_dim: int) -> nn.Module | None:
@@ -317,6 +316,9 @@ def build_aux_loss(cfg: "RunConfig", num_classes: int, feat_dim: int) -> nn.Modu
     if cfg.method == "ce":
         return None
     check_aux_config(cfg)
+    if cfg.method not in AUX_LOSSES:
+        raise FGVCError(f"method {cfg.method!r} has no module: register it with fgvc.losses.register_loss, "
+                        "not fgvc.aux_registry.register_method alone")
     module = AUX_LOSSES[cfg.method](num_classes, feat_dim, cfg)
     missing = [m for m in (*PROTOCOL, "weight") if not hasattr(module, m)]
     if missing:
@@ -325,26 +327,14 @@ def build_aux_loss(cfg: "RunConfig", num_classes: int, feat_dim: int) -> nn.Modu
     return module
 
 
-@register_loss("center")
+@_factory_of("center")
 def _center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> CenterLoss:
     return CenterLoss(num_classes, feat_dim, cfg.center_weight, update=cfg.center_update, lr=cfg.center_lr,
                       alpha=cfg.center_alpha, seed=cfg.seed, distance=cfg.center_distance,
                       normalize=cfg.center_normalize, per_class=cfg.center_per_class)
 
 
-def _check_contrastive(cfg: "RunConfig") -> None:
-    def bad(key: str, why: str) -> FGVCError:
-        return FGVCError(f"invalid value {key}={getattr(cfg, key)!r} for method 'contrastive_center': {why}")
-
-    if cfg.center_update == "ema":
-        raise bad("center_update", "its centers are learned by gradient; use learned or joint")
-    # Settings it would ignore would still change the run id: refuse them instead.
-    for key, default in (("center_distance", "squared"), ("center_normalize", False), ("center_per_class", False)):
-        if getattr(cfg, key) != default:
-            raise bad(key, f"a center-loss variant only; leave it at {default!r} (use method 'center')")
-
-
-@register_loss("contrastive_center", check=_check_contrastive)
+@_factory_of("contrastive_center")  # its check: fgvc.aux_registry
 def _contrastive_center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> ContrastiveCenterLoss:
     return ContrastiveCenterLoss(num_classes, feat_dim, cfg.center_weight, update=cfg.center_update,
                                  lr=cfg.center_lr, delta=cfg.contrastive_delta, seed=cfg.seed)

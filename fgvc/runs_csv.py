@@ -2,7 +2,8 @@
 
 Kept free of torch so that `fgvc report` and `fgvc visualize` can merge the rows of
 every shard or concurrent job (whose own rebuilds may have raced) without loading the
-trainer. `fgvc.benchmark.rebuild_runs_csv` is this with the trainer's column list.
+trainer. The column list is defined here, once (`RUNS_COLUMNS`): the trainer writes each
+run's row.json with these keys and the report reads them back.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def row_files(out: Path) -> list[Path]:
     return sorted((Path(out) / "runs").glob("*/row.json"))
 
 
-def runs_csv_text(out: Path, columns: Sequence[str]) -> str:
+def runs_csv_text(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> str:
     """runs.csv as text: `columns` first, then any extra keys, rows by run folder name."""
     rows = []
     for p in row_files(out):
@@ -43,7 +44,7 @@ def runs_csv_text(out: Path, columns: Sequence[str]) -> str:
     return frame[list(columns) + extra].to_csv(index=False)
 
 
-def write_runs_csv(out: Path, columns: Sequence[str]) -> Path:
+def write_runs_csv(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> Path:
     """Rebuild OUT/runs.csv atomically; an unchanged file is left alone (not even its mtime),
     so rebuilding a committed results folder is a no-op."""
     path = Path(out) / "runs.csv"
@@ -57,4 +58,4 @@ def write_runs_csv(out: Path, columns: Sequence[str]) -> Path:
     return path
 
 
-__all__ = ["row_files", "runs_csv_text", "write_runs_csv"]
+__all__ = ["RUNS_COLUMNS", "row_files", "runs_csv_text", "write_runs_csv"]

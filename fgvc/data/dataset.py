@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_prep.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
 from fgvc.errors import FGVCError
 
-MANIFEST_COLUMNS = ["image_id", "path", "label", "cub_class_id", "class_name", "is_train"]
 HOW_TO_MAKE = "prepare it with `make data` or `python -m data_prep.carve --source CUB_200_2011 --out DIR`"
 
 
@@ -86,9 +86,11 @@ def stratified_val_split(train: pd.DataFrame, fraction: float, seed: int) -> tup
     image_id order, so the split depends only on `val_seed` and the class's images: every
     run of a grid (any seed, method or lr) sees the same split, and adding a class elsewhere
     does not move it. Both parts keep the manifest order.
+
+    `fraction` is a validated `val_fraction`, in [0, 1) (RunConfig.validate checks it); a
+    fraction that would leave a class no training image is refused here (it depends on
+    the data).
     """
-    if not 0 <= fraction < 1:
-        raise FGVCError(f"invalid value val_fraction={fraction!r}: must be in [0, 1)")
     if fraction == 0:
         return train.reset_index(drop=True), train.iloc[:0].reset_index(drop=True)
     val_ids: list[int] = []

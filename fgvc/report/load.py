@@ -19,12 +19,7 @@ import yaml
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.runs_csv import row_files, write_runs_csv
-
-RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "method", "center_weight",
-                "center_update", "seed", "epochs", "batch_size", "lr", "image_size", "top1", "top5",
-                "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second", "device",
-                "git_commit", "status", "error", "val_top1"]
+from fgvc.runs_csv import RUNS_COLUMNS, row_files, write_runs_csv
 # Rows that differ only in seed form one group (DESIGN.md, summary.csv).
 GROUP_KEYS = ["model", "weights", "method", "center_weight", "center_update", "lr", "batch_size", "epochs",
               "image_size"]
