@@ -1,6 +1,11 @@
 """`fgvc` command line: benchmark | train | validate | report | visualize | compare | demo | speed.
 
 User errors (FGVCError) are printed on one line and exit with status 2.
+
+Torch-free on purpose: each subcommand's parser lives in a module that imports no torch
+(here, fgvc/commands.py, fgvc/report/cli.py) and imports its implementation only when the
+command runs, so `fgvc --help` and `fgvc <command> --help` start fast
+(tests/test_cli_fast.py checks it).
 """
 
 from __future__ import annotations
@@ -11,11 +16,9 @@ import sys
 from pathlib import Path
 
 from fgvc import __version__
+from fgvc.commands import add_demo_parser, add_speed_parser, add_validate_parser
 from fgvc.errors import FGVCError
-from fgvc.demo import add_parser as add_demo_parser
 from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
-from fgvc.speed import add_parser as add_speed_parser
-from fgvc.validate import add_parser as add_validate_parser
 
 DEFAULT_DATA = Path("data/cub_sparrows")
 

@@ -28,7 +28,6 @@ Choices (differences from the port, which trains 100 epochs on MNIST):
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -238,41 +237,4 @@ def demo(out: Path = DEFAULT_OUT, *, dataset: str = "digits", epochs: int | None
     return dict(png=png, csv=csv, rows=rows, results=results)
 
 
-# --------------------------------------------------------------------------- CLI
-def _run(args: argparse.Namespace) -> int:
-    res = demo(Path(args.out), dataset=args.dataset, epochs=args.epochs, seed=args.seed,
-               center_weight=args.center_weight, data_root=Path(args.data_root))
-    for r in res["rows"]:
-        print(f"{r['method']:>6}  lambda {r['lambda']:<6g} train {r['train_acc']:6.2f}%  test {r['test_acc']:6.2f}%  "
-              f"compactness {r['compactness']:.4f}")
-    print(f"wrote {res['png']} and {res['csv']}")
-    return 0
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "demo", help="the classic 2-D center-loss picture on 8x8 digits (about a minute on CPU)",
-        description="Train a small CNN with a 2-unit feature layer (LeNet++ for 8x8 inputs) with cross-entropy "
-                    "and with cross-entropy + center loss (learned centers, center lr 0.5) from the same init, "
-                    "and plot both runs' 2-D train and test features per class side by side (Wen et al. 2016, "
-                    "Fig. 3). Data: scikit-learn's bundled 8x8 digits (no download; stratified 80/20 split, "
-                    "seed 0) or MNIST via torchvision (downloaded to --data-root). Writes OUT/demo_features.png "
-                    "and OUT/demo_accuracy.csv (method, lambda, epochs, seed, train_acc, test_acc in percent, "
-                    "dataset, compactness: test intra/inter-class squared-distance ratio).")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits (bundled 8x8, default) or mnist (torchvision download; several minutes on CPU)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs per method (default: {DEFAULT_EPOCHS['digits']} for digits, "
-                        f"{DEFAULT_EPOCHS['mnist']} for mnist)")
-    p.add_argument("--seed", type=int, default=0, help="init and batch-order seed (default: 0)")
-    p.add_argument("--center-weight", type=float, default=DEFAULT_CENTER_WEIGHT, metavar="LAMBDA",
-                   help="center loss weight lambda (default: %(default)s = the paper's 0.003 at batch 64; "
-                        "for runs under ~30 epochs 0.01 is safer)")
-    p.add_argument("--data-root", type=Path, default=Path("data") / "mnist",
-                   help="where MNIST is downloaded (default: %(default)s)")
-    p.set_defaults(func=_run)
-    return p
-
-
-__all__ = ["demo", "add_parser", "LeNetPP", "compactness", "train_one", "load_data", "plot_features"]
+__all__ = ["demo", "LeNetPP", "compactness", "train_one", "load_data", "plot_features"]

@@ -21,7 +21,6 @@ another for the reference) is extrapolated from the per-epoch figures unless
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -319,38 +318,4 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     return speed_csv, grid_csv
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "speed", help="time fgvc's training pipeline against a pytorch/examples-style reference loop",
-        description=" ".join(__doc__.split("\n\n")[:3]).replace("\n", " ") + " Writes OUT/<device>-<model>.csv, "
-                    "OUT/<device>-<model>-grid.csv and a provenance JSON beside them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("data/cub_sparrows"), help="prepared dataset folder")
-    p.add_argument("--model", default="resnet50.tv_in1k", help="timm model name")
-    p.add_argument("--pretrained-file", type=Path, default=None, metavar="PATH",
-                   help="local weights for --model (else timm's download; speed does not depend on the weights)")
-    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                   help="random init (no download needed; timings are the same)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--crop-pct", type=float, default=0.875)
-    p.add_argument("--lr", type=float, default=0.001)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="the reference loop's DataLoader workers (pytorch/examples uses 4)")
-    p.add_argument("--pipeline", choices=("auto", "batched", "per-sample"), default="auto", help="fgvc's data path")
-    p.add_argument("--compile", action="store_true", help="torch.compile fgvc's model")
-    p.add_argument("--train-batches", type=int, default=None,
-                   help="training batches timed per repeat (default: a whole epoch); fewer are extrapolated")
-    p.add_argument("--warmup-batches", type=int, default=3, help="untimed training batches first")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
-    p.add_argument("--grid", default="benchmarks/sparrows.yaml",
-                   help="benchmark YAML whose wall time is compared (all its runs)")
-    p.add_argument("--measure-grid", action="store_true",
-                   help="run that grid with fgvc for real (with --jobs) instead of extrapolating it")
-    p.add_argument("--jobs", type=int, default=1, help="concurrent runs for --measure-grid")
-    p.add_argument("--out", type=Path, default=Path("results/speed"), help="output folder")
-    p.set_defaults(func=lambda a: (run_speed(a), 0)[1])
-
-
-__all__ = ["run_speed", "add_parser", "PILImageFolder", "reference_train", "reference_eval", "epoch_seconds"]
+__all__ = ["run_speed", "PILImageFolder", "reference_train", "reference_eval", "epoch_seconds"]

@@ -13,7 +13,6 @@ FGVCError raised before any image is decoded.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -268,47 +267,4 @@ def _row(src: Source, out: Path, final: dict, prov: dict, ck_meta: dict, sha: st
     return row
 
 
-# --------------------------------------------------------------------------- CLI
-def _run(args: argparse.Namespace) -> int:
-    out = validate(Path(args.source), args.data, Path(args.out) if args.out else None, model=args.model,
-                   device=args.device, image_size=args.image_size, crop_pct=args.crop_pct, workers=args.workers,
-                   progress=args.progress)
-    import json
-
-    m = json.loads((out / "metrics.json").read_text())
-    print(f"top1 {m['top1']:.2f}%  top5 {m['top5']:.2f}%  mean-class {m['mean_class_acc']:.2f}%  "
-          f"({m['num_test']} test images) -> {out}")
-    return 0
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "validate", help="evaluate a saved checkpoint or run folder on a dataset folder",
-        description="Evaluate a checkpoint on a dataset folder's test split (and the train images without "
-                    "augmentation, for features) and write what a run writes: predictions.csv, features.npz "
-                    "(float16), metrics.json, row.json, provenance.json, config.yaml, classes.json. SOURCE is a "
-                    "finished run folder (config.yaml + checkpoint.pt) or a bare checkpoint file (PyTorch state "
-                    "dict, possibly under 'state_dict' or 'model', or safetensors) with --model NAME. The run "
-                    "folder itself is never overwritten. To put the result into a benchmark's report, pass "
-                    "--out RESULTS/runs/NAME: RESULTS/runs.csv is then rebuilt.")
-    p.add_argument("source", metavar="SOURCE", help="run folder (results/<bench>/runs/<run_id>) or checkpoint file")
-    p.add_argument("--data", type=Path, default=None,
-                   help="prepared dataset folder with manifest.csv (default for a run folder: the dataset it "
-                        "was trained on, from its provenance.json; required for a checkpoint file)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: SOURCE/validate/ for a run folder, "
-                        f"{DEFAULT_BARE_OUT}/<checkpoint stem>/ for a checkpoint file)")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="timm model name of a bare checkpoint, e.g. resnet50.tv_in1k (the tag picks the "
-                        "normalisation); the class count comes from the dataset")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="input size (default: the run's; for a checkpoint file the model's pretrained input size)")
-    p.add_argument("--crop-pct", type=float, default=None, help="center-crop fraction (default: the run's, or 0.875)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 0 on CPU)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.set_defaults(func=_run)
-    return p
-
-
-__all__ = ["validate", "add_parser", "check_state_dict", "classifier_key", "default_out"]
+__all__ = ["validate", "check_state_dict", "classifier_key", "default_out"]

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 import torch
 
-from fgvc.demo import CSV_COLUMNS, LeNetPP, add_parser, compactness, demo, load_data
+from fgvc.commands import add_demo_parser
+from fgvc.demo import CSV_COLUMNS, LeNetPP, compactness, demo, load_data
 from fgvc.errors import FGVCError
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fgvc")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    add_demo_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 

@@ -11,12 +11,13 @@ import pytest
 import torch
 import yaml
 
+from fgvc.commands import add_validate_parser
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
 from fgvc.engine.artifacts import ROW_COLUMNS
 from fgvc.options import RunOptions
 from fgvc.train import run
-from fgvc.validate import add_parser, validate
+from fgvc.validate import validate
 
 TINY = dict(benchmark="tiny", model="test_resnet", pretrained=False, method="center", epochs=2, batch_size=8,
             image_size=32, lr=0.05, seed=0)
@@ -33,7 +34,7 @@ def tiny_run(sparrow_dataset, tmp_path_factory):
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fgvc")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    add_validate_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 
