@@ -29,7 +29,7 @@ SPEED_DESCRIPTION = (
     "dataset that opens and decodes every JPEG with PIL on every access, torchvision transforms "
     "(RandomResizedCrop, flip, ToTensor, Normalize), DataLoader workers with pinned memory, fp32, contiguous "
     "(NCHW) tensors, `loss.item()` per step; evaluation with Resize + CenterCrop. fgvc's side is its own code: "
-    "`fgvc.train.build_data` (decode once; batched augmentation on the device or per-sample from memory), "
+    "`fgvc.data.loaders.build_loaders` (decode once; batched augmentation on the device or per-sample from memory), "
     "`train_one_epoch` (bf16 autocast on CUDA, channels_last) and `predict`. Both are timed the same way: "
     "`--warmup-batches` training steps first (not timed: start-up, cudnn autotuning, caches), then `--repeats` "
     "times a fresh epoch iterator over `--train-batches` batches (an epoch's start-up, e.g. worker processes, is "
