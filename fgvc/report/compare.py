@@ -22,6 +22,7 @@ from scipy import stats
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
+from fgvc.report.markdown import number, table
 from fgvc.report.stats import mean_ci, no_spread, sort_key
 
 RUNS_REQUIRED = ["model", "method", "seed", "top1"]
@@ -107,17 +108,6 @@ def _groups(r: Results, keys: list[str]) -> dict[tuple, dict]:
     return out
 
 
-def _fmt(x, nd: int = 1, sign: bool = False) -> str:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(x):
-        return "—"
-    x = round(x, nd) + 0.0  # no "-0.0"
-    return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
-
-
 def _paired(a: dict, b: dict) -> tuple[str, list[str], list[str]]:
     """Paired t-test of b - a over seeds present in both: (cell text, seeds only in a, only in b)."""
     seeds = sorted(set(a) & set(b), key=sort_key)
@@ -139,8 +129,85 @@ def _paired(a: dict, b: dict) -> tuple[str, list[str], list[str]]:
     return f"n={n}, Δ {mean:+.2f} [{lo:+.2f}, {hi:+.2f}], p={p:.3g} ({verdict})", only_a, only_b
 
 
-def _cell(x) -> str:
-    return str(x).replace("|", "\\|")
+@dataclass
+class _Aligned:
+    """The files read, their groups by the shared keys, and which key columns to show."""
+
+    results: list[Results]
+    keys: list[str]
+    groups: list[dict[tuple, dict]]  # per file: group key -> _groups' summary
+    all_keys: list[tuple]  # every group key of any file, in sort order
+    shown: list[int]  # indices of the keys shown as columns: model, method and what varies
+
+
+def _align(results: list[Results]) -> _Aligned:
+    keys = _keys(results)
+    groups = [_groups(r, keys) for r in results]
+    all_keys = sorted(set().union(*groups), key=lambda k: tuple(sort_key(v) for v in k))
+    shown = [i for i, k in enumerate(keys) if k in ("model", "method")
+             or len({key[i] for key in all_keys}) > 1]
+    return _Aligned(results, keys, groups, all_keys, shown)
+
+
+def _files(al: _Aligned) -> list[str]:
+    """The title, the numbered list of files and what the rows are aligned on."""
+    lines = ["# fgvc compare", "", "Files (differences are against [1]; accuracies in percent points):", ""]
+    for i, r in enumerate(al.results, 1):
+        lines.append(f"- [{i}] `{r.path}` ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
+    return lines + ["", f"Rows aligned on: {', '.join(al.keys)}" + (" (and seed, where both sides are runs.csv)."
+                                                                if any(r.kind == "runs" for r in al.results)
+                                                                else "."), ""]
+
+
+def _versus(al: _Aligned, i: int) -> list[str]:
+    """The section "[i+1] vs [1]": a row per group, then the rows and seeds one side lacks, then per-seed top-1."""
+    base, other = al.groups[0], al.groups[i]
+    both_runs = al.results[0].kind == "runs" and al.results[i].kind == "runs"
+    header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "Δ top-1",
+                                               "Δ top-5", "Δ mean-class"]
+    if both_runs:
+        header.append("paired t-test over seeds")
+    rows, one_sided, seed_notes, per_seed = [], [], [], []
+    for key in al.all_keys:
+        a, b = base.get(key), other.get(key)
+        if a is None and b is None:
+            continue
+        label = ", ".join(f"{al.keys[j]}={key[j]}" for j in al.shown)
+        if a is None or b is None:
+            one_sided.append(f"{label}: only in [{1 if b is None else i + 1}]")
+        cells = [key[j] for j in al.shown] + _metric_cells(a, b)
+        if both_runs:
+            text, notes, seed_rows = _seed_comparison(label, i, a, b) if a and b else ("—", [], [])
+            cells.append(text)
+            seed_notes += notes
+            per_seed += seed_rows
+        rows.append(cells)
+    lines = [f"## [{i + 1}] vs [1]", "", table(header, rows), ""]
+    if al.results[0].kind != al.results[i].kind:
+        lines += ["One side has only group means (summary.csv): no per-seed test is possible.", ""]
+    if one_sided or seed_notes:
+        lines += ["Rows present on one side only:", ""] + [f"- {t}" for t in one_sided + seed_notes] + [""]
+    if per_seed:
+        lines += ["Per seed (top-1):", "", table(["group", "seed", "[1]", f"[{i + 1}]", "Δ"], per_seed), ""]
+    return lines
+
+
+def _metric_cells(a: dict | None, b: dict | None) -> list[str]:
+    """n and top-1 of each side, and the metric differences (b minus a); "—" where a side lacks the group."""
+    return ([number(a["n"], 0) if a else "—", number(b["n"], 0) if b else "—",
+             number(a["top1"]) if a else "—", number(b["top1"]) if b else "—"]
+            + [number(b[m] - a[m], sign=True) if a and b else "—" for m in METRICS])
+
+
+def _seed_comparison(label: str, i: int, a: dict, b: dict) -> tuple[str, list[str], list[list]]:
+    """For a group with per-seed rows on both sides: the paired-test cell, notes on seeds
+    only one side has, and the rows of the per-seed table."""
+    text, only_a, only_b = _paired(a["seeds"], b["seeds"])
+    notes = [f"{label}: seed(s) {', '.join(seeds)} only in [{side}]"
+             for side, seeds in ((1, only_a), (i + 1, only_b)) if seeds]
+    rows = [[label, s, number(a["seeds"][s]), number(b["seeds"][s]), number(b["seeds"][s] - a["seeds"][s], sign=True)]
+            for s in sorted(set(a["seeds"]) & set(b["seeds"]), key=sort_key)]
+    return text, notes, rows
 
 
 def compare(paths: Sequence[Path], out: Path | None = None) -> str:
@@ -148,62 +215,10 @@ def compare(paths: Sequence[Path], out: Path | None = None) -> str:
     to `out` when given."""
     if len(paths) < 2:
         raise FGVCError(f"compare needs two or more CSV files, got {len(paths)}")
-    results = [read_results(Path(p)) for p in paths]
-    keys = _keys(results)
-    groups = [_groups(r, keys) for r in results]
-    all_keys = sorted(set().union(*groups), key=lambda k: tuple(sort_key(v) for v in k))
-    shown = [i for i, k in enumerate(keys) if k in ("model", "method")
-             or len({key[i] for key in all_keys}) > 1]
-    lines = ["# fgvc compare", "", "Files (differences are against [1]; accuracies in percent points):", ""]
-    for i, r in enumerate(results, 1):
-        lines.append(f"- [{i}] `{r.path}` ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
-    lines += ["", f"Rows aligned on: {', '.join(keys)}" + (" (and seed, where both sides are runs.csv)."
-                                                        if any(r.kind == "runs" for r in results) else "."), ""]
-    base = groups[0]
-    for i in range(1, len(results)):
-        other = groups[i]
-        both_runs = results[0].kind == "runs" and results[i].kind == "runs"
-        header = [keys[j] for j in shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "Δ top-1",
-                                             "Δ top-5", "Δ mean-class"]
-        if both_runs:
-            header.append("paired t-test over seeds")
-        rows, one_sided, seed_notes, per_seed = [], [], [], []
-        for key in all_keys:
-            a, b = base.get(key), other.get(key)
-            if a is None and b is None:
-                continue
-            label = ", ".join(f"{keys[j]}={key[j]}" for j in shown)
-            if a is None or b is None:
-                one_sided.append(f"{label}: only in [{1 if b is None else i + 1}]")
-            cells = [key[j] for j in shown]
-            cells += [_fmt(a["n"], 0) if a else "—", _fmt(b["n"], 0) if b else "—",
-                      _fmt(a["top1"]) if a else "—", _fmt(b["top1"]) if b else "—"]
-            cells += [_fmt(b[m] - a[m], sign=True) if a and b else "—" for m in METRICS]
-            if both_runs:
-                if a and b:
-                    text, only_a, only_b = _paired(a["seeds"], b["seeds"])
-                    for side, seeds in ((1, only_a), (i + 1, only_b)):
-                        if seeds:
-                            seed_notes.append(f"{label}: seed(s) {', '.join(seeds)} only in [{side}]")
-                    for s in sorted(set(a["seeds"]) & set(b["seeds"]), key=sort_key):
-                        per_seed.append([label, s, _fmt(a["seeds"][s]), _fmt(b["seeds"][s]),
-                                         _fmt(b["seeds"][s] - a["seeds"][s], sign=True)])
-                else:
-                    text = "—"
-                cells.append(text)
-            rows.append(cells)
-        lines += [f"## [{i + 1}] vs [1]", "",
-                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-        lines.append("")
-        if results[0].kind != results[i].kind:
-            lines += ["One side has only group means (summary.csv): no per-seed test is possible.", ""]
-        if one_sided or seed_notes:
-            lines += ["Rows present on one side only:", ""] + [f"- {t}" for t in one_sided + seed_notes] + [""]
-        if per_seed:
-            lines += ["Per seed (top-1):", "", f"| group | seed | [1] | [{i + 1}] | Δ |", "|---|---|---|---|---|"]
-            lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in per_seed]
-            lines.append("")
+    al = _align([read_results(Path(p)) for p in paths])
+    lines = _files(al)
+    for i in range(1, len(al.results)):
+        lines += _versus(al, i)
     text = "\n".join(lines).rstrip() + "\n"
     if out is not None:
         atomic_write_text(out, text)

@@ -7,10 +7,7 @@ the same files gives byte-identical report.md and summary.csv (no clock, no rand
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +15,14 @@ import numpy as np
 import pandas as pd
 
 from fgvc.io import atomic_write_text
-from fgvc.report import figures as F
+from fgvc.report import figures
 from fgvc.report.features import COMPACTNESS_COLUMNS, compactness
 from fgvc.report.load import (CENTER_KEYS, class_names, group_keys, load_runs, read_features, read_metrics,
                               read_predictions, read_provenance)
+from fgvc.report.markdown import image, key_tag, mean_sd, number, plain, pvalue, short_sha, slug, table
 from fgvc.report.stats import (SUMMARY_EXTRA, SUMMARY_METRICS, PairedResult, add_mcnemar, discordant,
                                paired_comparison, sort_key, summarize)
+from fgvc.report.sweep import sweep_section
 
 # The published single runs this benchmark revisits; shown as labelled reference rows,
 # never pooled with our runs.
@@ -37,36 +36,7 @@ REFERENCE = dict(
 ROUND = 4  # decimals of metric columns in summary.csv
 
 
-# --------------------------------------------------------------------------- formatting
-def _f(x: float, nd: int = 1, sign: bool = False) -> str:
-    if x is None or not math.isfinite(float(x)):
-        return "—"
-    x = round(float(x), nd) + 0.0  # no "-0.0"
-    return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
-
-
-def _p(p: float) -> str:
-    return "—" if p is None or not math.isfinite(p) else f"{p:.3g}"
-
-
-def _cell(x) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ").strip()
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _short(sha: str, n: int = 12) -> str:
-    return f"{sha[:n]}…" if sha and len(sha) > n else (sha or "—")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
-
-
+# --------------------------------------------------------------------------- values
 def _uniq(values) -> list[str]:
     return sorted({str(v) for v in values if v is not None and str(v) not in ("", "nan", "None")},
                   key=sort_key)
@@ -147,18 +117,17 @@ def _panels(groups: list[Group], keys: list[str]) -> list[Panel]:
         if g.method == "ce":
             continue
         base = ce.get(tuple(g.values[k] for k in pair_keys))
-        tag = hashlib.sha256(json.dumps(list(g.key)).encode()).hexdigest()[:6]
-        slug = _slug(f"{g.values['model']}-{g.method}-lam{g.values['center_weight']}-{tag}")
+        name = slug(f"{g.values['model']}-{g.method}-lam{g.values['center_weight']}-{key_tag(g.key)}")
         if base is None:
-            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), slug))
+            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), name))
             continue
         used.add(id(base))
         seeds = sorted(set(base.runs.seed) & set(g.runs.seed), key=sort_key)
-        panels.append(Panel([base, g], seeds, slug))
+        panels.append(Panel([base, g], seeds, name))
     for g in groups:
         if g.method == "ce" and id(g) not in used:
-            tag = hashlib.sha256(json.dumps(list(g.key)).encode()).hexdigest()[:6]
-            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), _slug(f"{g.values['model']}-ce-{tag}")))
+            name = slug(f"{g.values['model']}-ce-{key_tag(g.key)}")
+            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), name))
     return panels
 
 
@@ -185,14 +154,81 @@ class _Prov:
         ids = list(rows.run_id)
         models = ", ".join(f"`{m}`" for m in _uniq(rows.model)) or "—"
         weights = ", ".join(f"`{w}`" for w in _uniq(rows.weights)) or "—"
-        wsha = ", ".join(_short(s) for s in _uniq(rows.weights_sha256))
+        wsha = ", ".join(short_sha(s) for s in _uniq(rows.weights_sha256))
         data = ", ".join(f"`{d}`" for d in self.values(ids, "dataset")) or "unknown (no provenance.json)"
-        dsha = ", ".join(_short(s) for s in self.values(ids, "dataset_content_sha256"))
+        dsha = ", ".join(short_sha(s) for s in self.values(ids, "dataset_content_sha256"))
         return (f"Backbone {models}; weights {weights}" + (f" (sha256 {wsha})" if wsha else "")
                 + f"; data {data}" + (f" (content sha256 {dsha})" if dsha else "") + ".")
 
 
-def _provenance_block(runs: pd.DataFrame, ok: pd.DataFrame, prov: _Prov) -> list[str]:
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class _Inputs:
+    """What the sections read: runs.csv, its groups and panels, and every ok run's files."""
+
+    out_dir: Path
+    runs: pd.DataFrame
+    ok: pd.DataFrame
+    keys: list[str]
+    summary: pd.DataFrame
+    groups: list[Group]
+    panels: list[Panel]
+    prov: _Prov
+    preds: dict  # run_id -> predictions.csv frame or None
+    feats: dict  # run_id -> features.npz arrays or None
+    names: list[str]  # class names
+    k: int  # number of classes
+    notes: list[str]  # gathered for the "Notes" section; sections may add to it
+
+    @property
+    def fig_dir(self) -> Path:
+        return self.out_dir / "figures"
+
+
+def _load(out_dir: Path) -> _Inputs:
+    runs = load_runs(out_dir)
+    keys = group_keys(runs)
+    ok = runs[runs.status == "ok"]
+    notes: list[str] = []
+    summary = summarize(runs, keys)
+    groups = _groups(ok, keys, notes)
+    panels = _panels(groups, keys)
+    prov = _Prov(runs)
+    preds, feats = _run_files(ok, notes)
+    names, k = _classes(ok, preds)
+    return _Inputs(out_dir, runs, ok, keys, summary, groups, panels, prov, preds, feats, names, k, notes)
+
+
+def _run_files(ok: pd.DataFrame, notes: list[str]) -> tuple[dict, dict]:
+    """predictions.csv and features.npz per ok run (None where missing, with a note)."""
+    preds, feats = {}, {}
+    for r in ok.itertuples():
+        d = Path(r.run_dir)
+        preds[r.run_id] = read_predictions(d)
+        feats[r.run_id] = read_features(d)
+        for name, obj in (("predictions.csv", preds[r.run_id]), ("features.npz", feats[r.run_id])):
+            if obj is None:
+                notes.append(f"{r.run_id}: no {name} in {d}")
+    return preds, feats
+
+
+def _classes(ok: pd.DataFrame, preds: dict) -> tuple[list[str], int]:
+    """Class names, and the number of classes: enough for every label, prediction and name."""
+    k = max([int(max(p.label.max(), p.pred.max())) + 1 for p in preds.values() if p is not None and len(p)],
+            default=0)
+    names = class_names([Path(d) for d in ok.run_dir], k)
+    return names, max(k, len(names))
+
+
+# --------------------------------------------------------------------------- sections
+def _title(x: _Inputs) -> list[str]:
+    return [f"# fgvc report: {', '.join(_uniq(x.runs.benchmark)) or x.out_dir.name}", "",
+            "Does center loss help fine-grained classification, and what does it do to the features? "
+            "Statistics over seeds from the runs in this folder.", ""]
+
+
+def _provenance_block(x: _Inputs) -> list[str]:
+    runs, ok, prov = x.runs, x.ok, x.prov
     ids = list(ok.run_id) if len(ok) else list(runs.run_id)
     rows = ok if len(ok) else runs
     weights = [f"`{w}`" for w in _uniq(rows.weights)]
@@ -200,12 +236,6 @@ def _provenance_block(runs: pd.DataFrame, ok: pd.DataFrame, prov: _Prov) -> list
     data = prov.values(ids, "dataset")
     src = prov.values(ids, "dataset_source")
     dsha = prov.values(ids, "dataset_content_sha256")
-    soft = []
-    for name, label in (("torch", "torch"), ("torchvision", "torchvision"), ("timm", "timm"),
-                        ("numpy", "numpy"), ("scikit_learn", "scikit-learn"), ("python", "python")):
-        v = prov.values(ids, name, f"{name}_version")
-        if v:
-            soft.append(f"{label} {', '.join(v)}")
     commits = _uniq(rows.git_commit)
     dirty = [rid for rid in ids if prov.by_run.get(rid, {}).get("git_dirty") is True]
     started = prov.values(ids, "started")
@@ -221,7 +251,7 @@ def _provenance_block(runs: pd.DataFrame, ok: pd.DataFrame, prov: _Prov) -> list
         + (f" from {', '.join(f'`{s}`' for s in src)}" if src else "")
         + (f"; content sha256 {', '.join(f'`{s}`' for s in dsha)}" if dsha else ""),
         f"- Device: {', '.join(_uniq(rows.device)) or '—'}",
-        f"- Software: {'; '.join(soft) or '—'}",
+        f"- Software: {'; '.join(_software(prov, ids)) or '—'}",
         f"- Git commit: {', '.join(f'`{c}`' for c in commits) or '—'}"
         + (f"; uncommitted changes in {len(dirty)} run(s)" if dirty else ""),
     ]
@@ -234,28 +264,39 @@ def _provenance_block(runs: pd.DataFrame, ok: pd.DataFrame, prov: _Prov) -> list
     return lines + [""]
 
 
-# --------------------------------------------------------------------------- sections
-def _accuracy_section(summary: pd.DataFrame, groups: list[Group], ok: pd.DataFrame, prov: _Prov) -> list[str]:
-    label = {g.key: g.label for g in groups}
-    keys = [c for c in summary.columns if c not in SUMMARY_METRICS + SUMMARY_EXTRA]
+def _software(prov: _Prov, ids: list) -> list[str]:
+    """"name version[, version...]" per package recorded in the runs' provenance."""
+    soft = []
+    for name, label in (("torch", "torch"), ("torchvision", "torchvision"), ("timm", "timm"),
+                        ("numpy", "numpy"), ("scikit_learn", "scikit-learn"), ("python", "python")):
+        v = prov.values(ids, name, f"{name}_version")
+        if v:
+            soft.append(f"{label} {', '.join(v)}")
+    return soft
+
+
+def _accuracy_section(x: _Inputs) -> list[str]:
+    label = {g.key: g.label for g in x.groups}
+    keys = [c for c in x.summary.columns if c not in SUMMARY_METRICS + SUMMARY_EXTRA]
     header = ["source", "backbone", "method", "n", "top-1 mean ± std", "95% CI", "min", "max", "top-5",
               "mean-class"]
     rows = []
-    for _, s in summary.iterrows():
-        sd = f" ± {_f(s.top1_std)}" if math.isfinite(s.top1_std) else ""
-        ci = f"[{_f(s.top1_ci95_low)}, {_f(s.top1_ci95_high)}]" if math.isfinite(s.top1_ci95_low) else "— (n < 2)"
-        rows.append(["this benchmark", s.model, label[tuple(s[k] for k in keys)], int(s.n), _f(s.top1_mean) + sd,
-                     ci, _f(s.top1_min), _f(s.top1_max), _f(s.top5_mean), _f(s.mean_class_acc_mean)])
+    for _, s in x.summary.iterrows():
+        ci = (f"[{number(s.top1_ci95_low)}, {number(s.top1_ci95_high)}]" if math.isfinite(s.top1_ci95_low)
+              else "— (n < 2)")
+        rows.append(["this benchmark", s.model, label[tuple(s[k] for k in keys)], int(s.n),
+                     mean_sd(s.top1_mean, s.top1_std), ci, number(s.top1_min), number(s.top1_max),
+                     number(s.top5_mean), number(s.mean_class_acc_mean)])
     for method, top1 in REFERENCE["rows"]:
-        rows.append(["*published reference, single run, not ours*", "ResNet50", method, 1, _f(top1), "—", "—", "—",
-                     "—", "—"])
+        rows.append(["*published reference, single run, not ours*", "ResNet50", method, 1, number(top1), "—", "—",
+                     "—", "—", "—"])
     return [
         "## Accuracy",
         "",
         f"*Table: final-epoch test accuracy (%) per group of runs differing only in seed: mean ± SD "
-        f"(ddof 1), Student-t 95% CI of the mean, min and max over seeds. {prov.caption(ok)}*",
+        f"(ddof 1), Student-t 95% CI of the mean, min and max over seeds. {x.prov.caption(x.ok)}*",
         "",
-        _table(header, rows),
+        table(header, rows),
         "",
         f"Reference rows: {REFERENCE['source']}; {REFERENCE['setup']}. They are reported as published, are not "
         "produced by this benchmark and enter no statistic here.",
@@ -263,9 +304,13 @@ def _accuracy_section(summary: pd.DataFrame, groups: list[Group], ok: pd.DataFra
     ]
 
 
-def _paired_section(panels: list[Panel], preds: dict, prov: _Prov) -> list[str]:
+def _sweep_section(x: _Inputs) -> list[str]:
+    return sweep_section(x.ok, x.keys, x.prov.caption, x.fig_dir, x.out_dir)
+
+
+def _paired_section(x: _Inputs) -> list[str]:
     lines = ["## Center loss vs CE: paired comparison over matching seeds", ""]
-    pairs = [p for p in panels if len(p.groups) == 2]
+    pairs = [p for p in x.panels if len(p.groups) == 2]
     if not pairs:
         return lines + ["No CE baseline and center-loss group share the same settings: nothing to pair.", ""]
     lines += ["Same seed = same head initialisation and batch order, so each seed is a matched pair. Differences "
@@ -273,127 +318,171 @@ def _paired_section(panels: list[Panel], preds: dict, prov: _Prov) -> list[str]:
               "of the two runs of one seed (b: CE right and center wrong; c: the reverse); its p-values are "
               "Holm-adjusted across the seed pairs.", ""]
     for p in pairs:
-        ce, ct = p.groups
-        ce_runs = ce.runs.set_index("seed")
-        ct_runs = ct.runs.set_index("seed")
-        res = paired_comparison(p.seeds, [ce_runs.top1[s] for s in p.seeds], [ct_runs.top1[s] for s in p.seeds])
-        tables, missing = [], []
-        for s in p.seeds:
-            a, b = preds.get(ce_runs.run_id[s]), preds.get(ct_runs.run_id[s])
-            if a is None or b is None:
-                missing.append(s)
-                continue
-            tables.append((s, *discordant(a, b)))
-        add_mcnemar(res, tables)
-        p.paired = res
-        mc = {m["seed"]: m for m in res.mcnemar}
-        rows = []
-        for s, x, y in zip(res.seeds, res.ce_top1, res.center_top1):
-            m = mc.get(s)
-            rows.append([s, _f(x), _f(y), _f(y - x, sign=True)]
-                        + ([m["b"], m["c"], _p(m["p"]), _p(m["p_holm"])] if m else ["—"] * 4))
-        lines += [f"### {ct.label} vs {ce.label}", "",
-                  f"*Table: test top-1 (%) per seed. {prov.caption(pd.concat([ce.runs, ct.runs]))}*", "",
-                  _table(["seed", f"{ce.label}", f"{ct.label}", "difference", "McNemar b", "c", "p (exact)",
-                          "p (Holm)"], rows), ""]
-        only = sorted(set(ce.runs.seed) ^ set(ct.runs.seed), key=sort_key)
-        if only:
-            lines += [f"Seeds with a run of only one method (not compared): {', '.join(only)}.", ""]
-        if missing:
-            lines += [f"No predictions.csv for seed(s) {', '.join(missing)}: McNemar not computed there.", ""]
-        lines += [_verdict(res), ""]
+        lines += _pair(p, x.preds, x.prov)
     return lines
+
+
+def _pair(p: Panel, preds: dict, prov: _Prov) -> list[str]:
+    """One CE/center panel: the per-seed table, the seeds left out, the verdict."""
+    ce, ct = p.groups
+    missing = _compare_pair(p, preds)
+    lines = [f"### {ct.label} vs {ce.label}", "",
+             f"*Table: test top-1 (%) per seed. {prov.caption(pd.concat([ce.runs, ct.runs]))}*", "",
+             table(["seed", f"{ce.label}", f"{ct.label}", "difference", "McNemar b", "c", "p (exact)",
+                    "p (Holm)"], _pair_rows(p.paired)), ""]
+    only = sorted(set(ce.runs.seed) ^ set(ct.runs.seed), key=sort_key)
+    if only:
+        lines += [f"Seeds with a run of only one method (not compared): {', '.join(only)}.", ""]
+    if missing:
+        lines += [f"No predictions.csv for seed(s) {', '.join(missing)}: McNemar not computed there.", ""]
+    return lines + [_verdict(p.paired), ""]
+
+
+def _compare_pair(p: Panel, preds: dict) -> list[str]:
+    """Set `p.paired`: the paired test over the panel's seeds, with McNemar per seed where
+    both runs have predictions; returns the seeds that lack them."""
+    ce, ct = p.groups
+    ce_runs = ce.runs.set_index("seed")
+    ct_runs = ct.runs.set_index("seed")
+    res = paired_comparison(p.seeds, [ce_runs.top1[s] for s in p.seeds], [ct_runs.top1[s] for s in p.seeds])
+    tables, missing = [], []
+    for s in p.seeds:
+        a, b = preds.get(ce_runs.run_id[s]), preds.get(ct_runs.run_id[s])
+        if a is None or b is None:
+            missing.append(s)
+            continue
+        tables.append((s, *discordant(a, b)))
+    add_mcnemar(res, tables)
+    p.paired = res
+    return missing
+
+
+def _pair_rows(res: PairedResult) -> list[list]:
+    mc = {m["seed"]: m for m in res.mcnemar}
+    rows = []
+    for s, x, y in zip(res.seeds, res.ce_top1, res.center_top1):
+        m = mc.get(s)
+        rows.append([s, number(x), number(y), number(y - x, sign=True)]
+                    + ([m["b"], m["c"], pvalue(m["p"]), pvalue(m["p_holm"])] if m else ["—"] * 4))
+    return rows
 
 
 def _verdict(res: PairedResult) -> str:
     if res.n == 0:
         return f"**Verdict:** {res.note}."
-    parts = []
     if res.n == 1:
-        parts.append(f"With one seed pair, center minus CE = {_f(res.mean_diff, sign=True)} points; {res.note}.")
+        parts = [f"With one seed pair, center minus CE = {number(res.mean_diff, sign=True)} points; {res.note}."]
     elif res.note:
-        parts.append(f"Over {res.n} matching seeds, center minus CE = {_f(res.mean_diff, sign=True)} points on "
-                     f"average; {res.note}.")
+        parts = [f"Over {res.n} matching seeds, center minus CE = {number(res.mean_diff, sign=True)} points on "
+                 f"average; {res.note}."]
     else:
-        parts.append(f"Over {res.n} matching seeds, center minus CE = {_f(res.mean_diff, 2, sign=True)} points on "
-                     f"average (95% CI {_f(res.ci_low, 2, sign=True)} to {_f(res.ci_high, 2, sign=True)}; SD of "
-                     f"the paired differences {_f(res.sd_diff, 2)}; paired t-test t = {res.t_stat:.2f}, "
-                     f"p = {_p(res.p_value)}).")
-        if res.significant:
-            better = "better" if res.mean_diff > 0 else "worse"
-            parts.append(f"**The difference is statistically significant at the 0.05 level: center loss is "
-                         f"{better} than CE here.**")
-        else:
-            parts.append("**The difference is not statistically significant at the 0.05 level**: these seeds are "
-                         "consistent with no effect.")
-        if res.seeds_needed is not None:
-            parts.append(f"An effect of {abs(res.mean_diff):.2f} points with this SD would need about "
-                         f"{res.seeds_needed} seeds for 80% power at alpha 0.05 (two-sided paired t-test, power "
-                         f"from the noncentral t distribution); this benchmark has {res.n}.")
-            if not res.significant and res.seeds_needed > res.n:
-                parts.append("With fewer seeds than that, an effect this small cannot be expected to reach "
-                             "significance, so the absence of significance is not evidence of no effect either.")
-        else:
-            parts.append("A seeds-for-80%-power estimate is not available for this effect size.")
+        parts = _seed_test_verdict(res) + _power_verdict(res)
     if res.mcnemar:
-        k = sum(m["p_holm"] < 0.05 for m in res.mcnemar)
-        parts.append(f"Per-image exact McNemar: {k} of {len(res.mcnemar)} seed pairs differ significantly at 0.05 "
-                     f"after Holm adjustment (smallest adjusted p = {_p(min(m['p_holm'] for m in res.mcnemar))}). "
-                     "McNemar asks whether two particular runs differ on these test images; it ignores "
-                     "seed-to-seed variation, so only the test over seeds speaks to the method in general.")
+        parts.append(_mcnemar_verdict(res))
     return "**Verdict:** " + " ".join(parts)
 
 
-def _per_class_section(panels: list[Panel], preds: dict, names: list[str], k: int, prov: _Prov,
-                       fig_dir: Path, out_dir: Path) -> list[str]:
+def _seed_test_verdict(res: PairedResult) -> list[str]:
+    """The paired t-test over seeds and whether it is significant."""
+    parts = [f"Over {res.n} matching seeds, center minus CE = {number(res.mean_diff, 2, sign=True)} points on "
+             f"average (95% CI {number(res.ci_low, 2, sign=True)} to {number(res.ci_high, 2, sign=True)}; SD of "
+             f"the paired differences {number(res.sd_diff, 2)}; paired t-test t = {res.t_stat:.2f}, "
+             f"p = {pvalue(res.p_value)})."]
+    if res.significant:
+        better = "better" if res.mean_diff > 0 else "worse"
+        parts.append(f"**The difference is statistically significant at the 0.05 level: center loss is "
+                     f"{better} than CE here.**")
+    else:
+        parts.append("**The difference is not statistically significant at the 0.05 level**: these seeds are "
+                     "consistent with no effect.")
+    return parts
+
+
+def _power_verdict(res: PairedResult) -> list[str]:
+    """How many seeds the observed effect would need, and what that says about no significance."""
+    if res.seeds_needed is None:
+        return ["A seeds-for-80%-power estimate is not available for this effect size."]
+    parts = [f"An effect of {abs(res.mean_diff):.2f} points with this SD would need about "
+             f"{res.seeds_needed} seeds for 80% power at alpha 0.05 (two-sided paired t-test, power "
+             f"from the noncentral t distribution); this benchmark has {res.n}."]
+    if not res.significant and res.seeds_needed > res.n:
+        parts.append("With fewer seeds than that, an effect this small cannot be expected to reach "
+                     "significance, so the absence of significance is not evidence of no effect either.")
+    return parts
+
+
+def _mcnemar_verdict(res: PairedResult) -> str:
+    k = sum(m["p_holm"] < 0.05 for m in res.mcnemar)
+    return (f"Per-image exact McNemar: {k} of {len(res.mcnemar)} seed pairs differ significantly at 0.05 "
+            f"after Holm adjustment (smallest adjusted p = {pvalue(min(m['p_holm'] for m in res.mcnemar))}). "
+            "McNemar asks whether two particular runs differ on these test images; it ignores "
+            "seed-to-seed variation, so only the test over seeds speaks to the method in general.")
+
+
+def _per_class_section(x: _Inputs) -> list[str]:
     lines = ["## Per-class accuracy", ""]
-    for p in panels:
-        acc, used = {}, []
-        for g in p.groups:
-            runs = g.runs[g.runs.seed.isin(p.seeds)]
-            frames = [preds[r] for r in runs.run_id if preds.get(r) is not None]
-            if frames:
-                acc[g.label] = F.per_class_accuracy(frames, k)
-                used.append(runs)
-        if not acc:
-            continue
-        rows_df = pd.concat(used)
-        cap = prov.caption(rows_df)
-        counts = np.bincount(next(iter(preds[r] for r in rows_df.run_id if preds.get(r) is not None)).label,
-                             minlength=k)
-        labels = list(acc)
-        diff = acc[labels[-1]] - acc[labels[0]] if len(labels) == 2 else acc[labels[0]]
-        order = sorted(range(k), key=lambda j: (-np.nan_to_num(diff[j], nan=-np.inf), j))
-        header = ["class", "test images"] + labels + (["difference"] if len(labels) == 2 else [])
-        rows = [[names[j], int(counts[j])] + [_f(acc[lab][j]) for lab in labels]
-                + ([_f(diff[j], sign=True)] if len(labels) == 2 else []) for j in order]
-        title = " vs ".join(reversed(labels))
-        fig = F.per_class_figure(names, acc, order, f"Per-class test top-1: {title}\n{_plain(cap)}",
-                                 fig_dir / f"per_class_{p.slug}.png")
-        what = "sorted by the difference (last minus first)" if len(labels) == 2 else "sorted by accuracy"
-        lines += [f"### {title}", "",
-                  f"*Table: per-class test top-1 (%), mean over seeds {', '.join(p.seeds)}, {what}. {cap}*", "",
-                  _table(header, rows), "",
-                  f"![Per-class accuracy, {title}]({fig.relative_to(out_dir).as_posix()})", "",
-                  f"*Figure: per-class test top-1 (mean over seeds) and its difference. {cap}*", ""]
-        cms = {lab: F.confusion_mean([preds[r] for r in g.runs[g.runs.seed.isin(p.seeds)].run_id
-                                      if preds.get(r) is not None], k)
-               for g, lab in zip([g for g in p.groups if g.label in acc], labels)}
-        fig = F.confusion_figure(names, cms, f"Confusion matrices (row-normalised, mean over seeds)\n{_plain(cap)}",
-                                 fig_dir / f"confusion_{p.slug}.png")
-        lines += [f"![Confusion matrices, {title}]({fig.relative_to(out_dir).as_posix()})", "",
-                  f"*Figure: row-normalised confusion matrices (rows: true class), mean over seeds, {title}. {cap}*",
-                  ""]
+    for p in x.panels:
+        acc, used = _class_accuracy(p, x.preds, x.k)
+        if acc:
+            lines += _per_class_panel(x, p, acc, pd.concat(used))
     return lines
 
 
-def _plain(caption: str) -> str:
-    return caption.replace("`", "").replace("*", "")
+def _class_accuracy(p: Panel, preds: dict, k: int) -> tuple[dict, list[pd.DataFrame]]:
+    """Per-class test top-1 (mean over the panel's seeds) per group label, and the runs it
+    used; groups without predictions are left out."""
+    acc, used = {}, []
+    for g in p.groups:
+        runs = g.runs[g.runs.seed.isin(p.seeds)]
+        frames = [preds[r] for r in runs.run_id if preds.get(r) is not None]
+        if frames:
+            acc[g.label] = figures.per_class_accuracy(frames, k)
+            used.append(runs)
+    return acc, used
 
 
-def _curves_section(panels: list[Panel], prov: _Prov, fig_dir: Path, out_dir: Path) -> list[str]:
+def _per_class_panel(x: _Inputs, p: Panel, acc: dict, used: pd.DataFrame) -> list[str]:
+    """Table and figure of per-class accuracy, then the confusion matrices, of one panel."""
+    cap = x.prov.caption(used)
+    labels = list(acc)
+    diff = acc[labels[-1]] - acc[labels[0]] if len(labels) == 2 else acc[labels[0]]
+    order = sorted(range(x.k), key=lambda j: (-np.nan_to_num(diff[j], nan=-np.inf), j))
+    title = " vs ".join(reversed(labels))
+    fig = figures.per_class_figure(x.names, acc, order, f"Per-class test top-1: {title}\n{plain(cap)}",
+                                   x.fig_dir / f"per_class_{p.slug}.png")
+    what = "sorted by the difference (last minus first)" if len(labels) == 2 else "sorted by accuracy"
+    return [f"### {title}", "",
+            f"*Table: per-class test top-1 (%), mean over seeds {', '.join(p.seeds)}, {what}. {cap}*", "",
+            _per_class_table(x, acc, diff, order, used), "",
+            image(f"Per-class accuracy, {title}", fig, x.out_dir), "",
+            f"*Figure: per-class test top-1 (mean over seeds) and its difference. {cap}*", ""
+            ] + _confusion(x, p, acc, title, cap)
+
+
+def _per_class_table(x: _Inputs, acc: dict, diff: np.ndarray, order: list[int], used: pd.DataFrame) -> str:
+    counts = np.bincount(next(iter(x.preds[r] for r in used.run_id if x.preds.get(r) is not None)).label,
+                         minlength=x.k)
+    labels = list(acc)
+    header = ["class", "test images"] + labels + (["difference"] if len(labels) == 2 else [])
+    rows = [[x.names[j], int(counts[j])] + [number(acc[lab][j]) for lab in labels]
+            + ([number(diff[j], sign=True)] if len(labels) == 2 else []) for j in order]
+    return table(header, rows)
+
+
+def _confusion(x: _Inputs, p: Panel, acc: dict, title: str, cap: str) -> list[str]:
+    """The panel's row-normalised confusion matrices (mean over seeds), one per group in `acc`."""
+    cms = {lab: figures.confusion_mean([x.preds[r] for r in g.runs[g.runs.seed.isin(p.seeds)].run_id
+                                        if x.preds.get(r) is not None], x.k)
+           for g, lab in zip([g for g in p.groups if g.label in acc], acc)}
+    fig = figures.confusion_figure(x.names, cms, f"Confusion matrices (row-normalised, mean over seeds)\n{plain(cap)}",
+                                   x.fig_dir / f"confusion_{p.slug}.png")
+    return [image(f"Confusion matrices, {title}", fig, x.out_dir), "",
+            f"*Figure: row-normalised confusion matrices (rows: true class), mean over seeds, {title}. {cap}*", ""]
+
+
+def _curves_section(x: _Inputs) -> list[str]:
     lines = ["## Training curves", ""]
-    for p in panels:
+    for p in x.panels:
         metrics = {}
         for g in p.groups:
             frames = [m for m in (read_metrics(Path(d)) for d in g.runs.run_dir) if m is not None]
@@ -401,38 +490,22 @@ def _curves_section(panels: list[Panel], prov: _Prov, fig_dir: Path, out_dir: Pa
                 metrics[g.label] = frames
         if not metrics:
             continue
-        cap = prov.caption(pd.concat([g.runs for g in p.groups]))
+        cap = x.prov.caption(pd.concat([g.runs for g in p.groups]))
         title = " vs ".join(reversed(list(metrics)))
-        fig = F.curves_figure(metrics, f"{title}\n{_plain(cap)}", fig_dir / f"curves_{p.slug}.png")
-        lines += [f"![Training curves, {title}]({fig.relative_to(out_dir).as_posix()})", "",
+        fig = figures.curves_figure(metrics, f"{title}\n{plain(cap)}", x.fig_dir / f"curves_{p.slug}.png")
+        lines += [image(f"Training curves, {title}", fig, x.out_dir), "",
                   f"*Figure: train loss and test top-1 per epoch, {title}; line = mean over seeds, band = min to max. "
                   f"The test set is only watched, never used to pick an epoch. {cap}*", ""]
     return lines
 
 
-def _compactness_section(groups: list[Group], feats: dict, prov: _Prov, notes: list[str]) -> list[str]:
+def _compactness_section(x: _Inputs) -> list[str]:
     rows, used = [], []
-    for g in groups:
-        per_run = []
-        for r in g.runs.itertuples():
-            f = feats.get(r.run_id)
-            if f is None:
-                continue
-            need = ("test_features", "test_labels", "train_features", "train_labels")
-            if any(k not in f for k in need):
-                notes.append(f"{r.run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
-                continue
-            per_run.append(compactness(f))
-        if not per_run:
-            continue
-        used.append(g.runs)
-        t = pd.DataFrame(per_run)
-        cells = []
-        for c in COMPACTNESS_COLUMNS:
-            nd = 1 if c.startswith("knn") else 3
-            m, s = t[c].mean(), t[c].std(ddof=1)
-            cells.append(_f(m, nd) + (f" ± {_f(s, nd)}" if math.isfinite(s) else ""))
-        rows.append([g.label, len(t)] + cells)
+    for g in x.groups:
+        row = _compactness_row(g, x.feats, x.notes)
+        if row:
+            rows.append(row)
+            used.append(g.runs)
     if not rows:
         return ["## Feature compactness", "", "No features.npz found: nothing to measure.", ""]
     return [
@@ -443,39 +516,61 @@ def _compactness_section(groups: list[Group], feats: dict, prov: _Prov, notes: l
         "classes). Silhouette of the test features by true class (higher = better separated). k-NN: accuracy (%) "
         "of test features classified by their k nearest train features under cosine distance.",
         "",
-        f"*Table: mean ± SD over seeds. {prov.caption(pd.concat(used))}*",
+        f"*Table: mean ± SD over seeds. {x.prov.caption(pd.concat(used))}*",
         "",
-        _table(["group", "n", "centre-distance ratio", "silhouette (euclidean)", "silhouette (cosine)",
-                "k-NN top-1, k=1", "k-NN top-1, k=5"], rows),
+        table(["group", "n", "centre-distance ratio", "silhouette (euclidean)", "silhouette (cosine)",
+               "k-NN top-1, k=1", "k-NN top-1, k=5"], rows),
         "",
     ]
 
 
-def _time_section(groups: list[Group], prov: _Prov) -> list[str]:
+def _compactness_row(g: Group, feats: dict, notes: list[str]) -> list | None:
+    """Label, number of runs and mean ± SD of each measure over the group's runs with
+    complete features (a note for each incomplete features.npz); None when there are none."""
+    need = ("test_features", "test_labels", "train_features", "train_labels")
+    per_run = []
+    for r in g.runs.itertuples():
+        f = feats.get(r.run_id)
+        if f is None:
+            continue
+        if any(k not in f for k in need):
+            notes.append(f"{r.run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
+            continue
+        per_run.append(compactness(f))
+    if not per_run:
+        return None
+    t = pd.DataFrame(per_run)
+    return [g.label, len(t)] + [mean_sd(t[c].mean(), t[c].std(ddof=1), 1 if c.startswith("knn") else 3)
+                                for c in COMPACTNESS_COLUMNS]
+
+
+def _time_section(x: _Inputs) -> list[str]:
     rows, used = [], []
-    for g in groups:
+    for g in x.groups:
         used.append(g.runs)
         for r in sorted(g.runs.itertuples(), key=lambda r: sort_key(r.seed)):
-            rows.append([g.label, r.seed, _f(r.train_seconds, 0), _f(r.images_per_second, 1), r.device or "—"])
+            rows.append([g.label, r.seed, number(r.train_seconds, 0), number(r.images_per_second, 1),
+                         r.device or "—"])
     if not rows:
         return []
     return ["## Time", "", f"*Table: training time per run and training throughput (train images per second), as "
-            f"recorded by the runner, with the device each run used. {prov.caption(pd.concat(used))}*", "",
-            _table(["group", "seed", "train seconds", "images/s", "device"], rows), ""]
+            f"recorded by the runner, with the device each run used. {x.prov.caption(pd.concat(used))}*", "",
+            table(["group", "seed", "train seconds", "images/s", "device"], rows), ""]
 
 
-def _embedding_section(out_dir: Path, fig_dir: Path, caption: str) -> list[str]:
-    found = [p for pat in ("umap_*.png", "tsne_*.png") for p in sorted(fig_dir.glob(pat))]
+def _embedding_section(x: _Inputs) -> list[str]:
+    found = [p for pat in ("umap_*.png", "tsne_*.png") for p in sorted(x.fig_dir.glob(pat))]
     lines = ["## Feature embeddings (UMAP, t-SNE)", ""]
     if not found:
         return lines + ["None yet: `fgvc visualize OUT` (or `make visualize`) draws them from the saved features; "
                         "rerun `fgvc report OUT` afterwards to link them here.", ""]
+    caption = x.prov.caption(x.ok)
     for p in found:
         emb, split, seed = (p.stem.split("_") + ["", "", ""])[:3]
-        lines += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})", "",
+        lines += [image(p.stem, p, x.out_dir), "",
                   f"*Figure: {'UMAP' if emb == 'umap' else 't-SNE'} of final-epoch pooled last-conv {split} features, "
                   f"seed {seed.lstrip('s')}, CE and center loss side by side (each fitted on its own; coordinates in "
-                  f"`{p.with_suffix('.csv').relative_to(out_dir).as_posix()}`). {caption}*", ""]
+                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). {caption}*", ""]
     return lines
 
 
@@ -485,7 +580,11 @@ def _failed_section(runs: pd.DataFrame) -> list[str]:
         return []
     rows = [[r.run_id, r.method, r.seed, r.status or "—", r.error or "—"] for r in bad.itertuples()]
     return ["## Failed or unfinished runs", "", "Not included in any statistic above.", "",
-            _table(["run", "method", "seed", "status", "error"], rows), ""]
+            table(["run", "method", "seed", "status", "error"], rows), ""]
+
+
+def _notes_section(notes: list[str]) -> list[str]:
+    return ["## Notes", ""] + [f"- {n}" for n in notes] + [""] if notes else []
 
 
 # --------------------------------------------------------------------------- entry point
@@ -498,54 +597,25 @@ def summary_csv(summary: pd.DataFrame) -> str:
 
 def write_report(out_dir: Path) -> Path:
     """Write OUT/report.md, OUT/summary.csv and OUT/figures/*.png; returns report.md's path."""
-    out_dir = Path(out_dir)
-    runs = load_runs(out_dir)
-    keys = group_keys(runs)
-    ok = runs[runs.status == "ok"]
-    notes: list[str] = []
-    summary = summarize(runs, keys)
-    groups = _groups(ok, keys, notes)
-    panels = _panels(groups, keys)
-    fig_dir = out_dir / "figures"
-    prov = _Prov(runs)
-
-    preds, feats = {}, {}
-    for r in ok.itertuples():
-        d = Path(r.run_dir)
-        preds[r.run_id] = read_predictions(d)
-        feats[r.run_id] = read_features(d)
-        for name, obj in (("predictions.csv", preds[r.run_id]), ("features.npz", feats[r.run_id])):
-            if obj is None:
-                notes.append(f"{r.run_id}: no {name} in {d}")
-    k = max([int(max(p.label.max(), p.pred.max())) + 1 for p in preds.values() if p is not None and len(p)],
-            default=0)
-    names = class_names([Path(d) for d in ok.run_dir], k)
-    k = max(k, len(names))
-
-    lines = [f"# fgvc report: {', '.join(_uniq(runs.benchmark)) or out_dir.name}", "",
-             "Does center loss help fine-grained classification, and what does it do to the features? "
-             "Statistics over seeds from the runs in this folder.", ""]
-    lines += _provenance_block(runs, ok, prov)
-    if not len(ok):
+    x = _load(Path(out_dir))
+    lines = _title(x) + _provenance_block(x)
+    if not len(x.ok):
         lines += ["No successful runs yet: nothing to summarise.", ""]
     else:
-        lines += _accuracy_section(summary, groups, ok, prov)
-        from fgvc.report.sweep import sweep_section  # here: sweep.py imports this module's helpers
-
-        lines += sweep_section(ok, keys, prov.caption, fig_dir, out_dir)
-        lines += _paired_section(panels, preds, prov)
-        lines += _per_class_section(panels, preds, names, k, prov, fig_dir, out_dir)
-        lines += _curves_section(panels, prov, fig_dir, out_dir)
-        lines += _compactness_section(groups, feats, prov, notes)
-        lines += _time_section(groups, prov)
-        lines += _embedding_section(out_dir, fig_dir, prov.caption(ok))
-    lines += _failed_section(runs)
-    if notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+        lines += _accuracy_section(x)
+        lines += _sweep_section(x)
+        lines += _paired_section(x)
+        lines += _per_class_section(x)
+        lines += _curves_section(x)
+        lines += _compactness_section(x)  # may add notes
+        lines += _time_section(x)
+        lines += _embedding_section(x)
+    lines += _failed_section(x.runs)
+    lines += _notes_section(x.notes)
     lines += ["Files: `summary.csv` (one row per group; accuracies in percent), `runs.csv` (one row per run).", ""]
 
-    atomic_write_text(out_dir / "summary.csv", summary_csv(summary))
-    report = out_dir / "report.md"
+    atomic_write_text(x.out_dir / "summary.csv", summary_csv(x.summary))
+    report = x.out_dir / "report.md"
     atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
     return report
 

@@ -8,9 +8,8 @@ The test set never enters the choice. See benchmarks/sweep-lambda.yaml.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,9 +17,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fgvc.report import figures as F
+from fgvc.report import figures
 from fgvc.report.load import CENTER_KEYS, canon, read_config
-from fgvc.report.report import _f, _plain, _slug, _table
+from fgvc.report.markdown import image, key_tag, mean_sd, number, plain, slug, table
 from fgvc.report.stats import mean_ci, sort_key
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
@@ -102,10 +101,6 @@ def _lam(row: pd.Series, extra: list[str]) -> str:
     return str(row.center_weight) + (f" ({', '.join(f'{k}={row[k]}' for k in extra)})" if extra else "")
 
 
-def _ms(mean: float, sd: float) -> str:
-    return _f(mean) + (f" ± {_f(sd)}" if math.isfinite(sd) else "")
-
-
 def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: Path,
                        chosen: list[pd.Series] | None = None) -> Path:
     """Validation and test top-1 against lambda (log axis), mean ± SD over seeds, one line
@@ -118,7 +113,7 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
     lines = sorted({tuple(r[k] for k in line_keys) for _, r in aux.iterrows()},
                    key=lambda t: tuple(sort_key(x) for x in t))
     lrs = sorted(set(ce.lr) - {t[1] for t in lines}, key=sort_key)
-    color = {t: F.METHOD_COLORS[i % len(F.METHOD_COLORS)]
+    color = {t: figures.METHOD_COLORS[i % len(figures.METHOD_COLORS)]
              for i, t in enumerate(lines + [("ce", lr) for lr in lrs])}
     band_color: dict = {}
     for t, c in color.items():
@@ -149,7 +144,58 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
         axes[1].legend(handles, labels, fontsize="small", loc="best")
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    return F.save_figure(fig, path)
+    return figures.save_figure(fig, path)
+
+
+INTRO = ("Runs with a validation split hold out a stratified part of each class's training images (`val_fraction`, "
+         "fixed by `val_seed`: the same images for every run) and score it at the final epoch. For each method the "
+         "setting (λ, lr) with the highest **mean validation top-1 over seeds** is chosen; ties go to the smaller λ, "
+         "then the smaller lr. The test set plays no part in the choice: its accuracy is shown only afterwards, for "
+         "the chosen setting and for the default recipe (lr 0.001, λ 0.001). These runs train on "
+         "(1 - val_fraction) of the training images, so their test accuracies are not comparable to runs on the "
+         "full training set.")
+
+
+@dataclass
+class _Family:
+    """The runs of one sweep family (see `family_keys`), its rows of `sweep_table` and `choose`."""
+
+    key: tuple  # the family_keys values
+    values: dict  # family key -> value
+    settings: pd.DataFrame  # every setting of the family (rows of sweep_table)
+    best: pd.DataFrame  # the setting chosen per method (rows of choose)
+    runs: pd.DataFrame
+    name: str  # the backbone, with any other family key that varies between families
+    extra: list[str]  # varied center-loss settings besides lambda and lr
+
+    @property
+    def split(self) -> str:
+        return f"val_fraction {self.values['val_fraction']}, val_seed {self.values['val_seed']}"
+
+    @property
+    def by_method(self) -> dict[str, pd.Series]:
+        return {b.method: b for _, b in self.best.iterrows()}
+
+
+def _families(runs: pd.DataFrame, keys: list[str]) -> list[_Family]:
+    """The sweep's families in sort order, each with its settings and choices."""
+    every, fam = sweep_table(runs, keys), family_keys(keys)
+    chosen = choose(every, keys)
+
+    def member(frame: pd.DataFrame, fvals: tuple) -> pd.DataFrame:
+        return frame[(frame[fam] == pd.Series(fvals, index=fam)).all(axis=1)]
+
+    out = []
+    for fvals in sorted({tuple(r[k] for k in fam) for _, r in every.iterrows()},
+                        key=lambda t: tuple(sort_key(x) for x in t)):
+        values = dict(zip(fam, fvals))
+        others = [f"{k}={values[k]}" for k in fam if k not in ("model", "weights", "val_fraction", "val_seed")
+                  and every[k].nunique() > 1]
+        name = f"{values.get('model', '')}" + (f" ({', '.join(others)})" if others else "")
+        settings = member(every, fvals)
+        out.append(_Family(fvals, values, settings, member(chosen, fvals), member(runs, fvals), name,
+                           setting_keys(settings, keys)[2:]))
+    return out
 
 
 def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataFrame], str], fig_dir: Path,
@@ -158,76 +204,73 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
     runs = sweep_runs(ok)
     if not len(runs):
         return []
-    table = sweep_table(runs, keys)
-    chosen = choose(table, keys)
-    fam = family_keys(keys)
-    families = sorted({tuple(r[k] for k in fam) for _, r in table.iterrows()},
-                      key=lambda t: tuple(sort_key(x) for x in t))
-    lines = [
-        "## Validation sweep",
-        "",
-        "Runs with a validation split hold out a stratified part of each class's training images (`val_fraction`, "
-        "fixed by `val_seed`: the same images for every run) and score it at the final epoch. For each method the "
-        "setting (λ, lr) with the highest **mean validation top-1 over seeds** is chosen; ties go to the smaller λ, "
-        "then the smaller lr. The test set plays no part in the choice: its accuracy is shown only afterwards, for "
-        "the chosen setting and for the default recipe (lr 0.001, λ 0.001). These runs train on "
-        "(1 - val_fraction) of the training images, so their test accuracies are not comparable to runs on the "
-        "full training set.",
-        "",
-    ]
-    for fvals in families:
-        sel = (table[fam] == pd.Series(fvals, index=fam)).all(axis=1)
-        t, best = table[sel], chosen[(chosen[fam] == pd.Series(fvals, index=fam)).all(axis=1)]
-        fruns = runs[(runs[fam] == pd.Series(fvals, index=fam)).all(axis=1)]
-        values = dict(zip(fam, fvals))
-        split = f"val_fraction {values['val_fraction']}, val_seed {values['val_seed']}"
-        others = [f"{k}={values[k]}" for k in fam if k not in ("model", "weights", "val_fraction", "val_seed")
-                  and table[k].nunique() > 1]
-        name = f"{values.get('model', '')}" + (f" ({', '.join(others)})" if others else "")
-        cap = caption(fruns)
-        extra = setting_keys(t, keys)[2:]
-        if len(families) > 1:
-            lines += [f"### {name}, {split}", ""]
-        rows = []
-        for _, b in best.iterrows():
-            d = t[(t.method == b.method) & t.apply(_is_default, axis=1)]
-            dm, ds = (d.iloc[0].test_mean, d.iloc[0].test_std) if len(d) else (math.nan, math.nan)
-            rows.append([b.method, _lam(b, extra), b.lr, int(b.n),
-                         _ms(b.val_mean, b.val_std), _ms(b.test_mean, b.test_std),
-                         _ms(dm, ds) if len(d) else "— (not in this sweep)",
-                         _f(b.test_mean - dm, sign=True) if len(d) else "—"])
-        lines += [f"*Table: setting chosen per method by mean validation top-1 ({split}), and its final-epoch test "
-                  f"top-1 (%) beside the default recipe's (lr 0.001, λ 0.001); mean ± SD (ddof 1) over seeds. {cap}*",
-                  "",
-                  _table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)",
-                          "test top-1 (default recipe)", "chosen minus default"], rows),
-                  ""]
-        by_method = {b.method: b for _, b in best.iterrows()}
-        if "ce" in by_method and "center" in by_method:
-            ce, ct = by_method["ce"], by_method["center"]
-            lines += [f"Tuned on validation, center loss (λ {_lam(ct, extra)}, lr {ct.lr}) minus CE (lr {ce.lr}) = "
-                      f"{_f(ct.test_mean - ce.test_mean, sign=True)} test top-1 points (difference of the means over "
-                      "seeds).", ""]
-        mark = set(best.index)
-        rows = [[r.method, _lam(r, extra), r.lr, int(r.n), _ms(r.val_mean, r.val_std),
-                 _ms(r.test_mean, r.test_std),
-                 "; ".join(x for x in ("**chosen**" if i in mark else "", "default recipe" if _is_default(r) else "")
-                           if x) or ""]
-                for i, r in t.iterrows()]
-        lines += [f"*Table: every setting of the sweep, validation and test top-1 (%), mean ± SD over seeds. {cap}*",
-                  "", _table(["method", "λ", "lr", "n", "validation top-1", "test top-1", ""], rows), ""]
-        if t.n.nunique() > 1:
-            lines += [f"Settings have different numbers of seeds ({', '.join(sorted({str(int(n)) for n in t.n}))}); "
-                      "a mean over fewer seeds is noisier.", ""]
-        tag = hashlib.sha256(json.dumps(list(fvals)).encode()).hexdigest()[:6]
-        fig = sensitivity_figure(t, keys, f"λ sensitivity: {name}, {split}\n{_plain(cap)}",
-                                 fig_dir / f"sweep_lambda_{_slug(values.get('model', 'runs'))}-{tag}.png",
-                                 chosen=[b for m, b in sorted(by_method.items()) if m != "ce"])
-        lines += [f"![λ sensitivity, {name}]({fig.relative_to(out_dir).as_posix()})", "",
-                  f"*Figure: final-epoch validation (left) and test (right) top-1 against the loss weight λ "
-                  f"(log axis), mean ± SD over seeds, one line per lr; dashed line and band: the CE baseline of that "
-                  f"lr (mean ± SD); ring: the setting chosen on validation. {split}. {cap}*", ""]
+    fams = _families(runs, keys)
+    lines = ["## Validation sweep", "", INTRO, ""]
+    for f in fams:
+        cap = caption(f.runs)
+        if len(fams) > 1:
+            lines += [f"### {f.name}, {f.split}", ""]
+        lines += _chosen_table(f, cap)
+        lines += _tuned_difference(f)
+        lines += _settings_table(f, cap)
+        lines += _sensitivity(f, keys, cap, fig_dir, out_dir)
     return lines
+
+
+def _chosen_table(f: _Family, cap: str) -> list[str]:
+    """The setting chosen per method, its test top-1 and the default recipe's."""
+    t, rows = f.settings, []
+    for _, b in f.best.iterrows():
+        d = t[(t.method == b.method) & t.apply(_is_default, axis=1)]
+        dm, ds = (d.iloc[0].test_mean, d.iloc[0].test_std) if len(d) else (math.nan, math.nan)
+        rows.append([b.method, _lam(b, f.extra), b.lr, int(b.n),
+                     mean_sd(b.val_mean, b.val_std), mean_sd(b.test_mean, b.test_std),
+                     mean_sd(dm, ds) if len(d) else "— (not in this sweep)",
+                     number(b.test_mean - dm, sign=True) if len(d) else "—"])
+    return [f"*Table: setting chosen per method by mean validation top-1 ({f.split}), and its final-epoch test "
+            f"top-1 (%) beside the default recipe's (lr 0.001, λ 0.001); mean ± SD (ddof 1) over seeds. {cap}*",
+            "",
+            table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)",
+                   "test top-1 (default recipe)", "chosen minus default"], rows),
+            ""]
+
+
+def _tuned_difference(f: _Family) -> list[str]:
+    """Center loss minus CE, each at its chosen setting (when both were swept)."""
+    by_method = f.by_method
+    if "ce" not in by_method or "center" not in by_method:
+        return []
+    ce, ct = by_method["ce"], by_method["center"]
+    return [f"Tuned on validation, center loss (λ {_lam(ct, f.extra)}, lr {ct.lr}) minus CE (lr {ce.lr}) = "
+            f"{number(ct.test_mean - ce.test_mean, sign=True)} test top-1 points (difference of the means over "
+            "seeds).", ""]
+
+
+def _settings_table(f: _Family, cap: str) -> list[str]:
+    """Every setting of the family, the chosen ones and the default recipe marked."""
+    mark, t = set(f.best.index), f.settings
+    rows = [[r.method, _lam(r, f.extra), r.lr, int(r.n), mean_sd(r.val_mean, r.val_std),
+             mean_sd(r.test_mean, r.test_std),
+             "; ".join(x for x in ("**chosen**" if i in mark else "", "default recipe" if _is_default(r) else "")
+                       if x) or ""]
+            for i, r in t.iterrows()]
+    lines = [f"*Table: every setting of the sweep, validation and test top-1 (%), mean ± SD over seeds. {cap}*",
+             "", table(["method", "λ", "lr", "n", "validation top-1", "test top-1", ""], rows), ""]
+    if t.n.nunique() > 1:
+        lines += [f"Settings have different numbers of seeds ({', '.join(sorted({str(int(n)) for n in t.n}))}); "
+                  "a mean over fewer seeds is noisier.", ""]
+    return lines
+
+
+def _sensitivity(f: _Family, keys: list[str], cap: str, fig_dir: Path, out_dir: Path) -> list[str]:
+    """The family's sensitivity figure, linked, with its caption."""
+    fig = sensitivity_figure(f.settings, keys, f"λ sensitivity: {f.name}, {f.split}\n{plain(cap)}",
+                             fig_dir / f"sweep_lambda_{slug(f.values.get('model', 'runs'))}-{key_tag(f.key)}.png",
+                             chosen=[b for m, b in sorted(f.by_method.items()) if m != "ce"])
+    return [image(f"λ sensitivity, {f.name}", fig, out_dir), "",
+            f"*Figure: final-epoch validation (left) and test (right) top-1 against the loss weight λ "
+            f"(log axis), mean ± SD over seeds, one line per lr; dashed line and band: the CE baseline of that "
+            f"lr (mean ± SD); ring: the setting chosen on validation. {f.split}. {cap}*", ""]
 
 
 __all__ = ["sweep_section", "sweep_runs", "sweep_table", "choose", "sensitivity_figure", "setting_keys",

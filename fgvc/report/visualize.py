@@ -19,7 +19,9 @@ import pandas as pd
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path
 from fgvc.report.figures import display_name, save_figure
-from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, class_names, group_keys, load_runs, read_features
+from fgvc.report.load import (CENTER_KEYS, GROUP_KEYS, canon, class_names, group_keys, load_runs, read_features,
+                              read_provenance)
+from fgvc.report.markdown import short_sha
 
 EMBEDDINGS = ("umap", "tsne")
 SPLITS = ("test", "train")
@@ -112,7 +114,7 @@ def _panel_title(r: pd.Series, split: str) -> str:
     if r.method != "ce":
         method = f"CE + {r.method.replace('_', '-')} loss, λ={r.center_weight} ({r.center_update})"
     else:
-        method = "CE" if r.method == "ce" else r.method
+        method = "CE"
     return f"{r.model} · {method}\nseed {r.seed} · {split} split"
 
 
@@ -121,77 +123,102 @@ def visualize(out_dir: Path, *, seed: int = 0, split: str = "test", embeddings: 
     """Write `figures/<embedding>_<split>_s<seed>.png` (+ `.csv` coordinates) per embedding;
     with `where`, the filter is appended to the file name. Returns the PNG paths."""
     out_dir = Path(out_dir)
+    embeddings = _check_choices(split, embeddings)
+    runs = load_runs(out_dir)
+    chosen = select_runs(runs, seed, where, out_dir / "runs.csv")
+    data = [_split_features(r, split) for r in chosen]
+    k = max(int(d[2].max()) + 1 for d in data)
+    names = class_names([Path(r.run_dir) for r in chosen], k)
+    fig_dir = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
+    return [_embedding_figure(emb, data, names, split, fig_dir, f"{emb}_{split}_s{seed}{_where_suffix(where)}")
+            for emb in embeddings]
+
+
+def _check_choices(split: str, embeddings: Sequence[str]) -> list[str]:
+    """The embeddings asked for, normalised; an unknown split or embedding is an error."""
     if split not in SPLITS:
         raise FGVCError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     embeddings = [e.strip().lower() for e in embeddings]
     bad = [e for e in embeddings if e not in EMBEDDINGS]
     if bad or not embeddings:
         raise FGVCError(f"unknown embedding {', '.join(bad) or '(none)'}: choose from {', '.join(EMBEDDINGS)}")
-    runs = load_runs(out_dir)
-    chosen = select_runs(runs, seed, where, out_dir / "runs.csv")
-    data = []
-    for r in chosen:
-        feats = read_features(Path(r.run_dir))
-        need = (f"{split}_features", f"{split}_labels")
-        if feats is None or any(k not in feats for k in need):
-            raise FGVCError(f"{Path(r.run_dir) / 'features.npz'}: missing or without {', '.join(need)}; "
-                            "rerun the run (fgvc benchmark skips finished runs, so delete its folder first)")
-        ids = feats.get(f"{split}_ids", np.arange(len(feats[f"{split}_labels"])))
-        data.append((r, feats[f"{split}_features"], np.asarray(feats[f"{split}_labels"]), np.asarray(ids)))
-    k = max(int(d[2].max()) + 1 for d in data)
-    names = class_names([Path(r.run_dir) for r in chosen], k)
-    colors, markers = class_style(len(names))
-    size = 24 if len(data[0][2]) < 300 else 12
-    fig_dir = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
-    suffix = "".join(f"_{k}-{v}" for k, v in (where or {}).items())
-    suffix = re.sub(r"[^A-Za-z0-9_.=-]+", "-", suffix)
+    return embeddings
 
+
+def _split_features(r: pd.Series, split: str) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """(run, features, labels, image ids) of one split of a run's features.npz."""
+    feats = read_features(Path(r.run_dir))
+    need = (f"{split}_features", f"{split}_labels")
+    if feats is None or any(k not in feats for k in need):
+        raise FGVCError(f"{Path(r.run_dir) / 'features.npz'}: missing or without {', '.join(need)}; "
+                        "rerun the run (fgvc benchmark skips finished runs, so delete its folder first)")
+    ids = feats.get(f"{split}_ids", np.arange(len(feats[f"{split}_labels"])))
+    return r, feats[f"{split}_features"], np.asarray(feats[f"{split}_labels"]), np.asarray(ids)
+
+
+def _where_suffix(where: dict[str, str] | None) -> str:
+    """`_key-value` per filter, for the file name; other characters than letters, digits
+    and `_ . = -` become `-`."""
+    suffix = "".join(f"_{k}-{v}" for k, v in (where or {}).items())
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", suffix)
+
+
+def _embedding_figure(emb: str, data: list[tuple], names: list[str], split: str, fig_dir: Path, stem: str) -> Path:
+    """One figure of embedding `emb`, a panel per run of `data` (from `_split_features`),
+    written to fig_dir/<stem>.png with the coordinates in <stem>.csv; returns the PNG's path."""
     from matplotlib.figure import Figure
+
+    style = class_style(len(names))
+    n_images = len(data[0][2])
+    fig = Figure(figsize=(6.2 * len(data) + 2.8, 6.2))
+    axes = np.atleast_1d(fig.subplots(1, len(data)))
+    coords = [_scatter(ax, emb, d, style, split, size=24 if n_images < 300 else 12) for ax, d in zip(axes, data)]
+    _class_legend(fig, names, style, sorted(set(np.concatenate([d[2] for d in data]).tolist())))
+    fig.suptitle(f"{TITLES[emb]} of final-epoch pooled last-conv features ({split}, {n_images} images, "
+                 f"each panel fitted on its own)\nweights {data[0][0].weights}; data {_data_label(data[0][0])}",
+                 fontsize="medium")
+    fig.tight_layout()
+    png = save_figure(fig, fig_dir / f"{stem}.png")
+    with atomic_path(fig_dir / f"{stem}.csv") as tmp:
+        pd.concat(coords).to_csv(tmp, index=False)
+    return png
+
+
+def _scatter(ax, emb: str, run_data: tuple, style: tuple[list, list[str]], split: str, size: float) -> pd.DataFrame:
+    """Embed one run's features and draw them on `ax`, coloured and shaped by class
+    (`style` from `class_style`); returns the coordinates."""
+    r, x, y, ids = run_data
+    colors, markers = style
+    xy = embed(emb, x)
+    for c in range(len(colors)):
+        m = y == c
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.8, linewidths=0)
+    ax.set_title(_panel_title(r, split), fontsize="medium")
+    ax.set_xlabel(f"{TITLES[emb]} 1")
+    ax.set_ylabel(f"{TITLES[emb]} 2")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return pd.DataFrame({"run_id": r.run_id, "image_id": ids, "label": y, "x": xy[:, 0], "y": xy[:, 1]})
+
+
+def _class_legend(fig, names: list[str], style: tuple[list, list[str]], present: list[int]) -> None:
+    """A legend of the classes present, to the right of the panels."""
     from matplotlib.lines import Line2D
 
-    written = []
-    for emb in embeddings:
-        stem = f"{emb}_{split}_s{seed}{suffix}"
-        coords = []
-        fig = Figure(figsize=(6.2 * len(data) + 2.8, 6.2))
-        axes = np.atleast_1d(fig.subplots(1, len(data)))
-        for ax, (r, x, y, ids) in zip(axes, data):
-            xy = embed(emb, x)
-            coords.append(pd.DataFrame({"run_id": r.run_id, "image_id": ids, "label": y, "x": xy[:, 0],
-                                        "y": xy[:, 1]}))
-            for c in range(len(names)):
-                m = y == c
-                if m.any():
-                    ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.8,
-                               linewidths=0)
-            ax.set_title(_panel_title(r, split), fontsize="medium")
-            ax.set_xlabel(f"{TITLES[emb]} 1")
-            ax.set_ylabel(f"{TITLES[emb]} 2")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        present = sorted(set(np.concatenate([d[2] for d in data]).tolist()))
-        handles = [Line2D([], [], marker=markers[c], ls="", color=colors[c], label=display_name(names[c])) for c in present]
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
-                   title="class", frameon=False, ncol=1 if len(handles) <= 25 else 2)
-        r0 = chosen[0]
-        fig.suptitle(f"{TITLES[emb]} of final-epoch pooled last-conv features ({split}, {len(data[0][2])} images, "
-                     f"each panel fitted on its own)\nweights {r0.weights}; data {_data_label(r0)}",
-                     fontsize="medium")
-        fig.tight_layout()
-        png = save_figure(fig, fig_dir / f"{stem}.png")
-        with atomic_path(fig_dir / f"{stem}.csv") as tmp:
-            pd.concat(coords).to_csv(tmp, index=False)
-        written.append(png)
-    return written
+    colors, markers = style
+    handles = [Line2D([], [], marker=markers[c], ls="", color=colors[c], label=display_name(names[c]))
+               for c in present]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
+               title="class", frameon=False, ncol=1 if len(handles) <= 25 else 2)
 
 
 def _data_label(r: pd.Series) -> str:
-    from fgvc.report.load import read_provenance
-
+    """The run's data folder and content hash, for the figure title."""
     prov = read_provenance(Path(r.run_dir))
     name = Path(str(prov["dataset"])).name if prov.get("dataset") else "unknown"
     sha = str(prov.get("dataset_content_sha256") or "")
-    return f"{name} (content sha256 {sha[:12]}…)" if sha else name
+    return f"{name} (content sha256 {short_sha(sha)})" if sha else name
 
 
 __all__ = ["visualize", "embed", "select_runs", "EMBEDDINGS", "SPLITS"]
