@@ -43,6 +43,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "distribution (default: auto = batched on CUDA, per-sample on CPU)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (CUDA; the compile time pays back only over long runs)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="bf16 autocast or fp32 for training and evaluation (default: auto = bf16 on CUDA, fp32 on "
+                        "CPU; --precision bf16 on a CPU with bf16 instructions trades a little accuracy, see "
+                        "README, for speed). Recorded in provenance, not in the run id")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
@@ -51,7 +55,7 @@ def _options(args, out: Path):
 
     return RunOptions(data=args.data, out=out, pretrained_file=args.pretrained_file, device=args.device,
                       workers=args.workers, deterministic=args.deterministic, progress=args.progress,
-                      pipeline=args.pipeline, compile=args.compile)
+                      pipeline=args.pipeline, compile=args.compile, precision=args.precision)
 
 
 def cmd_benchmark(args) -> int:

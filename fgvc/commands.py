@@ -24,19 +24,22 @@ DEMO_DEFAULT_CENTER_WEIGHT = 0.1
 
 # The first three paragraphs of fgvc.speed's docstring, on one line.
 SPEED_DESCRIPTION = (
-    "`fgvc speed`: fgvc's training pipeline against a reference loop, on the same data, model, batch size and "
-    "device. The reference is written the way pytorch/examples `imagenet/main.py` trains: an image-folder "
-    "dataset that opens and decodes every JPEG with PIL on every access, torchvision transforms "
-    "(RandomResizedCrop, flip, ToTensor, Normalize), DataLoader workers with pinned memory, fp32, contiguous "
-    "(NCHW) tensors, `loss.item()` per step; evaluation with Resize + CenterCrop. fgvc's side is its own code: "
-    "`fgvc.data.loaders.build_loaders` (decode once; batched augmentation on the device or per-sample from memory), "
-    "`train_one_epoch` (bf16 autocast on CUDA, channels_last) and `predict`. Both are timed the same way: "
-    "`--warmup-batches` training steps first (not timed: start-up, cudnn autotuning, caches), then `--repeats` "
-    "times a fresh epoch iterator over `--train-batches` batches (an epoch's start-up, e.g. worker processes, is "
-    "included, as in a real epoch) and one pass of evaluation; the median over repeats is reported. When fewer "
-    "batches than an epoch are timed, the seconds per epoch are extrapolated from the measured rates, and the "
-    "CSV says so. The grid's wall time (every run of a benchmark YAML, one after another for the reference) is "
-    "extrapolated from the per-epoch figures unless `--measure-grid` runs fgvc's grid for real.")
+    "`fgvc speed`: fgvc's training pipeline against two reference loops, on the same data, model, batch size "
+    "and device. The references (fgvc.reference_loops) are the pytorch/examples `imagenet/main.py` loop "
+    "(`examples`: PIL decode of every JPEG on every access, fp32 NCHW, test evaluated every epoch) and the "
+    "loop a competent user writes (`cached`: decode once into memory, torchvision v2 in DataLoader workers, "
+    "channels_last, fp32, test evaluated once at the end). fgvc's side is its own code: "
+    "`fgvc.data.loaders.build_loaders` (decode once; batched augmentation on the device or per-sample from "
+    "memory), `train_one_epoch` (in the run's precision, channels_last) and `predict`. All are timed the same"
+    " way: `--warmup-batches` training steps first (not timed: start-up, cudnn autotuning, caches), then "
+    "`--repeats` times a fresh epoch iterator over `--train-batches` batches (an epoch's start-up, e.g. "
+    "worker processes, is included, as in a real epoch) and one pass of evaluation; the median over repeats "
+    "is reported. When fewer batches than an epoch are timed, the seconds per epoch are extrapolated from the"
+    " measured rates, and the CSV says so. One default run's wall time (`-run.csv`) is built from these rates"
+    " as each loop runs by default: its setup (decoding), every epoch's training, the evaluations it does, "
+    "and for fgvc the final feature pass and the files it writes. The grid's wall time (every run of a "
+    "benchmark YAML, one after another) is extrapolated the same way unless `--measure-grid` runs fgvc's grid"
+    " for real.")
 
 
 # --------------------------------------------------------------------------- validate
@@ -152,6 +155,8 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
                    help="the reference loop's DataLoader workers (pytorch/examples uses 4)")
     p.add_argument("--pipeline", choices=("auto", "batched", "per-sample"), default="auto", help="fgvc's data path")
     p.add_argument("--compile", action="store_true", help="torch.compile fgvc's model")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="fgvc's precision (default: auto = bf16 on CUDA, fp32 on CPU); the references run fp32")
     p.add_argument("--train-batches", type=int, default=None,
                    help="training batches timed per repeat (default: a whole epoch); fewer are extrapolated")
     p.add_argument("--warmup-batches", type=int, default=3, help="untimed training batches first")

@@ -25,6 +25,9 @@ class RunOptions:
     # v2); both draw from the same distribution. "auto": batched on CUDA, per-sample on CPU.
     pipeline: str = "auto"
     compile: bool = False  # torch.compile the model (CUDA; pays for long runs only)
+    # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA, fp32 on CPU (fgvc.engine.device).
+    # Recorded in provenance; the report says when a group mixes precisions.
+    precision: str = "auto"
     # Called after each epoch with (epoch, record): the benchmark's ETA line, and tests that
     # simulate an interruption.
     on_epoch_end: Callable[[int, dict], None] | None = None

@@ -25,7 +25,7 @@ from fgvc.data.dataset import DatasetInfo, load_dataset_info, split_table, strat
 from fgvc.data.loaders import RunData, build_loaders
 from fgvc.engine import checkpoint as ckpt
 from fgvc.engine.artifacts import close_logger, make_row, run_logger, write_metrics, write_outputs
-from fgvc.engine.device import configure_backends, describe_device, place_model, resolve_device
+from fgvc.engine.device import configure_backends, describe_device, place_model, resolve_device, resolve_precision
 from fgvc.engine.loop import AuxTerm, NonFiniteLossError, predict_all, seed_epoch, train_one_epoch
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
@@ -47,6 +47,7 @@ class RunContext:
     frames: dict            # "train", "test", "val" (None without a validation split)
     run_dir: Path
     device: torch.device
+    precision: str          # resolved: "fp32" or "bf16" (autocast)
     note: Callable[[str], None]
     logger: object | None = None
 
@@ -91,11 +92,12 @@ def open_run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None, log) ->
         say(msg)
 
     device = resolve_device(opts.device)
+    precision = resolve_precision(opts.precision, device)
     configure_backends(device, opts.deterministic)
     if cfg.batch_size > len(frames["train"]):
         raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
                         f"({len(frames['train'])} images in {info.root})")
-    return RunContext(cfg, opts, info, frames, run_dir, device, note, logger)
+    return RunContext(cfg, opts, info, frames, run_dir, device, precision, note, logger)
 
 
 def build_parts(ctx: RunContext) -> RunParts:
@@ -159,7 +161,7 @@ def describe(ctx: RunContext, parts: RunParts, prov: dict) -> str:
                if val is not None else "")
             + f"{len(frames['test'])} test images, {ctx.info.num_classes} classes, "
             f"device {prov['device']}" + (f" x{d.world} processes" if d.enabled else "")
-            + f", pipeline {parts.data.pipeline}, workers {parts.data.workers}")
+            + f", {ctx.precision}, pipeline {parts.data.pipeline}, workers {parts.data.workers}")
 
 
 def tests_after(cfg: RunConfig, epoch: int) -> bool:
@@ -177,15 +179,15 @@ def run_epoch(ctx: RunContext, parts: RunParts, epoch: int) -> tuple[dict, dict 
     for group in parts.optimizer.param_groups:  # stateless (fgvc/schedule.py): a resumed run gets the same lr
         group["lr"] = lr_at(cfg, epoch)
     t0 = time.perf_counter()
-    tr = train_one_epoch(parts.net, parts.aux, parts.optimizer, data.train, device,
+    tr = train_one_epoch(parts.net, parts.aux, parts.optimizer, data.train, device, precision=ctx.precision,
                          desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=ctx.opts.progress and ctx.main)
     test_out, ev = None, dict(top1=None, top5=None)
     if tests_after(cfg, epoch):
-        test_out = predict_all(parts.model, data.test, data.n_test, device, progress=False)
+        test_out = predict_all(parts.model, data.test, data.n_test, device, precision=ctx.precision, progress=False)
         ev = accuracy_metrics(test_out["probs"], test_out["labels"])
     val = {}
     if data.val is not None:
-        out = predict_all(parts.model, data.val, data.n_val, device, progress=False)
+        out = predict_all(parts.model, data.val, data.n_val, device, precision=ctx.precision, progress=False)
         val = accuracy_metrics(out["probs"], out["labels"])
     rec = dict(epoch=epoch + 1, train_ce=tr["train_ce"], train_center=tr["train_center"],
                train_loss=tr["train_loss"], train_top1=tr["train_top1"], test_top1=ev["top1"],
@@ -211,9 +213,10 @@ def finish(ctx: RunContext, parts: RunParts, prov: dict, test_out: dict | None) 
     writing) has no test pass yet."""
     cfg, data, device, show = ctx.cfg, parts.data, ctx.device, ctx.opts.progress and ctx.main
     if test_out is None:
-        test_out = predict_all(parts.model, data.test, data.n_test, device, desc="test features", progress=show)
-    train_out = predict_all(parts.model, data.train_eval(), data.n_train, device, desc="train features",
-                            progress=show)
+        test_out = predict_all(parts.model, data.test, data.n_test, device, precision=ctx.precision,
+                               desc="test features", progress=show)
+    train_out = predict_all(parts.model, data.train_eval(), data.n_train, device, precision=ctx.precision,
+                            desc="train features", progress=show)
     final = accuracy_metrics(test_out["probs"], test_out["labels"])
     history = parts.history
     train_seconds = float(sum(h["train_seconds"] for h in history))
@@ -250,7 +253,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     parts = build_parts(ctx)
     prov = provenance(cfg.model, ctx.info, ctx.device, parts.winfo, opts.deterministic)
     prov.update(pipeline=parts.data.pipeline, compile=opts.compile, world_size=dist_.current().world,
-                eval_every=cfg.eval_every)
+                eval_every=cfg.eval_every, precision=ctx.precision)
     write_static(ctx)
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))

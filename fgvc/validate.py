@@ -189,16 +189,18 @@ def _load_model(src: Source, info, data: Path) -> tuple[nn.Module, dict]:
 def _predict_splits(net, cfg, info, device: torch.device, view: dict, progress: bool) -> dict:
     """The run's own final step: `predict` on the test split and the un-augmented train split."""
     from fgvc.data.loaders import build_eval_loader, eval_batch_size
-    from fgvc.engine.device import place_model
+    from fgvc.engine.device import place_model, resolve_precision
     from fgvc.engine.loop import predict
 
     net = place_model(net, device)
+    precision = resolve_precision("auto", device)
     outs = {}
     for split, is_train in (("test", False), ("train", True)):
         frame = info.split(is_train)
         loader = build_eval_loader(info, frame, view["image_size"], view["crop_pct"], view["dcfg"],
                                    eval_batch_size(cfg.batch_size), device, view["workers"])
-        outs[split] = dict(predict(net, loader, device, desc=f"{split} features", progress=progress), frame=frame)
+        outs[split] = dict(predict(net, loader, device, precision=precision, desc=f"{split} features",
+                                   progress=progress), frame=frame)
     return outs
 
 

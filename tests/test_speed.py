@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from fgvc.cli import main
-from fgvc.speed import GRID_COLUMNS, SPEED_COLUMNS, epoch_seconds
+from fgvc.config import RunConfig
+from fgvc.speed import GRID_COLUMNS, RUN_COLUMNS, SPEED_COLUMNS, epoch_seconds, run_seconds
 
 
 def _args(data, out, grid, *extra):
@@ -32,13 +33,18 @@ def test_speed_writes_both_pipelines_and_the_grid(sparrow_dataset, tmp_path, tin
     assert main(_args(sparrow_dataset, out, tiny_grid_yaml)) == 0
     speed = pd.read_csv(out / "cpu-test_resnet.csv")
     assert list(speed.columns) == SPEED_COLUMNS
-    assert list(speed.pipeline) == ["reference", "fgvc-per-sample"]
+    assert list(speed.pipeline) == ["examples", "cached", "fgvc-per-sample"]
     assert (speed.train_img_s > 0).all() and (speed.eval_img_s > 0).all()
     assert speed.epoch_extrapolated.all() and (speed.train_batches_timed == 2).all()
     ref = speed.iloc[0]
     assert ref.speedup_train == 1.0 and ref.speedup_epoch == 1.0
+    run = pd.read_csv(out / "cpu-test_resnet-run.csv").set_index("who")
+    assert list(pd.read_csv(out / "cpu-test_resnet-run.csv").columns) == RUN_COLUMNS
+    assert list(run.index) == ["examples", "cached", "fgvc"] and (run.run_seconds > 0).all()
+    assert run.extrapolated.all() and run.loc["cached", "speedup_vs_cached"] == 1.0
+    assert run.loc["examples", "speedup_vs_examples"] == 1.0
     grid = pd.read_csv(out / "cpu-test_resnet-grid.csv")
-    assert list(grid.columns) == GRID_COLUMNS and list(grid.who) == ["reference", "fgvc"]
+    assert list(grid.columns) == GRID_COLUMNS and list(grid.who) == ["examples", "cached", "fgvc"]
     assert (grid.runs == 4).all() and (grid.epochs == 12).all() and grid.extrapolated.all()
     prov = json.loads((out / "cpu-test_resnet.json").read_text())
     for key in ("git_commit", "device", "torch", "weights", "weights_sha256", "dataset_content_sha256", "measured"):
@@ -51,7 +57,7 @@ def test_speed_measures_the_grid_for_real(sparrow_dataset, tmp_path, tiny_grid_y
     assert main(_args(sparrow_dataset, out, tiny_grid_yaml, "--measure-grid", "--jobs", "2",
                       "--pipeline", "batched")) == 0
     speed = pd.read_csv(out / "cpu-test_resnet.csv")
-    assert speed.pipeline.iloc[1] == "fgvc-batched"
+    assert speed.pipeline.iloc[2] == "fgvc-batched"
     grid = pd.read_csv(out / "cpu-test_resnet-grid.csv").set_index("who")
     assert not grid.loc["fgvc", "extrapolated"] and grid.loc["fgvc", "jobs"] == 2
     assert grid.loc["fgvc", "wall_seconds"] > 0
@@ -61,6 +67,18 @@ def test_epoch_seconds_counts_train_and_test():
     res = {"train_img_s": 10.0, "eval_img_s": 100.0}
     assert epoch_seconds(res, 629, 615, 32) == pytest.approx(62.9 + 6.15)
     assert epoch_seconds(res, 33, 0, 32) == pytest.approx(3.2)  # the last batch of one is dropped
+
+
+def test_run_seconds_counts_what_each_loop_does():
+    """examples tests every epoch; cached once; fgvc every eval_every epochs and after the last,
+    plus its setup, the train feature pass and its files."""
+    res = {"train_img_s": 10.0, "eval_img_s": 100.0, "setup_seconds": 5.0, "artifacts_seconds": 1.0}
+    n = {"train": 100, "test": 50, "val": 0}
+    recipe = RunConfig(epochs=10, eval_every=5)
+    assert run_seconds("examples", res, recipe, n, 32) == pytest.approx(10 * (10 + 0.5))
+    assert run_seconds("cached", res, recipe, n, 32) == pytest.approx(5 + 100 + 0.5)
+    assert run_seconds("fgvc", res, recipe, n, 32) == pytest.approx(5 + 100 + 2 * 0.5 + 1.0 + 1)
+    assert run_seconds("fgvc", res, RunConfig(epochs=10, eval_every=0), n, 32) == pytest.approx(5 + 100 + 0.5 + 2)
 
 
 def test_speed_bad_input(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):

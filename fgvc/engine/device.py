@@ -31,6 +31,30 @@ def describe_device(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast on CUDA; fp32 on CPU, where bf16 stays opt-in (`bf16`) until the
+    accuracy check in README shows it costs nothing measurable. `bf16` on a CPU without bf16
+    instructions is refused (it would run, emulated, slower than fp32)."""
+    if name not in PRECISIONS:
+        raise FGVCError(f"invalid --precision {name!r}: use auto, fp32 or bf16")
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if name == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise FGVCError("--precision bf16: this CPU has no bf16 instructions (AVX-512 BF16 / AMX); use fp32")
+    return name
+
+
+def cpu_has_bf16() -> bool:
+    """Does oneDNN run bf16 natively on this CPU?"""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def configure_backends(device: torch.device, deterministic: bool) -> None:
     """Deterministic algorithms when asked (a repeated CPU run is then identical); else the
     fast CUDA settings (cudnn autotuning, TF32)."""
@@ -50,4 +74,5 @@ def place_model(model: nn.Module, device: torch.device, channels_last: bool = Tr
     return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-__all__ = ["resolve_device", "describe_device", "configure_backends", "place_model"]
+__all__ = ["resolve_device", "describe_device", "configure_backends", "place_model", "PRECISIONS", "resolve_precision",
+           "cpu_has_bf16"]

@@ -53,15 +53,15 @@ def seed_epoch(seed: int, epoch: int) -> None:
     random.seed(s)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for precision "bf16" (a resolved precision: fgvc.engine.device), else none."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.device, *, desc: str = "",
-                    progress: bool = True) -> dict:
+def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.device, *, precision: str = "fp32",
+                    desc: str = "", progress: bool = True) -> dict:
     """One pass over the training data; returns mean losses, accuracy and speed (summed
     over processes under DDP)."""
     net.train()
@@ -72,7 +72,7 @@ def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.d
     for x, y in bar:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
-        with autocast(device):
+        with autocast(device, precision):
             logits, feats = net(x)
         ce = F.cross_entropy(logits.float(), y)
         la = aux.module(feats, y) if aux is not None else torch.zeros((), device=device)
@@ -99,14 +99,15 @@ def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.d
 
 
 @torch.inference_mode()
-def predict(model, loader, device: torch.device, *, desc: str = "", progress: bool = True) -> dict:
+def predict(model, loader, device: torch.device, *, precision: str = "fp32", desc: str = "",
+            progress: bool = True) -> dict:
     """Softmax probabilities (`probs`), pooled features and labels for every image, in
     loader order (numpy arrays)."""
     model.eval()
     probs, feats, labels = [], [], []
     for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        with autocast(device, precision):
             logits, f = forward_with_features(model, x)
         probs.append(logits.float().softmax(1).cpu())
         feats.append(f.float().cpu())
