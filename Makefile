@@ -27,11 +27,11 @@ MODEL ?= resnet50.tv_in1k
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup data benchmark report visualize compare speed test clean-venv
+.PHONY: help setup data benchmark report visualize compare speed test test-fast clean-venv
 
 help:
 	@sed -n '/^#/p;/^SHELL/q' Makefile
-	@echo "targets: setup data benchmark report visualize compare speed test"
+	@echo "targets: setup data benchmark report visualize compare speed test test-fast"
 
 setup: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ compare: setup
 # pytest exits 5 when it collects no test: that is not a failure of the suite itself.
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# The quick subset while editing: leaves out the tests marked slow (training, > ~2 s).
+test-fast: setup
+	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,12 +1,54 @@
 """Shared fixtures: a tiny synthetic CUB tree (official layout), its .tgz, a carved
-dataset, and the real ../shared data when present."""
+dataset, and the real ../shared data when present. The tiny training configuration the
+tests share is tests/tiny.py."""
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
+import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# UMAP's numba kernels take 10-20 s to compile on two busy cores. Keep them compiled on
+# disk across test sessions: numba reads NUMBA_CACHE_DIR when it is first imported, which
+# is after this file (only umap imports it, inside fgvc.report.visualize). An existing
+# NUMBA_CACHE_DIR is kept. Safe to delete: numba recompiles what it does not find.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "fgvc" / "numba"))
+if "numba" in sys.modules:  # imported before us (a plugin): make it read the variable
+    sys.modules["numba"].core.config.reload_config()
+
+
+class _CacheUmapKernels(importlib.abc.MetaPathFinder):
+    """Most of umap's @numba.njit kernels do not ask for cache=True, so a cache folder
+    alone would keep only pynndescent's and umap would still compile for seconds in every
+    session. On the first `import umap` (or pynndescent), before their modules run, make
+    cache=True the default of numba.njit / numba.jit in this test process. Compiled code is
+    the same as freshly compiled code; numba's cache index checks the source file and CPU."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name in ("umap", "pynndescent"):
+            sys.meta_path.remove(self)
+            import numba
+
+            for deco in ("njit", "jit"):
+                setattr(numba, deco, _cache_by_default(getattr(numba, deco)))
+        return None  # the ordinary finders import the module
+
+
+def _cache_by_default(decorator):
+    @functools.wraps(decorator)
+    def wrapper(*args, **kwargs):
+        kwargs.setdefault("cache", True)
+        return decorator(*args, **kwargs)
+
+    return wrapper
+
+
+sys.meta_path.insert(0, _CacheUmapKernels())
 
 # Two cores are shared with whatever else runs (CI, a background benchmark): more than
 # one intra-op thread for these tiny models only adds OpenMP contention.

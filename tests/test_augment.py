@@ -82,6 +82,7 @@ def tv_params() -> dict[tuple[int, int], CropParams]:
     return {s: _torchvision(*s) for s in SIZES}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
 def test_crop_distribution_matches_torchvision(size, tv_params):
     h, w = size
@@ -97,6 +98,7 @@ def test_crop_distribution_matches_torchvision(size, tv_params):
     assert abs(ra - rb) <= 4 * se + 1e-9, (ra, rb)
 
 
+@pytest.mark.slow
 def test_narrow_images_exercise_the_fallback(tv_params):
     for size in [(40, 400), (400, 40)]:
         rate = _fallback_rate(tv_params[size], *size)
@@ -119,6 +121,7 @@ def test_fallback_box_is_torchvisions():
     assert got == ref
 
 
+@pytest.mark.slow
 def test_ks_test_rejects_wrong_distributions(tv_params):
     """The comparison above has power: a wrong scale or a uniform (not log-uniform) ratio fails it."""
     h, w = 375, 500

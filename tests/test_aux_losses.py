@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from tiny import TINY
 from torch import nn
 
 from fgvc.benchmark import run_benchmark
@@ -14,9 +15,6 @@ from fgvc.errors import FGVCError
 from fgvc.losses import (AUX_LOSSES, CenterLoss, ContrastiveCenterLoss, build_aux_loss, register_loss,
                          registered_losses, unregister_loss)
 from fgvc.options import RunOptions
-
-TINY = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
-        "seeds": [0], "lr": 0.01, "benchmark": "toy"}
 
 
 # --------------------------------------------------------------------------- registry
@@ -61,10 +59,12 @@ def toy_loss():
     unregister_loss("feature_norm")
 
 
+@pytest.mark.slow
 def test_toy_loss_trains_through_the_real_runner(toy_loss, sparrow_dataset, tmp_path):
     assert registered_losses()[:2] == ["center", "contrastive_center"] and "feature_norm" in registered_losses()
     opts = RunOptions(data=sparrow_dataset, out=tmp_path, progress=False)
-    frame = run_benchmark(None, opts, dict(TINY, methods=["feature_norm"], center_weight=0.01), echo=lambda m: None)
+    grid = dict(TINY, benchmark="toy", methods=["feature_norm"], center_weight=0.01)
+    frame = run_benchmark(None, opts, grid, echo=lambda m: None)
     assert list(frame.status) == ["ok"], frame.error.tolist()
     row = frame.iloc[0]
     assert row.method == "feature_norm" and row.center_weight == 0.01

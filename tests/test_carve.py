@@ -455,6 +455,7 @@ def test_prepare_refuses_incomplete_folder(tmp_path, cub_tgz, capsys):
 # ----------------------------------------------------------------------------- real data
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_real_sparrows(real_cub, tmp_path):
     out = tmp_path / "cub_sparrows"

@@ -36,6 +36,7 @@ def _ratio(f: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(intra) / np.mean(inter))
 
 
+@pytest.mark.slow
 def test_digits_demo_end_to_end(tmp_path):
     res = demo(tmp_path / "demo", epochs=8, seed=0)
     png, csv = tmp_path / "demo" / "demo_features.png", tmp_path / "demo" / "demo_accuracy.csv"
@@ -68,6 +69,7 @@ def test_digits_demo_end_to_end(tmp_path):
     assert r_center < 0.7 * r_ce, (r_center, r_ce)
 
 
+@pytest.mark.slow
 def test_same_seed_same_csv_and_figure(tmp_path):
     args = _parse(["demo", "--out", str(tmp_path / "a"), "--epochs", "1", "--seed", "3"])
     assert args.func(args) == 0

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tiny import tiny_config
 
 from fgvc import distributed as dist_
 from fgvc.errors import FGVCError
@@ -75,9 +76,8 @@ def test_torchrun_two_processes_match_one_process(sparrow_dataset, tmp_path, upd
     no augmentation, or with the batched pipeline, whose crops depend only on (seed, epoch,
     image) and not on which process draws them. Stated tolerance: 1e-4 relative on per-epoch
     losses, 1e-3 on probabilities (only the order of floating-point sums differs)."""
-    cfg = dict(benchmark="ddp", model="test_efficientnet_gn", pretrained=False, method="center",
-               center_update=update, center_weight=0.01, epochs=2, batch_size=8, lr=0.05, image_size=32,
-               seed=3, augment=augment)
+    cfg = tiny_config(benchmark="ddp", model="test_efficientnet_gn", method="center", center_update=update,
+                      center_weight=0.01, epochs=2, lr=0.05, seed=3, augment=augment)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     one = _train([sys.executable], path, sparrow_dataset, tmp_path / "one", pipeline)

@@ -8,14 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tiny import TINY as _TINY
 
 from fgvc.benchmark import run_benchmark
 from fgvc.cli import main
 from fgvc.engine.artifacts import METRICS_COLUMNS, ROW_COLUMNS
 from fgvc.options import RunOptions
 
-TINY = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
-        "seeds": [0], "methods": ["ce", "center"], "lr": 0.01, "benchmark": "tiny"}
+# every test here trains a model or reads one trained by a module fixture
+pytestmark = pytest.mark.slow
+
+# this file's TINY: both methods, 2 epochs
+TINY = dict(_TINY, epochs=2, methods=["ce", "center"])
 
 
 def opts(data, out, **kw) -> RunOptions:

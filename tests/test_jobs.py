@@ -6,13 +6,13 @@ import json
 
 import pandas as pd
 import pytest
+from tiny import TINY
 
 from fgvc.benchmark import run_benchmark
 from fgvc.errors import FGVCError
 from fgvc.options import RunOptions
 
-GRID = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
-        "seeds": [0], "methods": ["ce", "center"], "lr": 0.01, "benchmark": "jobs"}
+GRID = dict(TINY, epochs=2, methods=["ce", "center"], benchmark="jobs")
 TIMINGS = {"seconds", "train_seconds", "images_per_second"}
 
 

@@ -226,6 +226,7 @@ def test_rerun_is_byte_identical(out):
     assert not list(out.glob(".*tmp*")) and not list((out / "figures").glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_report_cli(out):
     from fgvc.report.cli import add_report_parser
 
@@ -244,6 +245,7 @@ def test_mixed_commits_and_missing_class_names(tmp_path):
     assert "## Failed" not in md
 
 
+@pytest.mark.slow
 def test_single_seed_and_lambda_grid(tmp_path):
     out = make_out(tmp_path / "o", seeds=(0,), lambdas=(0.001, 0.01), failed=False)
     md = write_report(out).read_text()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 from report_fixtures import make_out
+from tiny import TINY
 
 from fgvc.benchmark import run_benchmark
 from fgvc.config import RunConfig, expand_grid, load_grid
@@ -66,9 +67,9 @@ def test_run_ids_unchanged_at_the_defaults():
     assert RunConfig(**base, method="ce", lr_schedule="cosine").run_id != RunConfig(**base, method="ce").run_id
 
 
+@pytest.mark.slow
 def test_cosine_training_run_logs_its_lr(sparrow_dataset, tmp_path):
-    grid = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
-            "seeds": [0], "methods": ["ce"], "lr": 0.01, "lr_schedule": "cosine", "benchmark": "tiny"}
+    grid = dict(TINY, epochs=2, lr_schedule="cosine")
     frame = run_benchmark(None, RunOptions(data=sparrow_dataset, out=tmp_path, progress=False), grid,
                           echo=lambda m: None)
     assert (frame.status == "ok").all(), frame.error.tolist()
@@ -76,11 +77,10 @@ def test_cosine_training_run_logs_its_lr(sparrow_dataset, tmp_path):
     assert metrics.lr.tolist() == pytest.approx([0.01, 0.005])
 
 
+@pytest.mark.slow
 def test_resumed_run_keeps_the_schedule(sparrow_dataset, tmp_path):
     """The lr is set from (config, epoch), not carried in the optimizer: resuming is exact."""
-    grid = {"model": "test_resnet", "pretrained": False, "epochs": 3, "batch_size": 8, "image_size": 32,
-            "seeds": [0], "methods": ["ce"], "lr": 0.01, "lr_schedule": "cosine", "warmup_epochs": 1,
-            "benchmark": "tiny"}
+    grid = dict(TINY, epochs=3, lr_schedule="cosine", warmup_epochs=1)
 
     class Stop(KeyboardInterrupt):
         pass

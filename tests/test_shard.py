@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from report_fixtures import make_out
+from tiny import TINY
 
 from fgvc.benchmark import Shard, parse_shard, rebuild_runs_csv, run_benchmark, select_shard, shard_from_env
 from fgvc.cli import main
@@ -19,9 +20,7 @@ from fgvc.report.report import write_report
 from fgvc.engine.artifacts import ROW_COLUMNS
 from fgvc.options import RunOptions
 
-GRID = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
-        "methods": ["ce", "center"], "seeds": [0, 1, 2], "center_weight": [0.001, 0.01], "lr": 0.01,
-        "benchmark": "shards"}
+GRID = dict(TINY, methods=["ce", "center"], seeds=[0, 1, 2], center_weight=[0.001, 0.01], benchmark="shards")
 
 
 def slurm(task, low, count, step=None, high=None) -> dict[str, str]:
@@ -123,6 +122,7 @@ def test_dry_run_lists_only_the_shard(tmp_path, sparrow_dataset, capsys, monkeyp
     assert "invalid --shard '4/4'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_shards_fill_one_out(tmp_path, sparrow_dataset):
     """Each shard trains only its runs into the shared OUT; runs.csv ends up with both."""
     grid = {**GRID, "seeds": [0], "center_weight": [0.001]}  # 2 runs: ce, center

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from tiny import TINY
 
 from fgvc.cli import main
 from fgvc.config import RunConfig
@@ -22,12 +23,13 @@ def _args(data, out, grid, *extra):
 @pytest.fixture()
 def tiny_grid_yaml(tmp_path):
     path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump({"name": "tiny", "model": "test_resnet", "pretrained": False,
-                                    "methods": ["ce", "center"], "seeds": [0, 1], "epochs": 3,
-                                    "batch_size": 4, "image_size": 32}))
+    grid = dict(TINY, methods=["ce", "center"], seeds=[0, 1], epochs=3, batch_size=4)
+    # a benchmark YAML names itself `name`; this one trains at the default lr
+    path.write_text(yaml.safe_dump({("name" if k == "benchmark" else k): v for k, v in grid.items() if k != "lr"}))
     return path
 
 
+@pytest.mark.slow
 def test_speed_writes_both_pipelines_and_the_grid(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
     out = tmp_path / "speed"
     assert main(_args(sparrow_dataset, out, tiny_grid_yaml)) == 0
@@ -52,6 +54,7 @@ def test_speed_writes_both_pipelines_and_the_grid(sparrow_dataset, tmp_path, tin
     assert "extrapolated" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_speed_measures_the_grid_for_real(sparrow_dataset, tmp_path, tiny_grid_yaml):
     out = tmp_path / "speed"
     assert main(_args(sparrow_dataset, out, tiny_grid_yaml, "--measure-grid", "--jobs", "2",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny import TINY
 
 from fgvc.benchmark import run_benchmark
 from fgvc.config import expand_grid, load_grid
@@ -19,9 +20,8 @@ from fgvc.options import RunOptions
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-SWEEP = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
-         "seeds": [0, 1], "methods": ["ce", "center"], "center_weight": [0.001, 0.01], "lr": [0.001, 0.01],
-         "val_fraction": 0.34, "benchmark": "tiny-sweep"}
+SWEEP = dict(TINY, epochs=2, seeds=[0, 1], methods=["ce", "center"], center_weight=[0.001, 0.01], lr=[0.001, 0.01],
+             val_fraction=0.34, benchmark="tiny-sweep")
 
 
 def section(md: str, title: str) -> str:
@@ -66,6 +66,7 @@ def expected_choice(runs: pd.DataFrame) -> pd.DataFrame:
     return g.sort_values(["method", "neg", "center_weight", "lr"]).groupby("method").head(1).set_index("method")
 
 
+@pytest.mark.slow
 def test_sweep_runs_share_one_split(sweep):
     out, runs, _ = sweep
     assert len(runs) == 2 * (1 + 2) * 2 and (runs.status == "ok").all(), runs.error.tolist()
@@ -74,6 +75,7 @@ def test_sweep_runs_share_one_split(sweep):
     assert len(set(splits)) == 1  # every seed, lr and lambda sees the same validation images
 
 
+@pytest.mark.slow
 def test_report_chooses_the_validation_argmax(sweep):
     _, runs, md = sweep
     text = section(md, "Validation sweep")
@@ -99,6 +101,7 @@ def test_report_chooses_the_validation_argmax(sweep):
     assert sum("default recipe" in r[-1] for r in all_rows) == 2
 
 
+@pytest.mark.slow
 def test_sensitivity_figure_written_and_report_stable(sweep):
     out, _, md = sweep
     text = section(md, "Validation sweep")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tiny import TINY
 
 from fgvc.benchmark import run_benchmark
 from fgvc.cli import main
@@ -19,8 +20,6 @@ from fgvc.errors import FGVCError
 from fgvc.engine.artifacts import METRICS_COLUMNS, ROW_COLUMNS
 from fgvc.options import RunOptions
 
-TINY = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
-        "methods": ["ce"], "lr": 0.01, "benchmark": "tiny"}
 SIZES = {0: 6, 1: 10, 2: 3, 3: 7, 4: 2}
 
 
@@ -102,6 +101,7 @@ def split_runs(sparrow_dataset, tmp_path_factory):
     return out, frame_, plain
 
 
+@pytest.mark.slow
 def test_run_trains_on_the_train_part_and_scores_the_validation_part(split_runs, sparrow_dataset):
     import torch
 
@@ -150,6 +150,7 @@ def test_run_trains_on_the_train_part_and_scores_the_validation_part(split_runs,
     assert sorted(runs.seed) == [0, 1]
 
 
+@pytest.mark.slow
 def test_run_without_split_has_empty_validation_columns(split_runs):
     out, _, plain = split_runs
     (rid,) = plain.run_id

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tiny import tiny_config
 
 from fgvc.commands import add_validate_parser
 from fgvc.config import RunConfig
@@ -19,14 +20,16 @@ from fgvc.options import RunOptions
 from fgvc.train import run
 from fgvc.validate import validate
 
-TINY = dict(benchmark="tiny", model="test_resnet", pretrained=False, method="center", epochs=2, batch_size=8,
-            image_size=32, lr=0.05, seed=0)
+# every test here trains a model or reads one trained by a module fixture
+pytestmark = pytest.mark.slow
+
+RUN = tiny_config(method="center", epochs=2, lr=0.05)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(sparrow_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    cfg = RunConfig(**TINY)
+    cfg = RunConfig(**RUN)
     run(cfg, RunOptions(data=sparrow_dataset, out=out, progress=False, deterministic=True))
     torch.use_deterministic_algorithms(False)
     return out / "runs" / cfg.run_id

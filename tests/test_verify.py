@@ -151,6 +151,7 @@ def test_cli_module_runs(sparrow_dataset):
     assert r.returncode == 0 and "4 classes, 24 train, 16 test" in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_real_dataset_verifies(real_cub, tmp_path, capsys):
     from data_prep.carve import carve

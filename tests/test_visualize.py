@@ -18,6 +18,7 @@ def out(tmp_path_factory):
     return make_out(tmp_path_factory.mktemp("vis") / "o", seeds=(0, 1), num_classes=6, failed=False)
 
 
+@pytest.mark.slow
 def test_umap_and_tsne_written_and_reproducible(out):
     # One test for UMAP: its numba JIT compile is the slow part of this file.
     pngs = visualize(out)
