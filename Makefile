@@ -11,6 +11,7 @@
 #   JOBS=N        runs trained at the same time by `make benchmark` (default 1)
 #   MODEL=NAME    timm model timed by `make speed` (default resnet50.tv_in1k)
 #   A=, B=        the two CSVs for `make compare`
+#   DEVICE=D      `make gpu-check`: cuda (default) or cpu (the tiny configuration CI runs)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,11 +28,11 @@ MODEL ?= resnet50.tv_in1k
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup data benchmark report visualize compare speed test test-fast clean-venv
+.PHONY: help setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check clean-venv
 
 help:
 	@sed -n '/^#/p;/^SHELL/q' Makefile
-	@echo "targets: setup data benchmark report visualize compare speed test test-fast"
+	@echo "targets: setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check"
 
 setup: $(VENV)/.installed
 
@@ -60,6 +61,18 @@ visualize: setup
 # fgvc's pipeline against a pytorch/examples-style loop; results/speed/<device>-<model>.csv
 speed: data
 	$(FGVC) speed --data "$(DATA)" --model "$(MODEL)" --grid "$(BENCH)" $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
+
+# The GPU acceptance check (tools/gpu_check.py): every CUDA path in one command, one PASS/FAIL
+# line per step. On a lent GPU machine, which has torch but none of our venv, run it with that
+# machine's python: `make gpu-check PY=python3` after `make gpu-carry` here (copies the prepared
+# dataset and the Lite0 weights into the git-ignored .carry/, 56 MB) and carrying .carry.
+DEVICE ?= cuda
+GPU_WEIGHTS ?= ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+gpu-carry: data
+	mkdir -p .carry && rm -rf .carry/cub_sparrows && cp -r "$(DATA)" .carry/cub_sparrows && cp "$(GPU_WEIGHTS)" .carry/
+
+gpu-check:
+	$(PY) tools/gpu_check.py --device $(DEVICE)
 
 compare: setup
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=results/x/runs.csv B=results/y/runs.csv" >&2; exit 2; }

@@ -71,7 +71,7 @@ class RunConfig:
     # How often the test set is evaluated for the learning curve: every k epochs and always
     # after the last (0: after the last only). It cannot change a run's final numbers, so it
     # is not part of the identity (not hashed, not in config.yaml; provenance records it).
-    eval_every: int = 1
+    eval_every: int = 5
 
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:

@@ -120,8 +120,11 @@ def curves_figure(metrics: Mapping[str, Sequence[pd.DataFrame]], title: str, pat
             series = [f.set_index("epoch")[col] for f in frames if col in f.columns and "epoch" in f.columns]
             if not series:
                 continue
-            table = pd.concat(series, axis=1)
-            ax.plot(table.index, table.mean(axis=1), color=color, label=f"{lab} (n={table.shape[1]})")
+            # The test set may be evaluated every eval_every epochs only: plot the epochs it was.
+            table = pd.concat(series, axis=1).dropna(how="all")
+            sparse = len(table) < len(pd.concat(series, axis=1))
+            ax.plot(table.index, table.mean(axis=1), color=color, label=f"{lab} (n={table.shape[1]})",
+                    marker="o" if sparse else None)
             ax.fill_between(table.index, table.min(axis=1), table.max(axis=1), color=color, alpha=0.2, lw=0)
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
