@@ -120,7 +120,7 @@ def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[Run
 
 def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
     """Catch bad input before any training: validation splits, model names, weights, batch size."""
-    from fgvc.data.dataset import stratified_val_split
+    from fgvc.data.dataset import check_batch_fits, stratified_val_split
     from fgvc.models import build_model
 
     splits = sorted({(c.val_fraction, c.val_seed) for c in configs if c.val_fraction > 0})
@@ -133,11 +133,8 @@ def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> Non
         pretrained = next(c.pretrained for c in configs if c.model == model)
         build_model(model, 2, pretrained=pretrained, pretrained_file=opts.pretrained_file)
     for cfg in configs:
-        n = train_sizes.get((cfg.val_fraction, cfg.val_seed), num_train)
-        if cfg.batch_size > n:
-            raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
-                            f"({n} images in {opts.data}" + (f" after holding out val_fraction={cfg.val_fraction:g}"
-                                                            if cfg.val_fraction > 0 else "") + ")")
+        check_batch_fits(cfg.batch_size, train_sizes.get((cfg.val_fraction, cfg.val_seed), num_train), opts.data,
+                         cfg.val_fraction)
 
 
 def _run_job(cfg: RunConfig, opts: RunOptions, threads: int) -> dict:

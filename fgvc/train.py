@@ -21,7 +21,8 @@ import torch
 
 from fgvc import distributed as dist_
 from fgvc.config import RunConfig, save_config
-from fgvc.data.dataset import DatasetInfo, load_dataset_info, split_table, stratified_val_split
+from fgvc.data.dataset import (DatasetInfo, check_batch_fits, load_dataset_info, split_table,
+                               stratified_val_split)
 from fgvc.data.loaders import RunData, build_loaders
 from fgvc.engine import checkpoint as ckpt
 from fgvc.engine.artifacts import close_logger, make_row, run_logger, write_metrics, write_outputs
@@ -29,7 +30,6 @@ from fgvc.engine.device import configure_backends, describe_device, place_model,
 from fgvc.engine.loop import AuxTerm, NonFiniteLossError, predict_all, seed_epoch, train_one_epoch
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
-from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import build_aux_loss
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
@@ -94,9 +94,7 @@ def open_run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None, log) ->
     device = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, device)
     configure_backends(device, opts.deterministic)
-    if cfg.batch_size > len(frames["train"]):
-        raise FGVCError(f"invalid value batch_size={cfg.batch_size}: larger than the training set "
-                        f"({len(frames['train'])} images in {info.root})")
+    check_batch_fits(cfg.batch_size, len(frames["train"]), info.root, cfg.val_fraction)
     return RunContext(cfg, opts, info, frames, run_dir, device, precision, note, logger)
 
 

@@ -109,6 +109,14 @@ def stratified_val_split(train: pd.DataFrame, fraction: float, seed: int) -> tup
     return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
 
 
+def check_batch_fits(batch_size: int, n_train: int, root: Path, val_fraction: float = 0.0) -> None:
+    """A batch larger than the training set (after the validation split) cannot train."""
+    if batch_size > n_train:
+        held = f" after holding out val_fraction={val_fraction:g}" if val_fraction > 0 else ""
+        raise FGVCError(f"invalid value batch_size={batch_size}: larger than the training set "
+                        f"({n_train} images in {root}{held})")
+
+
 def split_table(train_part: pd.DataFrame, val_part: pd.DataFrame) -> pd.DataFrame:
     """`image_id,split` (train|val) for `val_split.csv`, by image_id."""
     frame = pd.concat([pd.DataFrame({"image_id": train_part.image_id, "split": "train"}),
@@ -117,4 +125,4 @@ def split_table(train_part: pd.DataFrame, val_part: pd.DataFrame) -> pd.DataFram
 
 
 __all__ = ["MANIFEST_COLUMNS", "DatasetInfo", "load_dataset_info", "sorted_class_names", "stratified_val_split",
-           "split_table"]
+           "split_table", "check_batch_fits"]
