@@ -326,7 +326,7 @@ def test_margin_option(tmp_path, out):
         if equivalent:
             assert f"equivalent to zero within ±{wide} points" in md
         else:
-            assert f"equivalence only within about ±{base.equivalence_bound:.2f} points" in md
+            assert f"equivalence only for a margin wider than ±{base.equivalence_bound:.2f} points" in md
     with pytest.raises(FGVCError, match="margin"):
         write_report(copy, margin=0)
 

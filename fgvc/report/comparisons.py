@@ -89,8 +89,8 @@ def _equivalence(res: PairedResult) -> list[str]:
         bound = res.equivalence_bound
         parts.append(f"**The difference is not statistically significant, and equivalence within ±{m} "
                      f"cannot be concluded either** (equivalence p = {pvalue(p)}); these seeds would support "
-                     f"equivalence only within about ±{number(bound, 2)} points (the larger end of the 90% "
-                     "interval).")
+                     f"equivalence only for a margin wider than ±{number(bound, 2)} points (the larger end of the "
+                     "90% interval).")
     return parts
 
 
