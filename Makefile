@@ -53,7 +53,7 @@ benchmark: data
 # The report links the UMAP / t-SNE figures, so they are drawn first.
 report: setup
 	$(FGVC) visualize "$(OUT)"
-	$(FGVC) report "$(OUT)"
+	$(FGVC) report "$(OUT)" $(if $(MARGIN),--margin $(MARGIN))
 
 visualize: setup
 	$(FGVC) visualize "$(OUT)"
@@ -76,7 +76,7 @@ gpu-check:
 
 compare: setup
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=results/x/runs.csv B=results/y/runs.csv" >&2; exit 2; }
-	$(FGVC) compare "$(A)" "$(B)"
+	$(FGVC) compare "$(A)" "$(B)" $(if $(MARGIN),--margin $(MARGIN))
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite itself.
 test: setup

@@ -55,6 +55,36 @@ def test_matching_runs_with_paired_test(tmp_path):
     assert float(rows["center"][8]) == pytest.approx(np.mean(y - x), abs=0.05)
     assert f"p={p:.3g}" in rows["center"][-1] and "not significant" in rows["center"][-1]
     assert "seed 9" not in text and "only in" not in text  # failed row ignored, nothing one-sided
+    d = y - x
+    p_tost = max(stats.ttest_rel(y + 1, x, alternative="greater").pvalue,
+                 stats.ttest_rel(y - 1, x, alternative="less").pvalue)
+    assert f"TOST ±1: p={p_tost:.3g} (not equivalent)" in rows["center"][-1]
+    assert "identical differences (+0.00), no t-test; equivalent within ±1" in rows["ce"][-1]
+    assert f"P(improve) {np.mean(d > 0):.2f}" in rows["center"][-1]
+    assert "Holm" not in text  # one group with a t-test: no family
+
+
+def test_compare_uses_the_report_statistics_with_holm_and_margin(tmp_path):
+    from fgvc.report.stats import min_detectable_effect
+
+    shift = {("ce", 0): 0.2, ("ce", 1): -0.1, ("ce", 2): 0.05, ("center", 0): 1.0, ("center", 1): 2.5,
+             ("center", 2): 0.4}
+    a, b = runs_csv(tmp_path / "a.csv"), runs_csv(tmp_path / "b.csv", shift=shift)
+    rows = {r[1]: r for r in md_rows(compare([a, b], margin=0.5), "## [2] vs [1]")}
+    ps = {}
+    for method, base, deltas in (("ce", 70.0, [0.2, -0.1, 0.05]), ("center", 72.0, [1.0, 2.5, 0.4])):
+        x = base + np.array([0.3, -1.1, 0.8])
+        y = x + deltas
+        ps[method] = stats.ttest_rel(y, x).pvalue
+        mde = min_detectable_effect(3, float(np.std(deltas, ddof=1)))
+        assert f"MDE80 {mde:.2f}" in rows[method][-1]
+        assert "TOST ±0.5" in rows[method][-1]
+    holm = {m: min(1.0, max(2 * min(ps.values()), max(ps.values()))) if ps[m] == max(ps.values())
+            else min(1.0, 2 * ps[m]) for m in ps}
+    for method in ps:
+        assert f"Holm p={holm[method]:.3g}" in rows[method][-1]
+    text = compare([a, b], margin=0.5)
+    assert "Holm-adjusted across the 2 groups" in text
 
 
 def test_one_sided_rows_are_listed(tmp_path):
@@ -114,3 +144,7 @@ def test_compare_cli(tmp_path, capsys):
     args = parser.parse_args(["compare", str(a), str(b), "--out", str(tmp_path / "c.md")])
     assert args.func(args) == 0
     assert capsys.readouterr().out == (tmp_path / "c.md").read_text()
+    args = parser.parse_args(["compare", str(a), str(b), "--margin", "2.5"])
+    assert args.func(args) == 0 and "equivalent within ±2.5" in capsys.readouterr().out  # identical files
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", str(a), str(b), "--margin", "-1"])

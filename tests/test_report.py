@@ -20,6 +20,7 @@ from fgvc.report.load import GROUP_KEYS
 from fgvc.report.report import write_report
 from fgvc.report.stats import holm, mcnemar_exact, paired_comparison, power_paired, seeds_for_power
 from report_fixtures import DATA_SHA, SPARROWS, WEIGHTS_SHA, make_out
+from test_paired import scipy_power, scipy_tost, slow_bootstrap
 
 SUMMARY_COLUMNS = GROUP_KEYS + ["n", "top1_mean", "top1_std", "top1_ci95_low", "top1_ci95_high", "top5_mean",
                                 "mean_class_acc_mean"]
@@ -146,8 +147,72 @@ def test_paired_test_and_mcnemar_in_report(out):
     assert f"p = {t.pvalue:.3g}" in sec
     verdict = "is statistically significant" if t.pvalue < 0.05 else "is not statistically significant"
     assert verdict in sec
-    assert f"would need about {seeds_for_power(d.mean(), d.std(ddof=1))} seeds for 80% power" in sec
+    assert f"would need about {seeds_for_power(d.mean(), d.std(ddof=1))} seeds" in sec
     assert f"{sum(x < 0.05 for x in adj)} of 3 seed pairs" in sec
+
+
+def per_seed_correctness(out):
+    """Per seed: (CE right, center right, label) aligned on image_id, read by hand."""
+    ce, ct = runs_of(out, "ce"), runs_of(out, "center")
+    triples = []
+    for s in sorted(ce):
+        pa = pd.read_csv(ce[s] / "predictions.csv").set_index("image_id")
+        pb = pd.read_csv(ct[s] / "predictions.csv").set_index("image_id").loc[pa.index]
+        triples.append(((pa.pred == pa.label).to_numpy(), (pb.pred == pb.label).to_numpy(), pa.label.to_numpy()))
+    return triples
+
+
+def test_comparisons_csv_matches_independent_computations(out):
+    cmp = pd.read_csv(out / "comparisons.csv")
+    assert list(cmp.columns[:15]) == ["a", "b", "n_pairs", "mean_diff", "sd_diff", "ci95_low", "ci95_high", "p_ttest",
+                                      "p_holm", "boot_ci95_low", "boot_ci95_high", "tost_margin", "tost_p", "mde80",
+                                      "p_improve"]
+    assert len(cmp) == 1
+    row = cmp.iloc[0]
+    summary = pd.read_csv(out / "summary.csv", dtype=str, keep_default_na=False)
+    names = [";".join(f"{k}={r[k]}" for k in GROUP_KEYS) for _, r in summary.iterrows()]
+    assert (row.a, row.b) == (names[0], names[1]) and (row.a_label, row.b_label) == ("CE", "center λ=0.001")
+    triples = per_seed_correctness(out)
+    a = np.array([100 * x.mean() for x, _, _ in triples])
+    b = np.array([100 * y.mean() for _, y, _ in triples])
+    d = b - a
+    lo, hi = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
+    assert row.n_pairs == 3 and row.mean_diff == pytest.approx(d.mean(), abs=1e-4)
+    assert row.sd_diff == pytest.approx(d.std(ddof=1), abs=1e-4)
+    assert (row.ci95_low, row.ci95_high) == pytest.approx((lo, hi), abs=1e-4)
+    assert row.p_ttest == pytest.approx(stats.ttest_rel(b, a).pvalue, rel=1e-3) and row.p_holm == row.p_ttest
+    assert row.tost_margin == 1.0 and row.tost_p == pytest.approx(scipy_tost(a, b, 1.0)[0], rel=1e-3)
+    dz = row.mde80 / d.std(ddof=1)
+    assert scipy_power(3, dz) == pytest.approx(0.8, abs=1e-3)
+    assert row.p_improve == pytest.approx(np.mean(np.where(d == 0, 0.5, d > 0)))
+    assert row.p_improve_all == pytest.approx(np.mean([1.0 if y > x else 0.5 if y == x else 0.0 for x in a for y in b]))
+    slow = slow_bootstrap([(x, y) for x, y, _ in triples], 10_000, np.random.default_rng(1))
+    sd = slow.std()
+    assert row.boot_ci95_low == pytest.approx(np.percentile(slow, 2.5), abs=0.15 * sd)
+    assert row.boot_ci95_high == pytest.approx(np.percentile(slow, 97.5), abs=0.15 * sd)
+    assert row.boot_seeds == 3 and row.boot_resamples == 10_000 and row.holm_family == 1
+    sec = section((out / "report.md").read_text(), "Center loss vs CE")
+    assert f"95% interval {row.boot_ci95_low:+.2f} to {row.boot_ci95_high:+.2f} points" in sec
+    assert f"against ±1 point): p = {row.tost_p:.3g}" in sec
+    assert f"{row.mde80:.2f} points; detecting 1 point would need {int(row.seeds_for_1pt)} seeds" in sec
+
+
+def test_per_class_intervals(out):
+    md = (out / "report.md").read_text()
+    rows = table_rows(section(md, "Per-class accuracy"))
+    triples = per_seed_correctness(out)
+    names = dict(zip(SPARROWS[:K], range(K)))
+    for r in rows:
+        c = names[r[0]]
+        diff = np.mean([100 * (y[lab == c].mean() - x[lab == c].mean()) for x, y, lab in triples])
+        assert float(r[4]) == pytest.approx(diff, abs=0.051)
+        lo, hi = (float(v) for v in r[5].strip("[]").split(","))
+        slow = slow_bootstrap([(x[lab == c], y[lab == c]) for x, y, lab in triples], 2000, np.random.default_rng(c))
+        sd = slow.std()
+        assert lo == pytest.approx(np.percentile(slow, 2.5), abs=0.3 * sd + 0.05)
+        assert hi == pytest.approx(np.percentile(slow, 97.5), abs=0.3 * sd + 0.05)
+        assert r[6].startswith("**yes**") == (lo > 0 or hi < 0)
+    assert "class intervals exclude zero" in md
 
 
 def test_compactness_matches_independent_computation(out):
@@ -198,7 +263,7 @@ def test_report_content(out):
     # class names from classes.json, all classes in the per-class table
     per_class = table_rows(section(md, "Per-class accuracy"))
     assert sorted(r[0] for r in per_class) == sorted(SPARROWS[:K])
-    diffs = [float(r[-1]) for r in per_class]
+    diffs = [float(r[4]) for r in per_class]  # class, images, CE, center, difference, interval, excludes 0
     assert diffs == sorted(diffs, reverse=True)
     # failed runs listed with their error, outside the statistics
     failed = section(md, "Failed or unfinished runs")
@@ -220,7 +285,7 @@ def test_figures_exist_small_and_linked(out):
 
 
 def test_rerun_is_byte_identical(out):
-    before = {n: (out / n).read_bytes() for n in ("report.md", "summary.csv")}
+    before = {n: (out / n).read_bytes() for n in ("report.md", "summary.csv", "comparisons.csv")}
     write_report(out)
     assert {n: (out / n).read_bytes() for n in before} == before
     assert not list(out.glob(".*tmp*")) and not list((out / "figures").glob(".*tmp*"))
@@ -234,6 +299,58 @@ def test_report_cli(out):
     add_report_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", str(out)])
     assert args.func(args) == 0
+    for bad in ("0", "-1", "inf", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["report", str(out), "--margin", bad])
+
+
+def test_margin_option(tmp_path, out):
+    from fgvc.report.cli import add_report_parser
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    base = pd.read_csv(out / "comparisons.csv").iloc[0]
+    triples = per_seed_correctness(out)
+    a = np.array([100 * x.mean() for x, _, _ in triples])
+    b = np.array([100 * y.mean() for _, y, _ in triples])
+    parser = argparse.ArgumentParser(prog="fgvc")
+    add_report_parser(parser.add_subparsers(dest="command"))
+    wide = math.ceil(base.equivalence_bound) + 1  # beyond the 90% interval: equivalent
+    for margin, equivalent in ((wide, True), (base.equivalence_bound / 2, False)):
+        args = parser.parse_args(["report", str(copy), "--margin", str(margin)])
+        assert args.func(args) == 0
+        row = pd.read_csv(copy / "comparisons.csv").iloc[0]
+        assert row.tost_margin == pytest.approx(margin, abs=1e-4)
+        assert row.tost_p == pytest.approx(scipy_tost(a, b, margin)[0], rel=1e-3)
+        assert (row.tost_p < 0.05) == equivalent
+        md = (copy / "report.md").read_text()
+        if equivalent:
+            assert f"equivalent to zero within ±{wide} points" in md
+        else:
+            assert f"equivalence only for a margin wider than ±{base.equivalence_bound:.2f} points" in md
+    with pytest.raises(FGVCError, match="margin"):
+        write_report(copy, margin=0)
+
+
+def test_identical_runs_give_zero_and_equivalence(tmp_path):
+    """Center runs that are copies of the CE runs: difference 0, equivalent at any margin,
+    bootstrap interval [0, 0], no class interval excluding zero."""
+    out = make_out(tmp_path / "o", failed=False)
+    ce, ct = runs_of(out, "ce"), runs_of(out, "center")
+    for s in ce:
+        shutil.copy(ce[s] / "predictions.csv", ct[s] / "predictions.csv")
+        row = json.loads((ct[s] / "row.json").read_text())
+        ce_row = json.loads((ce[s] / "row.json").read_text())
+        row.update(top1=ce_row["top1"], top5=ce_row["top5"], mean_class_acc=ce_row["mean_class_acc"])
+        (ct[s] / "row.json").write_text(json.dumps(row))
+    for margin in (0.01, 1.0):
+        md = write_report(out, margin=margin).read_text()
+        row = pd.read_csv(out / "comparisons.csv").iloc[0]
+        assert row.mean_diff == 0 and row.sd_diff == 0 and row.tost_p == 0 and row.p_improve == 0.5
+        assert (row.boot_ci95_low, row.boot_ci95_high) == (0, 0)
+        assert np.isnan(row.p_ttest) and np.isnan(row.mde80)
+        assert "identical" in md and "equivalent to zero within" in md
+        assert "0 of 7" not in md and "0 of 5 class intervals exclude zero" in md
 
 
 # --------------------------------------------------------------------------- other folders
@@ -256,6 +373,22 @@ def test_single_seed_and_lambda_grid(tmp_path):
     sec = section(md, "Center loss vs CE")
     assert sec.count("### center λ=") == 2 and sec.count("only 1 seed pair") == 2
     assert len(list((out / "figures").glob("per_class_*.png"))) == 2
+    cmp = pd.read_csv(out / "comparisons.csv")
+    assert len(cmp) == 2 and cmp.p_ttest.isna().all() and cmp.tost_p.isna().all() and (cmp.n_pairs == 1).all()
+    assert cmp.boot_ci95_low.notna().all()  # one seed: the bootstrap still resamples its images
+
+
+def test_lambda_grid_is_holm_adjusted_across_comparisons(tmp_path):
+    out = make_out(tmp_path / "o", seeds=(0, 1, 2), lambdas=(0.001, 0.01, 0.1), failed=False)
+    md = write_report(out).read_text()
+    cmp = pd.read_csv(out / "comparisons.csv")
+    assert len(cmp) == 3 and (cmp.holm_family == 3).all()
+    assert list(cmp.p_holm) == pytest.approx(list(holm(cmp.p_ttest)), rel=1e-3)
+    p = cmp.p_ttest.to_numpy()
+    by_hand = [min(1.0, max((3 - r) * p[np.argsort(p)][r] for r in range(rank + 1)))
+               for rank in range(3)]
+    assert sorted(cmp.p_holm) == pytest.approx(by_hand, rel=1e-3)
+    assert "Holm-adjusted across the 3 comparisons" in md and "are Holm-adjusted across them" in md
 
 
 def test_bad_folders(tmp_path):

@@ -16,9 +16,21 @@ from fgvc.errors import FGVCError
 def _run_report(args: argparse.Namespace) -> int:
     from fgvc.report.report import write_report
 
-    path = write_report(Path(args.out))
-    print(f"wrote {path}, {path.parent / 'summary.csv'} and figures in {path.parent / 'figures'}")
+    path = write_report(Path(args.out), margin=args.margin)
+    print(f"wrote {path}, {path.parent / 'summary.csv'}, {path.parent / 'comparisons.csv'} and figures in "
+          f"{path.parent / 'figures'}")
     return 0
+
+
+def _margin(text: str) -> float:
+    """--margin: a positive, finite number of accuracy points."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid margin {text!r}: expected a number of points, e.g. 1") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"invalid margin {text!r}: must be positive and finite, e.g. 1")
+    return value
 
 
 def parse_where(items: list[str] | None) -> dict[str, str]:
@@ -45,7 +57,7 @@ def _run_visualize(args: argparse.Namespace) -> int:
 def _run_compare(args: argparse.Namespace) -> int:
     from fgvc.report.compare import compare
 
-    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None)
+    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None, margin=args.margin)
     print(text, end="")
     return 0
 
@@ -54,11 +66,17 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="write report.md, summary.csv and figures for a benchmark output folder",
         description="Statistics over seeds for a benchmark output folder (OUT/runs.csv and OUT/runs/*): "
-                    "accuracy table with 95% CIs, paired center-vs-CE comparison (paired t-test, exact McNemar "
-                    "with Holm correction, seeds needed for 80% power), per-class accuracy, confusion matrices, "
-                    "training curves, feature compactness and timings. Writes OUT/report.md, OUT/summary.csv and "
-                    "OUT/figures/*.png; rerunning on the same files gives identical report.md and summary.csv.")
+                    "accuracy table with 95% CIs; paired center-vs-CE comparison (paired t-test, TOST equivalence "
+                    "within a margin, hierarchical bootstrap over seeds and test images, smallest effect detectable "
+                    "with 80% power, P(improvement), Holm across comparisons, exact McNemar per seed pair); "
+                    "per-class accuracy with bootstrap intervals, confusion matrices, training curves, feature "
+                    "compactness and timings. Writes OUT/report.md, OUT/summary.csv, OUT/comparisons.csv and "
+                    "OUT/figures/*.png; rerunning on the same files gives identical report.md, summary.csv and "
+                    "comparisons.csv (the bootstrap uses a fixed RNG seed).")
     p.add_argument("out", metavar="OUT", help="benchmark output folder (holds runs.csv), e.g. results/sparrows")
+    p.add_argument("--margin", type=_margin, default=1.0, metavar="M",
+                   help="equivalence margin in accuracy points for the TOST verdict (default 1): the difference is "
+                        "called equivalent to zero when the 90%% t interval lies inside ±M")
     p.set_defaults(func=_run_report)
     return p
 
@@ -88,10 +106,13 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
         "compare", help="compare two or more runs.csv / summary.csv files",
         description="Align the rows of two or more results CSVs (runs.csv or summary.csv, from any run, machine "
                     "or version) on model, method and the grid's hyper-parameters (and seed for runs.csv), and "
-                    "print the metric differences against the first file as a Markdown table, with a paired "
-                    "t-test over matching seeds where both sides have per-seed rows. Rows present on one side "
-                    "only are listed.")
+                    "print the metric differences against the first file as a Markdown table, with the report's "
+                    "paired statistics over matching seeds where both sides have per-seed rows (paired t-test, "
+                    "TOST equivalence within --margin, smallest effect detectable with 80% power, P(improvement), "
+                    "Holm across groups). Rows present on one side only are listed.")
     p.add_argument("csv", nargs="+", metavar="CSV", help="results CSVs; the first is the baseline")
+    p.add_argument("--margin", type=_margin, default=1.0, metavar="M",
+                   help="equivalence margin in accuracy points for the TOST verdict (default 1)")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown to FILE")
     p.set_defaults(func=_run_compare)
     return p

@@ -3,27 +3,27 @@ versions side by side, as differences against the first file.
 
 Rows are aligned on model, method and the grid's hyper-parameters that every file has
 (and seed, for runs.csv). Nothing is silently dropped: rows that only one side has are
-listed. Where both sides have per-seed rows (runs.csv), a paired t-test over matching
-seeds says whether a difference is more than seed noise.
+listed. Where both sides have per-seed rows (runs.csv), the report's paired statistics
+over matching seeds (fgvc.report.stats: paired t-test, TOST equivalence within a margin,
+the smallest effect detectable with 80 % power, P(improvement), Holm across the groups of
+one comparison) say whether a difference is more than seed noise, or rules one out.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
+from fgvc.report.comparisons import cell
 from fgvc.report.markdown import number, table
-from fgvc.report.stats import mean_ci, no_spread, sort_key
+from fgvc.report.stats import DEFAULT_MARGIN, PairedResult, adjust_across, paired_comparison, sort_key
 
 RUNS_REQUIRED = ["model", "method", "seed", "top1"]
 SUMMARY_REQUIRED = ["model", "method", "n", "top1_mean"]
@@ -108,25 +108,14 @@ def _groups(r: Results, keys: list[str]) -> dict[tuple, dict]:
     return out
 
 
-def _paired(a: dict, b: dict) -> tuple[str, list[str], list[str]]:
-    """Paired t-test of b - a over seeds present in both: (cell text, seeds only in a, only in b)."""
+def _paired(a: dict, b: dict, margin: float) -> tuple[PairedResult, list[str], list[str]]:
+    """The paired statistics of b - a over seeds present in both: (result, seeds only in a, only in b)."""
     seeds = sorted(set(a) & set(b), key=sort_key)
     only_a = sorted(set(a) - set(b), key=sort_key)
     only_b = sorted(set(b) - set(a), key=sort_key)
-    x = np.array([a[s] for s in seeds])
-    y = np.array([b[s] for s in seeds])
-    n = len(seeds)
-    if n < 2:
-        return f"n={n}: too few matching seeds", only_a, only_b
-    d = y - x
-    mean, _, lo, hi = mean_ci(d)
-    if no_spread(d):
-        return f"n={n}: identical differences ({mean:+.2f}), no test", only_a, only_b
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_rel(y, x).pvalue)
-    verdict = "significant" if p < 0.05 else "not significant"
-    return f"n={n}, Δ {mean:+.2f} [{lo:+.2f}, {hi:+.2f}], p={p:.3g} ({verdict})", only_a, only_b
+    res = paired_comparison(seeds, [a[s] for s in seeds], [b[s] for s in seeds], margin=margin,
+                            ce_all=list(a.values()), center_all=list(b.values()))
+    return res, only_a, only_b
 
 
 @dataclass
@@ -138,15 +127,16 @@ class _Aligned:
     groups: list[dict[tuple, dict]]  # per file: group key -> _groups' summary
     all_keys: list[tuple]  # every group key of any file, in sort order
     shown: list[int]  # indices of the keys shown as columns: model, method and what varies
+    margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
 
 
-def _align(results: list[Results]) -> _Aligned:
+def _align(results: list[Results], margin: float = DEFAULT_MARGIN) -> _Aligned:
     keys = _keys(results)
     groups = [_groups(r, keys) for r in results]
     all_keys = sorted(set().union(*groups), key=lambda k: tuple(sort_key(v) for v in k))
     shown = [i for i, k in enumerate(keys) if k in ("model", "method")
              or len({key[i] for key in all_keys}) > 1]
-    return _Aligned(results, keys, groups, all_keys, shown)
+    return _Aligned(results, keys, groups, all_keys, shown, margin)
 
 
 def _files(al: _Aligned) -> list[str]:
@@ -166,7 +156,8 @@ def _versus(al: _Aligned, i: int) -> list[str]:
     header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "Δ top-1",
                                                "Δ top-5", "Δ mean-class"]
     if both_runs:
-        header.append("paired t-test over seeds")
+        header.append("paired over seeds: t-test, TOST, MDE, P(improve)")
+    paired = _paired_all(al, i) if both_runs else {}
     rows, one_sided, seed_notes, per_seed = [], [], [], []
     for key in al.all_keys:
         a, b = base.get(key), other.get(key)
@@ -177,8 +168,8 @@ def _versus(al: _Aligned, i: int) -> list[str]:
             one_sided.append(f"{label}: only in [{1 if b is None else i + 1}]")
         cells = [key[j] for j in al.shown] + _metric_cells(a, b)
         if both_runs:
-            text, notes, seed_rows = _seed_comparison(label, i, a, b) if a and b else ("—", [], [])
-            cells.append(text)
+            notes, seed_rows = _seed_rows(label, i, a, b, *paired[key][1:]) if key in paired else ([], [])
+            cells.append(cell(paired[key][0]) if key in paired else "—")
             seed_notes += notes
             per_seed += seed_rows
         rows.append(cells)
@@ -189,7 +180,20 @@ def _versus(al: _Aligned, i: int) -> list[str]:
         lines += ["Rows present on one side only:", ""] + [f"- {t}" for t in one_sided + seed_notes] + [""]
     if per_seed:
         lines += ["Per seed (top-1):", "", table(["group", "seed", "[1]", f"[{i + 1}]", "Δ"], per_seed), ""]
+    family = max((r.family for r, _, _ in paired.values()), default=0)
+    if family > 1:
+        lines += [f"Paired t-test and TOST p-values Holm-adjusted across the {family} groups with a t-test; the "
+                  "verdicts use the adjusted values.", ""]
     return lines
+
+
+def _paired_all(al: _Aligned, i: int) -> dict[tuple, tuple[PairedResult, list[str], list[str]]]:
+    """Per group that both files have: `_paired` of [i+1] minus [1], Holm-adjusted across them."""
+    base, other = al.groups[0], al.groups[i]
+    out = {key: _paired(base[key]["seeds"], other[key]["seeds"], al.margin)
+           for key in al.all_keys if key in base and key in other}
+    adjust_across([r for r, _, _ in out.values()])
+    return out
 
 
 def _metric_cells(a: dict | None, b: dict | None) -> list[str]:
@@ -199,23 +203,23 @@ def _metric_cells(a: dict | None, b: dict | None) -> list[str]:
             + [number(b[m] - a[m], sign=True) if a and b else "—" for m in METRICS])
 
 
-def _seed_comparison(label: str, i: int, a: dict, b: dict) -> tuple[str, list[str], list[list]]:
-    """For a group with per-seed rows on both sides: the paired-test cell, notes on seeds
-    only one side has, and the rows of the per-seed table."""
-    text, only_a, only_b = _paired(a["seeds"], b["seeds"])
+def _seed_rows(label: str, i: int, a: dict, b: dict, only_a: list[str], only_b: list[str]
+               ) -> tuple[list[str], list[list]]:
+    """For a group with per-seed rows on both sides: notes on seeds only one side has, and
+    the rows of the per-seed table."""
     notes = [f"{label}: seed(s) {', '.join(seeds)} only in [{side}]"
              for side, seeds in ((1, only_a), (i + 1, only_b)) if seeds]
     rows = [[label, s, number(a["seeds"][s]), number(b["seeds"][s]), number(b["seeds"][s] - a["seeds"][s], sign=True)]
             for s in sorted(set(a["seeds"]) & set(b["seeds"]), key=sort_key)]
-    return text, notes, rows
+    return notes, rows
 
 
-def compare(paths: Sequence[Path], out: Path | None = None) -> str:
+def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFAULT_MARGIN) -> str:
     """Markdown comparison of two or more results CSVs against the first; also written
-    to `out` when given."""
+    to `out` when given. `margin`: the equivalence margin in accuracy points."""
     if len(paths) < 2:
         raise FGVCError(f"compare needs two or more CSV files, got {len(paths)}")
-    al = _align([read_results(Path(p)) for p in paths])
+    al = _align([read_results(Path(p)) for p in paths], margin)
     lines = _files(al)
     for i in range(1, len(al.results)):
         lines += _versus(al, i)

@@ -56,8 +56,9 @@ def confusion_mean(preds: Sequence[pd.DataFrame], num_classes: int) -> np.ndarra
 
 # --------------------------------------------------------------------------- figures
 def per_class_figure(names: Sequence[str], acc: Mapping[str, np.ndarray], order: Sequence[int], title: str,
-                     path: Path) -> Path:
-    """Left: accuracy per class for each method; right: the difference (last - first)."""
+                     path: Path, diff_ci: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Left: accuracy per class for each method; right: the difference (last - first),
+    with `diff_ci` (low, high per class) as error bars when given."""
     labels = list(acc)
     k = len(order)
     fig = Figure(figsize=(11, 1.2 + 0.32 * k))
@@ -75,9 +76,15 @@ def per_class_figure(names: Sequence[str], acc: Mapping[str, np.ndarray], order:
     ax.grid(axis="x", alpha=0.3)
     if len(labels) >= 2:
         diff = acc[labels[-1]][list(order)] - acc[labels[0]][list(order)]
-        axd.barh(y, diff, color=np.where(diff >= 0, "#2ca02c", "#d62728"))
+        xerr = None
+        if diff_ci is not None:
+            lo, hi = (np.asarray(v, dtype=float)[list(order)] for v in diff_ci)
+            xerr = np.nan_to_num(np.clip([diff - lo, hi - diff], 0, None))
+        axd.barh(y, diff, color=np.where(diff >= 0, "#2ca02c", "#d62728"), xerr=xerr,
+                 error_kw=dict(ecolor="black", elinewidth=0.8, capsize=2))
         axd.axvline(0, color="black", lw=0.8)
-        axd.set_xlabel(f"{labels[-1]} minus {labels[0]} (points)")
+        axd.set_xlabel(f"{labels[-1]} minus {labels[0]} (points)" + (", 95% bootstrap interval" if xerr is not None
+                                                                     else ""))
         axd.grid(axis="x", alpha=0.3)
     else:
         axd.set_axis_off()

@@ -31,6 +31,12 @@ def number(x, nd: int = 1, sign: bool = False) -> str:
     return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
 
 
+def compact(x, nd: int = 2) -> str:
+    """`x` to at most `nd` decimals without trailing zeros ("1", "0.5", "2.25"); "—" as `number`."""
+    text = number(x, nd)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def mean_sd(mean, sd, nd: int = 1) -> str:
     """"mean ± sd" to `nd` decimals; the mean alone when the SD is not finite (n < 2)."""
     return number(mean, nd) + (f" ± {number(sd, nd)}" if math.isfinite(sd) else "")
@@ -81,4 +87,4 @@ def key_tag(values: Sequence) -> str:
     return hashlib.sha256(json.dumps(list(values)).encode()).hexdigest()[:6]
 
 
-__all__ = ["MISSING", "number", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "slug", "key_tag"]
+__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "slug", "key_tag"]

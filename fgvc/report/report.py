@@ -2,7 +2,8 @@
 
 The report answers "does center loss help, and what does it do to the features?" with
 statistics over seeds, and says plainly what the numbers cannot show. Rerunning it on
-the same files gives byte-identical report.md and summary.csv (no clock, no randomness).
+the same files gives byte-identical report.md, summary.csv and comparisons.csv (no clock;
+the bootstrap draws from a fixed RNG seed).
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 from fgvc.report import figures
+from fgvc.report.bootstrap import BOOT_RESAMPLES, bootstrap_interval, class_intervals, paired_correctness
+from fgvc.report.comparisons import comparison_row, comparisons_csv, verdict
 from fgvc.report.features import COMPACTNESS_COLUMNS, compactness
 from fgvc.report.load import (CENTER_KEYS, class_names, group_keys, load_runs, read_features, read_metrics,
                               read_predictions, read_provenance)
-from fgvc.report.markdown import image, key_tag, mean_sd, number, plain, pvalue, short_sha, slug, table
-from fgvc.report.stats import (SUMMARY_EXTRA, SUMMARY_METRICS, PairedResult, add_mcnemar, discordant,
-                               paired_comparison, sort_key, summarize)
+from fgvc.report.markdown import compact, image, key_tag, mean_sd, number, plain, pvalue, short_sha, slug, table
+from fgvc.report.stats import (DEFAULT_MARGIN, SUMMARY_EXTRA, SUMMARY_METRICS, PairedResult, add_mcnemar,
+                               adjust_across, paired_comparison, sort_key, summarize)
 from fgvc.report.sweep import sweep_section
 
 # The published single runs this benchmark revisits; shown as labelled reference rows,
@@ -64,6 +68,8 @@ class Panel:
     slug: str
     paired: PairedResult | None = None
     notes: list[str] = field(default_factory=list)
+    pairs: list = field(default_factory=list)  # per seed with both predictions: (CE right, other right, label)
+    missing: list[str] = field(default_factory=list)  # matched seeds lacking a predictions.csv
 
 
 def _labels(groups: list[Group], keys: list[str]) -> None:
@@ -179,13 +185,14 @@ class _Inputs:
     names: list[str]  # class names
     k: int  # number of classes
     notes: list[str]  # gathered for the "Notes" section; sections may add to it
+    margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
 
     @property
     def fig_dir(self) -> Path:
         return self.out_dir / "figures"
 
 
-def _load(out_dir: Path) -> _Inputs:
+def _load(out_dir: Path, margin: float = DEFAULT_MARGIN) -> _Inputs:
     runs = load_runs(out_dir)
     keys = group_keys(runs)
     ok = runs[runs.status == "ok"]
@@ -196,7 +203,9 @@ def _load(out_dir: Path) -> _Inputs:
     prov = _Prov(runs)
     preds, feats = _run_files(ok, notes)
     names, k = _classes(ok, preds)
-    return _Inputs(out_dir, runs, ok, keys, summary, groups, panels, prov, preds, feats, names, k, notes)
+    x = _Inputs(out_dir, runs, ok, keys, summary, groups, panels, prov, preds, feats, names, k, notes, margin)
+    _compare_all(x)
+    return x
 
 
 def _run_files(ok: pd.DataFrame, notes: list[str]) -> tuple[dict, dict]:
@@ -313,19 +322,35 @@ def _paired_section(x: _Inputs) -> list[str]:
     pairs = [p for p in x.panels if len(p.groups) == 2]
     if not pairs:
         return lines + ["No CE baseline and center-loss group share the same settings: nothing to pair.", ""]
+    m = compact(x.margin) + (" point" if x.margin == 1 else " points")
     lines += ["Same seed = same head initialisation and batch order, so each seed is a matched pair. Differences "
-              "are center minus CE in accuracy points. The exact McNemar test compares per-image correctness "
-              "of the two runs of one seed (b: CE right and center wrong; c: the reverse); its p-values are "
-              "Holm-adjusted across the seed pairs.", ""]
+              "are center minus CE in accuracy points. Over seeds: the paired t-test with its 95% Student-t "
+              f"interval, and an equivalence test (TOST: two one-sided paired t-tests against a margin of ±{m}, "
+              "`fgvc report --margin`; equivalent when both reject at 0.05, i.e. when the 90% t interval "
+              f"lies inside ±{m}). The hierarchical bootstrap ({BOOT_RESAMPLES:,} resamples, fixed RNG seed) draws "
+              "seeds with replacement and, within each drawn seed, the test images with replacement (both runs' "
+              "per-image correctness together), so its 95% interval covers test-sample variation too. The smallest "
+              "detectable effect is the true difference a two-sided paired t-test with these seeds and this SD "
+              "would detect with 80% power at alpha 0.05. P(improvement) is the share of pairs where center beats "
+              "CE. The exact McNemar test compares per-image correctness of the two runs of one seed (b: CE right "
+              "and center wrong; c: the reverse); its p-values are Holm-adjusted across the seed pairs."
+              + _family_text(pairs) + " Every number is also in `comparisons.csv`.", ""]
     for p in pairs:
-        lines += _pair(p, x.preds, x.prov)
+        lines += _pair(p, x.prov)
     return lines
 
 
-def _pair(p: Panel, preds: dict, prov: _Prov) -> list[str]:
+def _family_text(pairs: list[Panel]) -> str:
+    family = max((p.paired.family for p in pairs), default=0)
+    if family <= 1:
+        return ""
+    return (f" This report makes {family} comparisons with a t-test, so their t-test and equivalence p-values are "
+            "Holm-adjusted across them, and the verdicts use the adjusted values.")
+
+
+def _pair(p: Panel, prov: _Prov) -> list[str]:
     """One CE/center panel: the per-seed table, the seeds left out, the verdict."""
     ce, ct = p.groups
-    missing = _compare_pair(p, preds)
     lines = [f"### {ct.label} vs {ce.label}", "",
              f"*Table: test top-1 (%) per seed. {prov.caption(pd.concat([ce.runs, ct.runs]))}*", "",
              table(["seed", f"{ce.label}", f"{ct.label}", "difference", "McNemar b", "c", "p (exact)",
@@ -333,28 +358,43 @@ def _pair(p: Panel, preds: dict, prov: _Prov) -> list[str]:
     only = sorted(set(ce.runs.seed) ^ set(ct.runs.seed), key=sort_key)
     if only:
         lines += [f"Seeds with a run of only one method (not compared): {', '.join(only)}.", ""]
-    if missing:
-        lines += [f"No predictions.csv for seed(s) {', '.join(missing)}: McNemar not computed there.", ""]
-    return lines + [_verdict(p.paired), ""]
+    if p.missing:
+        lines += [f"No predictions.csv for seed(s) {', '.join(p.missing)}: McNemar and the bootstrap leave them "
+                  "out.", ""]
+    return lines + [verdict(p.paired), ""]
 
 
-def _compare_pair(p: Panel, preds: dict) -> list[str]:
-    """Set `p.paired`: the paired test over the panel's seeds, with McNemar per seed where
-    both runs have predictions; returns the seeds that lack them."""
+def _compare_all(x: _Inputs) -> None:
+    """Every CE/other panel's comparison, then Holm across them."""
+    pairs = [p for p in x.panels if len(p.groups) == 2]
+    for p in pairs:
+        _compare_pair(p, x.preds, x.margin)
+    adjust_across([p.paired for p in pairs])
+
+
+def _compare_pair(p: Panel, preds: dict, margin: float) -> None:
+    """Set `p.paired`: the paired tests over the panel's seeds, with McNemar per seed and the
+    hierarchical bootstrap over the seeds where both runs have predictions (`p.pairs`);
+    `p.missing` lists the seeds that lack them."""
     ce, ct = p.groups
     ce_runs = ce.runs.set_index("seed")
     ct_runs = ct.runs.set_index("seed")
-    res = paired_comparison(p.seeds, [ce_runs.top1[s] for s in p.seeds], [ct_runs.top1[s] for s in p.seeds])
-    tables, missing = [], []
+    res = paired_comparison(p.seeds, [ce_runs.top1[s] for s in p.seeds], [ct_runs.top1[s] for s in p.seeds],
+                            margin=margin, ce_all=ce.runs.top1, center_all=ct.runs.top1)
+    tables = []
     for s in p.seeds:
         a, b = preds.get(ce_runs.run_id[s]), preds.get(ct_runs.run_id[s])
         if a is None or b is None:
-            missing.append(s)
+            p.missing.append(s)
             continue
-        tables.append((s, *discordant(a, b)))
+        ra, rb, labels = paired_correctness(a, b)
+        p.pairs.append((ra, rb, labels))
+        tables.append((s, int((ra & ~rb).sum()), int((~ra & rb).sum()), len(ra)))
     add_mcnemar(res, tables)
+    if p.pairs:
+        res.boot_low, res.boot_high = bootstrap_interval([(a, b) for a, b, _ in p.pairs])
+        res.boot_seeds, res.boot_resamples = len(p.pairs), BOOT_RESAMPLES
     p.paired = res
-    return missing
 
 
 def _pair_rows(res: PairedResult) -> list[list]:
@@ -367,56 +407,14 @@ def _pair_rows(res: PairedResult) -> list[list]:
     return rows
 
 
-def _verdict(res: PairedResult) -> str:
-    if res.n == 0:
-        return f"**Verdict:** {res.note}."
-    if res.n == 1:
-        parts = [f"With one seed pair, center minus CE = {number(res.mean_diff, sign=True)} points; {res.note}."]
-    elif res.note:
-        parts = [f"Over {res.n} matching seeds, center minus CE = {number(res.mean_diff, sign=True)} points on "
-                 f"average; {res.note}."]
-    else:
-        parts = _seed_test_verdict(res) + _power_verdict(res)
-    if res.mcnemar:
-        parts.append(_mcnemar_verdict(res))
-    return "**Verdict:** " + " ".join(parts)
+def _group_name(g: Group) -> str:
+    """A group as summary.csv names it: its key columns, `key=value` joined by `;`."""
+    return ";".join(f"{k}={v}" for k, v in g.values.items())
 
 
-def _seed_test_verdict(res: PairedResult) -> list[str]:
-    """The paired t-test over seeds and whether it is significant."""
-    parts = [f"Over {res.n} matching seeds, center minus CE = {number(res.mean_diff, 2, sign=True)} points on "
-             f"average (95% CI {number(res.ci_low, 2, sign=True)} to {number(res.ci_high, 2, sign=True)}; SD of "
-             f"the paired differences {number(res.sd_diff, 2)}; paired t-test t = {res.t_stat:.2f}, "
-             f"p = {pvalue(res.p_value)})."]
-    if res.significant:
-        better = "better" if res.mean_diff > 0 else "worse"
-        parts.append(f"**The difference is statistically significant at the 0.05 level: center loss is "
-                     f"{better} than CE here.**")
-    else:
-        parts.append("**The difference is not statistically significant at the 0.05 level**: these seeds are "
-                     "consistent with no effect.")
-    return parts
-
-
-def _power_verdict(res: PairedResult) -> list[str]:
-    """How many seeds the observed effect would need, and what that says about no significance."""
-    if res.seeds_needed is None:
-        return ["A seeds-for-80%-power estimate is not available for this effect size."]
-    parts = [f"An effect of {abs(res.mean_diff):.2f} points with this SD would need about "
-             f"{res.seeds_needed} seeds for 80% power at alpha 0.05 (two-sided paired t-test, power "
-             f"from the noncentral t distribution); this benchmark has {res.n}."]
-    if not res.significant and res.seeds_needed > res.n:
-        parts.append("With fewer seeds than that, an effect this small cannot be expected to reach "
-                     "significance, so the absence of significance is not evidence of no effect either.")
-    return parts
-
-
-def _mcnemar_verdict(res: PairedResult) -> str:
-    k = sum(m["p_holm"] < 0.05 for m in res.mcnemar)
-    return (f"Per-image exact McNemar: {k} of {len(res.mcnemar)} seed pairs differ significantly at 0.05 "
-            f"after Holm adjustment (smallest adjusted p = {pvalue(min(m['p_holm'] for m in res.mcnemar))}). "
-            "McNemar asks whether two particular runs differ on these test images; it ignores "
-            "seed-to-seed variation, so only the test over seeds speaks to the method in general.")
+def _comparison_rows(x: _Inputs) -> list[dict]:
+    return [comparison_row(_group_name(p.groups[0]), _group_name(p.groups[1]), p.groups[0].label,
+                           p.groups[1].label, p.paired) for p in x.panels if len(p.groups) == 2]
 
 
 def _per_class_section(x: _Inputs) -> list[str]:
@@ -442,31 +440,66 @@ def _class_accuracy(p: Panel, preds: dict, k: int) -> tuple[dict, list[pd.DataFr
 
 
 def _per_class_panel(x: _Inputs, p: Panel, acc: dict, used: pd.DataFrame) -> list[str]:
-    """Table and figure of per-class accuracy, then the confusion matrices, of one panel."""
+    """Table and figure of per-class accuracy (with bootstrap intervals of the difference
+    for a pair), then the confusion matrices, of one panel."""
     cap = x.prov.caption(used)
     labels = list(acc)
     diff = acc[labels[-1]] - acc[labels[0]] if len(labels) == 2 else acc[labels[0]]
+    ci = class_intervals(p.pairs, x.k)[1:] if len(labels) == 2 and p.pairs else None
     order = sorted(range(x.k), key=lambda j: (-np.nan_to_num(diff[j], nan=-np.inf), j))
     title = " vs ".join(reversed(labels))
     fig = figures.per_class_figure(x.names, acc, order, f"Per-class test top-1: {title}\n{plain(cap)}",
-                                   x.fig_dir / f"per_class_{p.slug}.png")
+                                   x.fig_dir / f"per_class_{p.slug}.png", diff_ci=ci)
     what = "sorted by the difference (last minus first)" if len(labels) == 2 else "sorted by accuracy"
+    bars = "; bars: 95% hierarchical bootstrap interval over seeds and the class's images" if ci else ""
     return [f"### {title}", "",
-            f"*Table: per-class test top-1 (%), mean over seeds {', '.join(p.seeds)}, {what}. {cap}*", "",
-            _per_class_table(x, acc, diff, order, used), "",
+            f"*Table: per-class test top-1 (%), mean over seeds {', '.join(p.seeds)}, {what}"
+            + (", with the 95% hierarchical bootstrap interval of the difference (seeds, then that class's test "
+               f"images, {BOOT_RESAMPLES:,} resamples)" if ci else "") + f". {cap}*", "",
+            _per_class_table(x, acc, diff, order, used, ci), ""] + _class_interval_text(x, ci) + [
             image(f"Per-class accuracy, {title}", fig, x.out_dir), "",
-            f"*Figure: per-class test top-1 (mean over seeds) and its difference. {cap}*", ""
+            f"*Figure: per-class test top-1 (mean over seeds) and its difference{bars}. {cap}*", ""
             ] + _confusion(x, p, acc, title, cap)
 
 
-def _per_class_table(x: _Inputs, acc: dict, diff: np.ndarray, order: list[int], used: pd.DataFrame) -> str:
+def _per_class_table(x: _Inputs, acc: dict, diff: np.ndarray, order: list[int], used: pd.DataFrame,
+                     ci: tuple[np.ndarray, np.ndarray] | None) -> str:
     counts = np.bincount(next(iter(x.preds[r] for r in used.run_id if x.preds.get(r) is not None)).label,
                          minlength=x.k)
     labels = list(acc)
     header = ["class", "test images"] + labels + (["difference"] if len(labels) == 2 else [])
-    rows = [[x.names[j], int(counts[j])] + [number(acc[lab][j]) for lab in labels]
-            + ([number(diff[j], sign=True)] if len(labels) == 2 else []) for j in order]
+    header += ["95% bootstrap interval", "excludes 0"] if ci else []
+    rows = []
+    for j in order:
+        row = [x.names[j], int(counts[j])] + [number(acc[lab][j]) for lab in labels]
+        row += [number(diff[j], sign=True)] if len(labels) == 2 else []
+        if ci:
+            lo, hi = ci[0][j], ci[1][j]
+            row += [f"[{number(lo, sign=True)}, {number(hi, sign=True)}]", _excludes_zero(lo, hi) or "no"]
+        rows.append(row)
     return table(header, rows)
+
+
+def _excludes_zero(lo: float, hi: float) -> str:
+    """"**yes** (above 0)" / "**yes** (below 0)" when the interval excludes zero, else ""."""
+    if lo > 0:
+        return "**yes** (above 0)"
+    if hi < 0:
+        return "**yes** (below 0)"
+    return ""
+
+
+def _class_interval_text(x: _Inputs, ci: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
+    """How many class intervals exclude zero, and what chance alone would give."""
+    if not ci:
+        return []
+    lo, hi = ci
+    found = [x.names[j] for j in range(x.k) if _excludes_zero(lo[j], hi[j])]
+    k = int(np.sum(np.isfinite(lo)))
+    which = f": {', '.join(found)}" if found else ""
+    return [f"{len(found)} of {k} class intervals exclude zero{which}. Each interval is at 95% and none is "
+            f"adjusted for the others: if center loss changed nothing, about 1 in 20 (here about "
+            f"{number(k / 20, 1)} of {k}) would exclude zero by chance, so a lone class that does is no finding.", ""]
 
 
 def _confusion(x: _Inputs, p: Panel, acc: dict, title: str, cap: str) -> list[str]:
@@ -595,9 +628,12 @@ def summary_csv(summary: pd.DataFrame) -> str:
     return s.to_csv(index=False, lineterminator="\n")
 
 
-def write_report(out_dir: Path) -> Path:
-    """Write OUT/report.md, OUT/summary.csv and OUT/figures/*.png; returns report.md's path."""
-    x = _load(Path(out_dir))
+def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
+    """Write OUT/report.md, OUT/summary.csv, OUT/comparisons.csv and OUT/figures/*.png;
+    returns report.md's path. `margin`: the equivalence margin in accuracy points."""
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+        raise FGVCError(f"equivalence margin {margin!r}: must be a positive number of accuracy points, e.g. 1")
+    x = _load(Path(out_dir), float(margin))
     lines = _title(x) + _provenance_block(x)
     if not len(x.ok):
         lines += ["No successful runs yet: nothing to summarise.", ""]
@@ -612,9 +648,12 @@ def write_report(out_dir: Path) -> Path:
         lines += _embedding_section(x)
     lines += _failed_section(x.runs)
     lines += _notes_section(x.notes)
-    lines += ["Files: `summary.csv` (one row per group; accuracies in percent), `runs.csv` (one row per run).", ""]
+    lines += ["Files: `summary.csv` (one row per group; accuracies in percent), `comparisons.csv` (one row per "
+              "paired comparison; differences in accuracy points, `a` the CE baseline, `b` the other group, "
+              "named by their summary.csv keys), `runs.csv` (one row per run).", ""]
 
     atomic_write_text(x.out_dir / "summary.csv", summary_csv(x.summary))
+    atomic_write_text(x.out_dir / "comparisons.csv", comparisons_csv(_comparison_rows(x)))
     report = x.out_dir / "report.md"
     atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
     return report
