@@ -40,7 +40,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --index-url "$(TORCH_INDEX)" torch torchvision; fi
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,tensorboard,mlflow]"
 	@touch $@
 
 data: setup

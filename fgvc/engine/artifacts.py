@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,15 @@ def run_logger(run_dir: Path) -> logging.Logger:
     return logger
 
 
+def console(msg: str) -> None:
+    """One line on stdout, printed above any tqdm bar (not through it) and flushed, so a
+    run's per-epoch lines show as they come, also when stdout is a file or a pipe."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(msg)
+    sys.stdout.flush()
+
+
 def close_logger(logger: logging.Logger) -> None:
     for h in list(logger.handlers):
         h.close()
@@ -99,4 +109,4 @@ def close_logger(logger: logging.Logger) -> None:
 
 
 __all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "write_metrics", "write_predictions", "write_features", "write_outputs",
-           "blank_row", "make_row", "read_row", "run_logger", "close_logger"]
+           "blank_row", "make_row", "read_row", "run_logger", "close_logger", "console"]
