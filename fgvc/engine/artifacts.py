@@ -82,12 +82,21 @@ def read_row(run_dir: Path) -> dict | None:
 
 
 def run_logger(run_dir: Path) -> logging.Logger:
-    """A logger that appends to the run's train.log (one per run folder)."""
+    """A logger that appends to the run's train.log (one per run folder).
+
+    Keyed by run id, so a handler left open by a run cut off by an error (or one of the same
+    run id in another OUT) is replaced, and handlers others attach (pytest's) do not count."""
     logger = logging.getLogger(f"fgvc.run.{run_dir.name}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    if not logger.handlers:
-        h = logging.FileHandler(run_dir / "train.log")
+    path = str((run_dir / "train.log").resolve())
+    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    for h in files:
+        if h.baseFilename != path:
+            h.close()
+            logger.removeHandler(h)
+    if not any(h.baseFilename == path for h in files):
+        h = logging.FileHandler(path)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(h)
     return logger
