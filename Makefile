@@ -40,13 +40,19 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --index-url "$(TORCH_INDEX)" torch torchvision; fi
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,tensorboard,mlflow]"
 	@touch $@
 
-data: setup
-	$(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)"
+PREPARE = $(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)"
 
-benchmark: data
+data: setup
+	$(PREPARE)
+
+# First every missing input (data source, weights) named in one message, before anything is done.
+benchmark: setup
+	$(PY) -m data_prep.preflight --data "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)" --bench "$(BENCH)" \
+	    --weights "$(WEIGHTS)" --typed "$(MAKEOVERRIDES)"
+	$(PREPARE)
 	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" --jobs $(JOBS) $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
 	$(MAKE) --no-print-directory report OUT="$(OUT)"
 

@@ -13,10 +13,11 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from data_prep._cli import run
 from data_prep.carve import carve
-from data_prep.download import CUB_MD5, CUB_URL, download
+from data_prep.download import CUB_MD5, CUB_URL, download, reachable
 from data_prep.verify import verify
 from fgvc.errors import FGVCError
 
@@ -42,6 +43,23 @@ def is_prepared(folder: Path, classes: str | None = None) -> bool:
         raise FGVCError(f"{folder} holds classes {info.get('selection')!r}, not {classes!r}; "
                         "choose another --out (DATA=) or pass --force to replace it")
     return True
+
+
+def data_problem(out: Path, source: Path | None = None, classes: str = "sparrows") -> str | None:
+    """Why `prepare(out, source, classes)` could not make its dataset, checked without doing
+    anything (no carving, no download), or None: `out` is already prepared, or `source`
+    exists, or the official archive's site is reachable."""
+    try:
+        if is_prepared(out, classes):
+            return None
+    except FGVCError as e:
+        return str(e)
+    if source is not None:
+        return None if Path(source).exists() else f"CUB={source}: not found (an archive CUB_200_2011.tgz or a folder)"
+    if reachable(CUB_URL):
+        return None
+    return (f"no dataset in {out} and no CUB= given, and the official archive's site {urlsplit(CUB_URL).hostname} "
+            "is unreachable (no network?)")
 
 
 def prepare(out: Path, source: Path | None = None, classes: str = "sparrows", dest: Path = Path("data"),

@@ -7,6 +7,7 @@ every N-th run of the expanded grid into the same OUT, and `fgvc report` merges 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -17,7 +18,7 @@ from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.runs_csv import write_runs_csv
-from fgvc.engine.artifacts import ROW_COLUMNS, read_row
+from fgvc.engine.artifacts import ROW_COLUMNS, console, read_row
 from fgvc.engine.loop import NonFiniteLossError
 from fgvc.options import RunOptions
 from fgvc.train import record_failure, run
@@ -119,10 +120,12 @@ def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[Run
 
 
 def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
-    """Catch bad input before any training: validation splits, model names, weights, batch size."""
+    """Catch bad input before any training: trackers, validation splits, model names, weights, batch size."""
     from fgvc.data.dataset import check_batch_fits, stratified_val_split
+    from fgvc.engine.trackers import check_available
     from fgvc.models import build_model
 
+    check_available(opts.trackers)
     splits = sorted({(c.val_fraction, c.val_seed) for c in configs if c.val_fraction > 0})
     train_sizes = {}
     if splits:
@@ -137,15 +140,30 @@ def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> Non
                          cfg.val_fraction)
 
 
-def _run_job(cfg: RunConfig, opts: RunOptions, threads: int) -> dict:
-    """One run in a worker process of `--jobs`: its failure becomes a failed row, as in a serial grid."""
+_JOB_LOG = None  # in a worker process of --jobs: the queue its log lines go to (set by _init_job)
+
+
+def _init_job(queue) -> None:
+    global _JOB_LOG
+    _JOB_LOG = queue
+
+
+def _run_job(cfg: RunConfig, opts: RunOptions, threads: int, prefix: str = "") -> dict:
+    """One run in a worker process of `--jobs`: its log lines go to the parent prefixed, its
+    failure becomes a failed row, as in a serial grid."""
     import torch
 
     torch.set_num_threads(threads)
+    queue = _JOB_LOG
     try:
-        return run(cfg, opts, log=None)
+        return run(cfg, opts, log=(lambda m: queue.put(f"{prefix} {m}")) if queue is not None else None)
     except (NonFiniteLossError, RuntimeError, FGVCError) as e:
         return record_failure(cfg, opts, e)
+
+
+def _relay(lines, echo: Callable[[str], None]) -> None:
+    for line in iter(lines.get, None):
+        echo(line)
 
 
 def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Path,
@@ -165,14 +183,23 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
     threads = max(1, torch.get_num_threads() // jobs)
     job_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": None, "progress": False})
     ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_job, cfg, job_opts, threads): cfg for cfg in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            cfg = futures[fut]
-            row = fut.result()
-            rebuild_runs_csv(out)
-            result = f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: {result}")
+    lines = ctx.SimpleQueue()  # the workers' log lines (prefixed "[run k/N]"), echoed here as they come
+    relay = threading.Thread(target=_relay, args=(lines, echo), daemon=True)
+    relay.start()
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_job,
+                                 initargs=(lines,)) as pool:
+            futures = {pool.submit(_run_job, cfg, job_opts, threads, f"[run {k}/{len(todo)}]"): cfg
+                       for k, cfg in enumerate(todo, 1)}
+            for i, fut in enumerate(as_completed(futures), 1):
+                cfg = futures[fut]
+                row = fut.result()
+                rebuild_runs_csv(out)
+                result = f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
+                echo(f"[{i}/{len(todo)}] {cfg.run_id}: {result}")
+    finally:
+        lines.put(None)
+        relay.join(timeout=10)
 
 
 def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
@@ -183,7 +210,7 @@ def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None
 
 
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
-                  echo: Callable[[str], None] = print, dry_run: bool = False, jobs: int = 1,
+                  echo: Callable[[str], None] = console, dry_run: bool = False, jobs: int = 1,
                   shard: Shard | tuple[int, int] | None = None) -> pd.DataFrame:
     """Expand, check and run a grid (or one shard of it), `jobs` runs at a time; returns the
     runs.csv frame (with a shard: only that shard's rows)."""
@@ -247,7 +274,7 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
     for i, cfg in enumerate(todo, 1):
         echo(f"[{i}/{len(todo)}] {cfg.run_id}")
         try:
-            row = run(cfg, run_opts, info=info, log=None)
+            row = run(cfg, run_opts, info=info, log=echo)
             echo(f"[{i}/{len(todo)}] {cfg.run_id}: top1 {row['top1']:.2f}%"
                  + (f"; {eta()}" if remaining_epochs and epoch_seconds else ""))
         except (NonFiniteLossError, RuntimeError, FGVCError) as e:

@@ -47,15 +47,36 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast or fp32 for training and evaluation (default: auto = bf16 on CUDA, fp32 on "
                         "CPU; --precision bf16 on a CPU with bf16 instructions trades a little accuracy, see "
                         "README, for speed). Recorded in provenance, not in the run id")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (the one line per epoch is still printed)")
+    p.add_argument("--log", dest="trackers", type=_trackers, default=(), metavar="TRACKERS",
+                   help="also log to experiment trackers: tensorboard (event files in each run folder's tb/), "
+                        "mlflow (to --mlflow-uri), or tensorboard,mlflow: per-epoch metrics, the config as "
+                        "hyper-parameters, the final metrics. Optional extras: pip install 'fgvc[tensorboard,mlflow]'"
+                        " (make setup installs both). Not part of the run id")
+    p.add_argument("--mlflow-uri", default=None, metavar="URI",
+                   help="MLflow tracking URI for --log mlflow, e.g. http://localhost:5000 or sqlite:///mlflow.db "
+                        "(default: a file store OUT/mlruns)")
+
+
+def _trackers(text: str) -> tuple[str, ...]:
+    from fgvc.engine.trackers import parse_trackers
+
+    try:
+        return parse_trackers(text)
+    except FGVCError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _options(args, out: Path):
+    from fgvc.engine.trackers import check_available
     from fgvc.options import RunOptions
 
+    check_available(args.trackers)
     return RunOptions(data=args.data, out=out, pretrained_file=args.pretrained_file, device=args.device,
                       workers=args.workers, deterministic=args.deterministic, progress=args.progress,
-                      pipeline=args.pipeline, compile=args.compile, precision=args.precision)
+                      pipeline=args.pipeline, compile=args.compile, precision=args.precision,
+                      trackers=args.trackers, mlflow_uri=args.mlflow_uri)
 
 
 def cmd_benchmark(args) -> int:
@@ -82,6 +103,7 @@ def cmd_benchmark(args) -> int:
 def cmd_train(args) -> int:
     from fgvc import distributed as dist_
     from fgvc.config import expand_grid, load_grid, parse_overrides
+    from fgvc.engine.artifacts import console
     from fgvc.train import run
 
     configs = expand_grid(load_grid(args.config, parse_overrides(args.overrides)))
@@ -96,7 +118,7 @@ def cmd_train(args) -> int:
         if not args.resume and d.main:
             (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
         dist_.barrier()
-        row = run(cfg, _options(args, out), log=print)
+        row = run(cfg, _options(args, out), log=console)
     finally:
         dist_.shutdown()
     if d.main:

@@ -274,3 +274,22 @@ def weights_info(name: str, pretrained: bool | str | None, pretrained_file: str 
         hub = _hub_name(full)
         return {"weights": hub, "weights_source": f"timm-hub:{hub}", "weights_sha256": None}
     return {"weights": RANDOM_INIT, "weights_source": RANDOM_INIT, "weights_sha256": None}
+
+
+def weights_problem(name: str, pretrained: bool | str | None, pretrained_file: str | Path | None) -> str | None:
+    """Why `build_model` could not get the weights it would load with these arguments
+    (checked without loading them: the weights file is missing, or the hub is unreachable
+    and nothing is cached), or None. Used by the preflight that names every missing input."""
+    try:
+        full = _resolve_name(name, pretrained)
+        if pretrained_file is not None:
+            _check_file(pretrained_file)
+            return None
+        if not (pretrained is True or isinstance(pretrained, str)):
+            return None
+        full = _hub_name(full)
+    except FGVCError as e:
+        return str(e)
+    if _hub_reachable() or _cached_hub_file(full) is not None:
+        return None
+    return f"no pretrained weights for {full}: not in the local cache, and the Hugging Face hub is unreachable (no network?)"

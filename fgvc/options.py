@@ -28,6 +28,10 @@ class RunOptions:
     # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA, fp32 on CPU (fgvc.engine.device).
     # Recorded in provenance; the report says when a group mixes precisions.
     precision: str = "auto"
+    # Experiment trackers (fgvc.engine.trackers): any of "tensorboard" (event files in the run
+    # folder's tb/) and "mlflow" (to mlflow_uri; None: a file store OUT/mlruns).
+    trackers: tuple[str, ...] = ()
+    mlflow_uri: str | None = None
     # Called after each epoch with (epoch, record): the benchmark's ETA line, and tests that
     # simulate an interruption.
     on_epoch_end: Callable[[int, dict], None] | None = None

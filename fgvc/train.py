@@ -30,6 +30,7 @@ from fgvc.engine.device import configure_backends, describe_device, place_model,
 from fgvc.engine.loop import AuxTerm, NonFiniteLossError, predict_all, seed_epoch, train_one_epoch
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
+from fgvc.engine.trackers import open_trackers
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import build_aux_loss
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
@@ -256,11 +257,15 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))
     test_out = None
-    for epoch in range(parts.start_epoch, cfg.epochs):
-        rec, test_out = run_epoch(ctx, parts, epoch)
-        if opts.on_epoch_end is not None:
-            opts.on_epoch_end(epoch, rec)
-    return finish(ctx, parts, prov, test_out)
+    with open_trackers(opts, cfg, ctx.run_dir, parts.history, ctx.main) as trackers:
+        for epoch in range(parts.start_epoch, cfg.epochs):
+            rec, test_out = run_epoch(ctx, parts, epoch)
+            trackers.log_epoch(rec)
+            if opts.on_epoch_end is not None:
+                opts.on_epoch_end(epoch, rec)
+        row = finish(ctx, parts, prov, test_out)
+        trackers.finish(row)
+    return row
 
 
 def record_failure(cfg: RunConfig, opts: RunOptions, error: BaseException) -> dict:

@@ -205,7 +205,8 @@ def test_train_command_single_run(sparrow_dataset, tmp_path, capsys):
             "--set", "model=test_resnet", "--set", "pretrained=false", "--set", "epochs=1",
             "--set", "batch_size=8", "--set", "image_size=32", "--set", "method=center"]
     assert main(argv) == 0
-    assert "top1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "top1" in out and ": epoch 1/1 loss " in out  # the epoch line, also under --no-progress
     assert main(argv[:-2] + ["--set", "methods=[ce,center]"]) == 2
     assert "runs one configuration" in capsys.readouterr().err
 

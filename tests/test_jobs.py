@@ -16,16 +16,22 @@ GRID = dict(TINY, epochs=2, methods=["ce", "center"], benchmark="jobs")
 TIMINGS = {"seconds", "train_seconds", "images_per_second"}
 
 
-def _grid(data, out, jobs: int) -> pd.DataFrame:
+def _grid(data, out, jobs: int, echo=lambda m: None) -> pd.DataFrame:
     opts = RunOptions(data=data, out=out, progress=False, deterministic=True)
-    return run_benchmark(None, opts, dict(GRID), echo=lambda m: None, jobs=jobs)
+    return run_benchmark(None, opts, dict(GRID), echo=echo, jobs=jobs)
 
 
 @pytest.mark.slow
 def test_concurrent_runs_equal_runs_alone(sparrow_dataset, tmp_path):
     alone = _grid(sparrow_dataset, tmp_path / "alone", jobs=1)
-    together = _grid(sparrow_dataset, tmp_path / "together", jobs=2)
+    lines = []
+    together = _grid(sparrow_dataset, tmp_path / "together", jobs=2, echo=lines.append)
     assert (together.status == "ok").all(), together.error.tolist()
+    # every worker's per-epoch lines reach the console, prefixed by the run they come from
+    todo = [line.split()[-1] for line in lines if line.startswith("  to do  ")]
+    for k, run_id in enumerate(todo, 1):
+        for epoch in (1, 2):
+            assert any(line.startswith(f"[run {k}/2] {run_id}: epoch {epoch}/2 loss ") for line in lines), lines
     assert sorted(together.run_id) == sorted(alone.run_id)
     for run_id in alone.run_id:
         a, b = tmp_path / "alone" / "runs" / run_id, tmp_path / "together" / "runs" / run_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +82,33 @@ def read_row(run_dir: Path) -> dict | None:
 
 
 def run_logger(run_dir: Path) -> logging.Logger:
-    """A logger that appends to the run's train.log (one per run folder)."""
+    """A logger that appends to the run's train.log (one per run folder).
+
+    Keyed by run id, so a handler left open by a run cut off by an error (or one of the same
+    run id in another OUT) is replaced, and handlers others attach (pytest's) do not count."""
     logger = logging.getLogger(f"fgvc.run.{run_dir.name}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    if not logger.handlers:
-        h = logging.FileHandler(run_dir / "train.log")
+    path = str((run_dir / "train.log").resolve())
+    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    for h in files:
+        if h.baseFilename != path:
+            h.close()
+            logger.removeHandler(h)
+    if not any(h.baseFilename == path for h in files):
+        h = logging.FileHandler(path)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(h)
     return logger
+
+
+def console(msg: str) -> None:
+    """One line on stdout, printed above any tqdm bar (not through it) and flushed, so a
+    run's per-epoch lines show as they come, also when stdout is a file or a pipe."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(msg)
+    sys.stdout.flush()
 
 
 def close_logger(logger: logging.Logger) -> None:
@@ -99,4 +118,4 @@ def close_logger(logger: logging.Logger) -> None:
 
 
 __all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "write_metrics", "write_predictions", "write_features", "write_outputs",
-           "blank_row", "make_row", "read_row", "run_logger", "close_logger"]
+           "blank_row", "make_row", "read_row", "run_logger", "close_logger", "console"]
