@@ -18,9 +18,8 @@ from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.runs_csv import write_runs_csv
 from fgvc.engine.artifacts import ROW_COLUMNS, read_row
-from fgvc.engine.loop import NonFiniteLossError
 from fgvc.options import RunOptions
-from fgvc.train import record_failure, run
+from fgvc.worker import Worker, result_text, snapshot, train_claimed
 
 
 def default_out(grid_name: str) -> Path:
@@ -140,44 +139,6 @@ def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> Non
                                                             if cfg.val_fraction > 0 else "") + ")")
 
 
-def _run_job(cfg: RunConfig, opts: RunOptions, threads: int) -> dict:
-    """One run in a worker process of `--jobs`: its failure becomes a failed row, as in a serial grid."""
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        return run(cfg, opts, log=None)
-    except (NonFiniteLossError, RuntimeError, FGVCError) as e:
-        return record_failure(cfg, opts, e)
-
-
-def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Path,
-                     echo: Callable[[str], None]) -> None:
-    """Run `jobs` runs at a time, each in its own process on the same device.
-
-    A run does not depend on what runs beside it: its random draws are seeded by its own
-    (seed, epoch, image) and nothing is shared but the (read-only) decoded-image cache. On
-    CPU the cores are split between the jobs (so a job's result equals a run alone with the
-    same thread count; with --deterministic, exactly). Finished rows land in runs.csv as they come.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // jobs)
-    job_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": None, "progress": False})
-    ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_job, cfg, job_opts, threads): cfg for cfg in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            cfg = futures[fut]
-            row = fut.result()
-            rebuild_runs_csv(out)
-            result = f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: {result}")
-
-
 def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
     """A shard answers for its own runs only (its exit status must not fail on another's)."""
     if shard is None or frame.empty:
@@ -218,20 +179,27 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
         return _own_rows(frame, configs, shard)
     preflight(todo, opts, int(info.manifest.is_train.sum()))
     started = time.perf_counter()
-    if jobs > 1:
-        echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
-        run_concurrently(todo, opts, jobs, out, echo)
-    else:
-        run_serially(todo, opts, info, out, echo)
+    try:
+        if jobs > 1:
+            from fgvc.jobs import run_concurrently
+
+            echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
+            run_concurrently(todo, opts, jobs, out, echo)
+        else:
+            run_serially(todo, opts, info, out, echo)
+    finally:
+        rebuild_runs_csv(out)
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
          f"results in {out / 'runs.csv'}")
     return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
 
 
 def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None]) -> None:
-    """One run after another in this process, with an ETA from the epochs seen so far."""
+    """One run after another in this process (one worker of the work queue), with an ETA
+    from the epochs seen so far."""
     remaining_epochs = sum(c.epochs for c in todo)
     epoch_seconds: list[float] = []
+    count = 0
 
     def eta() -> str:
         per_epoch = sorted(epoch_seconds)[len(epoch_seconds) // 2]  # median: robust to a slow first epoch
@@ -247,17 +215,17 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
             user_hook(epoch, rec)
 
     run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": on_epoch_end})
-    for i, cfg in enumerate(todo, 1):
-        echo(f"[{i}/{len(todo)}] {cfg.run_id}")
-        try:
-            row = run(cfg, run_opts, info=info, log=None)
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: top1 {row['top1']:.2f}%"
-                 + (f"; {eta()}" if remaining_epochs and epoch_seconds else ""))
-        except (NonFiniteLossError, RuntimeError, FGVCError) as e:
-            row = record_failure(cfg, run_opts, e)
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: FAILED: {row['error']}")
-        finally:
-            rebuild_runs_csv(out)
+
+    def train(cfg: RunConfig, claim) -> dict:
+        nonlocal count
+        count += 1
+        echo(f"[{count}/{len(todo)}] {cfg.run_id}")
+        row = train_claimed(cfg, run_opts, claim, info)
+        echo(f"[{count}/{len(todo)}] {cfg.run_id}: {result_text(row)}"
+             + (f"; {eta()}" if row["status"] == "ok" and remaining_epochs and epoch_seconds else ""))
+        return row
+
+    Worker(out, snapshot(todo, out), train, echo).work(todo)
 
 __all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out", "Shard", "parse_shard", "shard_from_env",
            "select_shard"]

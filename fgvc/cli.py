@@ -58,6 +58,7 @@ def cmd_benchmark(args) -> int:
     from fgvc.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
     from fgvc.config import load_grid, parse_overrides
     from fgvc.distributed import launched_by_torchrun
+    from fgvc.stopping import stop_on_signals
 
     if launched_by_torchrun():
         raise FGVCError("`fgvc benchmark` runs whole grids and is not for torchrun: train one run on several "
@@ -67,8 +68,9 @@ def cmd_benchmark(args) -> int:
     shard = parse_shard(args.shard) if args.shard is not None else shard_from_env(os.environ)
     name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
     out = args.out or default_out(name)
-    frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
-                          shard=shard)
+    with stop_on_signals():  # Ctrl-C and SIGTERM (kill, Slurm) stop every worker: fgvc/stopping.py
+        frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
+                              shard=shard)
     failed = int((frame.status == "failed").sum()) if len(frame) else 0
     if failed:
         print(f"{failed} run(s) failed: see the error column of {out / 'runs.csv'}", file=sys.stderr)
@@ -151,17 +153,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """After the reader of a pipe left (`fgvc ... | head`): no more output, and no
+    BrokenPipeError when Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fgvc.stopping import Stopped, message
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except FGVCError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(message(e.signum), file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished runs and the last completed epoch are kept; rerun the same command to resume",
-              file=sys.stderr)
+        print(message(2), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, as a command killed by the closed pipe would end
 
 
 if __name__ == "__main__":
