@@ -16,8 +16,9 @@ import pandas as pd
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.runs_csv import write_runs_csv
-from fgvc.engine.artifacts import ROW_COLUMNS, read_row
+from fgvc.io import clean_temps
+from fgvc.runs_csv import read_run_row, write_runs_csv
+from fgvc.engine.artifacts import ROW_COLUMNS
 from fgvc.options import RunOptions
 from fgvc.worker import Worker, result_text, snapshot, train_claimed
 
@@ -108,12 +109,58 @@ def rebuild_runs_csv(out: Path) -> Path:
     return write_runs_csv(out, ROW_COLUMNS)
 
 
-def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[RunConfig]]:
-    """(to do, already done) by the run folders' row.json status."""
+# Temporaries in folders others may be writing to at this moment are removed only when
+# they have not changed for this long (runs.csv is written in milliseconds; a decoded
+# split of the full CUB in about a minute).
+SHARED_TEMP_AGE_S = 60.0
+CACHE_TEMP_AGE_S = 600.0
+
+
+def clean_shared_temps(out: Path) -> list[str]:
+    """Remove what killed writes left in OUT, OUT/claims and the decoded-image cache; the
+    lines that say so (run folders are cleaned by the worker that claims them)."""
+    from fgvc.data.cache import default_cache_dir
+
+    removed = (clean_temps(out, SHARED_TEMP_AGE_S) + clean_temps(out / "claims", SHARED_TEMP_AGE_S)
+               + clean_temps(default_cache_dir(), CACHE_TEMP_AGE_S))
+    return [f"  removed {p}, left by an interrupted write" for p in removed]
+
+
+def _final_checkpoint_problem(run_dir: Path, cfg: RunConfig, echo: Callable[[str], None]) -> str | None:
+    """A finished run cut off between row.json and its final checkpoint still holds the last
+    epoch's checkpoint (the same weights): make the final one from it."""
+    from fgvc.engine.checkpoint import CHECKPOINT, finalize, is_final
+
+    path = run_dir / CHECKPOINT
+    if is_final(path) is not False:
+        return None  # final, absent (committed results keep none) or unreadable (the results are whole)
+    if finalize(path, cfg.epochs - 1):
+        echo(f"  repaired {cfg.run_id}: its final checkpoint was not written; made it from the last epoch's")
+        return None
+    return "checkpoint.pt is the checkpoint of an earlier epoch, not the final one"
+
+
+def plan(configs: list[RunConfig], out: Path,
+         echo: Callable[[str], None] = lambda m: None) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(to do, already done) by the run folders' row.json status. A run whose row.json says
+    ok but is malformed or whose files are broken (fgvc.health) is damaged: it is to do,
+    and `echo` says which and why."""
     todo, done = [], []
     for cfg in configs:
-        row = read_row(out / "runs" / cfg.run_id)
-        (done if row and row.get("status") == "ok" else todo).append(cfg)
+        run_dir = out / "runs" / cfg.run_id
+        if not (run_dir / "row.json").is_file():
+            todo.append(cfg)
+            continue
+        row, problems = read_run_row(run_dir / "row.json")
+        if row is not None and row["status"] == "ok" and not problems:
+            problem = _final_checkpoint_problem(run_dir, cfg, echo)
+            problems = [problem] if problem else []
+            if not problems:
+                done.append(cfg)
+                continue
+        if problems:
+            echo(f"  damaged {cfg.run_id}: {'; '.join(problems)}; it is trained again")
+        todo.append(cfg)
     return todo, done
 
 
@@ -162,12 +209,15 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     configs = select_shard(everything, shard)
     info = load_dataset_info(opts.data)
     out = Path(opts.out)
-    todo, done = plan(configs, out)
+    notes: list[str] = [] if dry_run else clean_shared_temps(out)
+    todo, done = plan(configs, out, notes.append)
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
              if shard is not None else f"{len(configs)} runs in grid")
     echo(f"benchmark {everything[0].benchmark}: {which}, {len(done)} done, {len(todo)} to do; "
          f"data {info.root} ({info.num_classes} classes, {int(info.manifest.is_train.sum())} train / "
          f"{int((info.manifest.is_train == 0).sum())} test); out {out}")
+    for note in notes:
+        echo(note)
     for cfg in done:
         echo(f"  done   {cfg.run_id}")
     for cfg in todo:

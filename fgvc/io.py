@@ -127,3 +127,14 @@ def clean_temps(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Pa
         except OSError:
             continue  # gone meanwhile, or not ours to remove
     return removed
+
+
+def set_aside(path: str | os.PathLike, why: str) -> Path:
+    """Rename `path` to `<name>.<why>-<time>` beside it (kept, never deleted); returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.name}.{why}-{stamp}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.{why}-{stamp}-{n}"), n + 1
+    os.replace(path, target)
+    return target

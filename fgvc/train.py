@@ -127,7 +127,7 @@ def write_static(ctx: RunContext) -> None:
 def start(ctx: RunContext, parts: RunParts, prov: dict) -> None:
     """Resume from the epoch checkpoint if there is one, wrap the model, make the optimizers."""
     cfg, d = ctx.cfg, dist_.current()
-    ck = ckpt.load_resume(ctx.run_dir / ckpt.CHECKPOINT, cfg.run_id, ctx.device)
+    ck = ckpt.load_resume(ctx.run_dir / ckpt.CHECKPOINT, cfg.run_id, ctx.device, note=ctx.note)
     if ck is not None:
         parts.model.load_state_dict(ck["model"])
     # Wrapped after loading (the checkpoint holds the bare model's keys); the optimizer holds

@@ -20,7 +20,7 @@ from typing import Callable
 from fgvc.claims import Claim, Holder, try_claim
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.io import clean_temps
+from fgvc.io import clean_temps, set_aside
 from fgvc.options import RunOptions
 from fgvc.runs_csv import write_runs_csv
 
@@ -44,23 +44,17 @@ def snapshot(todo: list[RunConfig], out: Path) -> dict[str, tuple[int, int] | No
     return {c.run_id: row_state(Path(out) / "runs" / c.run_id) for c in todo}
 
 
-def set_aside(path: Path, why: str) -> Path:
-    """Rename `path` to `<name>.<why>-<time>` beside it (never deleted); returns the new path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = path.with_name(f"{path.name}.{why}-{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.{why}-{stamp}-{n}")
-        n += 1
-    os.replace(path, target)
-    return target
-
-
 def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
-    """Under the run's claim: remove temporaries of killed writes, and set aside a row.json
+    """Under the run's claim: remove temporaries of killed writes, move an unreadable
+    checkpoint aside (the run then starts over), and set aside a row.json
     that is not a failure (the plan found the run damaged, so it is trained again)."""
+    from fgvc.engine.checkpoint import CHECKPOINT, set_aside_unreadable
+
     for p in clean_temps(run_dir):
         echo(f"  {run_dir.name}: removed {p.name}, left by an interrupted write")
+    problem = set_aside_unreadable(run_dir / CHECKPOINT, run_dir.name)
+    if problem:
+        echo(f"  {problem}")
     row = run_dir / "row.json"
     if row.is_file():
         try:
@@ -149,4 +143,4 @@ def result_text(row: dict) -> str:
     return f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
 
 
-__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "set_aside", "prepare_run_dir", "guard"]
+__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "prepare_run_dir", "guard"]

@@ -85,8 +85,13 @@ def run_logger(run_dir: Path) -> logging.Logger:
     logger = logging.getLogger(f"fgvc.run.{run_dir.name}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    path = str((run_dir / "train.log").resolve())
+    for h in list(logger.handlers):  # left open by an interrupted run, maybe of another OUT with this run id
+        if getattr(h, "baseFilename", None) != path:
+            h.close()
+            logger.removeHandler(h)
     if not logger.handlers:
-        h = logging.FileHandler(run_dir / "train.log")
+        h = logging.FileHandler(path)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(h)
     return logger
