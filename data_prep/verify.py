@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_prep._cli import run
-from data_prep.carve import content_sha256
+from data_prep.checksum import content_sha256
 from data_prep.manifest import MANIFEST_COLUMNS
 from fgvc.errors import FGVCError
 

@@ -16,6 +16,7 @@ import pandas as pd
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
+from fgvc.inputs import check_reuse
 from fgvc.io import clean_temps
 from fgvc.runs_csv import read_run_row, write_runs_csv
 from fgvc.engine.artifacts import ROW_COLUMNS
@@ -193,6 +194,37 @@ def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None
     return frame[frame.run_id.isin({c.run_id for c in configs})].reset_index(drop=True)
 
 
+def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfig], Shard | None]:
+    """(the whole grid, this shard's runs, the shard)."""
+    grid = load_grid(grid_path, overrides)
+    if "benchmark" not in grid and grid_path is not None:
+        grid["benchmark"] = [Path(grid_path).stem]
+    everything = expand_grid(grid)
+    if shard is not None and not isinstance(shard, Shard):
+        shard = Shard(*shard)
+    return everything, select_shard(everything, shard), shard
+
+
+def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
+    """cfg -> the weights it would load now (hashed once per model and pretrained setting)."""
+    from functools import lru_cache
+
+    from fgvc.models import weights_info
+
+    @lru_cache(maxsize=None)
+    def of(model: str, pretrained) -> dict:
+        return weights_info(model, pretrained, opts.pretrained_file)
+
+    return lambda cfg: of(cfg.model, cfg.pretrained)
+
+
+def _frame(out: Path, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
+    if (out / "runs").is_dir():
+        rebuild_runs_csv(out)
+    frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+    return _own_rows(frame, configs, shard)
+
+
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
                   echo: Callable[[str], None] = print, dry_run: bool = False, jobs: int = 1,
                   shard: Shard | tuple[int, int] | None = None) -> pd.DataFrame:
@@ -200,15 +232,10 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     runs.csv frame (with a shard: only that shard's rows)."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
-    grid = load_grid(grid_path, overrides)
-    if "benchmark" not in grid and grid_path is not None:
-        grid["benchmark"] = [Path(grid_path).stem]
-    everything = expand_grid(grid)
-    if shard is not None and not isinstance(shard, Shard):
-        shard = Shard(*shard)
-    configs = select_shard(everything, shard)
+    everything, configs, shard = _expand(grid_path, overrides, shard)
     info = load_dataset_info(opts.data)
     out = Path(opts.out)
+    check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)
     todo, done = plan(configs, out, notes.append)
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
@@ -216,17 +243,13 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     echo(f"benchmark {everything[0].benchmark}: {which}, {len(done)} done, {len(todo)} to do; "
          f"data {info.root} ({info.num_classes} classes, {int(info.manifest.is_train.sum())} train / "
          f"{int((info.manifest.is_train == 0).sum())} test); out {out}")
-    for note in notes:
-        echo(note)
-    for cfg in done:
-        echo(f"  done   {cfg.run_id}")
-    for cfg in todo:
-        echo(f"  to do  {cfg.run_id}")
+    if info.stale:
+        echo(f"warning: {info.root}: {info.stale}; runs record the files' checksum "
+             f"(python -m data_prep.verify {info.root} lists what changed)")
+    for line in notes + [f"  done   {c.run_id}" for c in done] + [f"  to do  {c.run_id}" for c in todo]:
+        echo(line)
     if dry_run or not todo:
-        if (out / "runs").is_dir():
-            rebuild_runs_csv(out)
-        frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
-        return _own_rows(frame, configs, shard)
+        return _frame(out, configs, shard)
     preflight(todo, opts, int(info.manifest.is_train.sum()))
     started = time.perf_counter()
     try:

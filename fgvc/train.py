@@ -30,6 +30,7 @@ from fgvc.engine.loop import AuxTerm, NonFiniteLossError, predict_all, seed_epoc
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.errors import FGVCError
+from fgvc.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import build_aux_loss
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
@@ -252,6 +253,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     prov.update(pipeline=parts.data.pipeline, compile=opts.compile, world_size=dist_.current().world,
                 eval_every=cfg.eval_every)
     write_static(ctx)
+    if ctx.main:
+        write_inputs(ctx.run_dir, ctx.info, parts.winfo)  # checked before this folder is reused (fgvc/inputs.py)
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))
     test_out = None

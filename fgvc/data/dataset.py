@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data_prep.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
+from fgvc.data.identity import Identity, dataset_identity
 from fgvc.errors import FGVCError
 
 HOW_TO_MAKE = "prepare it with `make data` or `python -m data_prep.carve --source CUB_200_2011 --out DIR`"
@@ -34,9 +36,21 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @cached_property
+    def identity(self) -> Identity:
+        """The content checksum of the files as they are now (fgvc/data/identity.py)."""
+        return dataset_identity(self.root, self.meta)
+
     @property
     def content_sha256(self) -> str | None:
-        return self.meta.get("content_sha256")
+        """The files' content_sha256 (what data_prep.verify computes), found cheaply; None for
+        a folder whose dataset.json records none."""
+        return self.identity.content_sha256
+
+    @property
+    def stale(self) -> str | None:
+        """Why dataset.json's content_sha256 no longer holds for the files (None: it holds)."""
+        return self.identity.stale
 
     def split(self, train: bool) -> pd.DataFrame:
         return self.manifest[self.manifest.is_train == int(train)].reset_index(drop=True)
