@@ -165,17 +165,45 @@ def plan(configs: list[RunConfig], out: Path,
     return todo, done
 
 
-def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
-    """Catch bad input before any training: validation splits, model names, weights, batch size."""
+def check_writable(out: Path) -> None:
+    """OUT (and OUT/runs where it exists; else the folder OUT will be made in) can be
+    written, or one error before any training. Leaves nothing behind."""
+    import tempfile
+
+    folders = [f for f in (out, out / "runs") if f.is_dir()]
+    if not folders:
+        parent = out.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        folders = [parent]
+    try:
+        for folder in folders:
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(folder))
+            with tempfile.NamedTemporaryFile(prefix=".write-test.", dir=folder):
+                pass
+    except OSError as e:
+        raise FGVCError(f"output folder {out} is not writable ({type(e).__name__}: {e.strerror or e}); "
+                        "choose another --out or fix its permissions") from None
+
+
+def preflight(configs: list[RunConfig], opts: RunOptions, info) -> None:
+    """Catch bad input before any training: the output folder, every image, validation
+    splits, model names, weights, batch size. (manifest.csv itself is checked on loading.)"""
+    from fgvc.data.check import image_problems, one_line
     from fgvc.data.dataset import stratified_val_split
     from fgvc.models import build_model
 
+    check_writable(Path(opts.out))
+    problems = image_problems(info.root, info.manifest.path, info.content_sha256)
+    if problems:
+        raise FGVCError(f"dataset {info.root}: {len(problems)} image(s) cannot be used: {one_line(problems)}; "
+                        f"run python -m data_prep.verify {info.root}")
+    num_train = int(info.manifest.is_train.sum())
     splits = sorted({(c.val_fraction, c.val_seed) for c in configs if c.val_fraction > 0})
     train_sizes = {}
-    if splits:
-        train = load_dataset_info(opts.data).split(True)
-        for fraction, seed in splits:
-            train_sizes[fraction, seed] = len(stratified_val_split(train, fraction, seed)[0])
+    for fraction, seed in splits:
+        train_sizes[fraction, seed] = len(stratified_val_split(info.split(True), fraction, seed)[0])
     for model in sorted({c.model for c in configs}):
         pretrained = next(c.pretrained for c in configs if c.model == model)
         build_model(model, 2, pretrained=pretrained, pretrained_file=opts.pretrained_file)
@@ -220,7 +248,10 @@ def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
 
 def _frame(out: Path, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
     if (out / "runs").is_dir():
-        rebuild_runs_csv(out)
+        try:
+            rebuild_runs_csv(out)
+        except OSError:
+            pass  # a read-only results folder with nothing to do: its runs.csv is read as it is
     frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
     return _own_rows(frame, configs, shard)
 
@@ -250,7 +281,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
         echo(line)
     if dry_run or not todo:
         return _frame(out, configs, shard)
-    preflight(todo, opts, int(info.manifest.is_train.sum()))
+    preflight(todo, opts, info)
     started = time.perf_counter()
     try:
         if jobs > 1:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
+from fgvc.data.check import check_manifest, one_line
 from fgvc.data.identity import Identity, dataset_identity
 from fgvc.errors import FGVCError
 
@@ -69,12 +70,16 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     if not mpath.is_file():
         raise FGVCError(f"{root} has no manifest.csv: not a prepared dataset ({HOW_TO_MAKE})")
     try:
-        manifest = pd.read_csv(mpath)
+        manifest = pd.read_csv(mpath, dtype=str, keep_default_na=False)
     except Exception as e:  # pandas raises several types for unreadable CSVs
-        raise FGVCError(f"{mpath}: cannot read ({e}); re-create the dataset ({HOW_TO_MAKE})") from None
+        raise FGVCError(f"{mpath}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                        f"re-create the dataset ({HOW_TO_MAKE})") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
         raise FGVCError(f"{mpath}: missing columns {', '.join(missing)} ({HOW_TO_MAKE})")
+    manifest, problems = check_manifest(manifest)
+    if problems:
+        raise FGVCError(f"{mpath}: {one_line(problems)}; fix it or re-create the dataset ({HOW_TO_MAKE})")
     meta: dict = {}
     jpath = root / "dataset.json"
     if jpath.is_file():
@@ -82,10 +87,13 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
             meta = json.loads(jpath.read_text())
         except json.JSONDecodeError as e:
             raise FGVCError(f"{jpath}: not valid JSON ({e}); re-create the dataset ({HOW_TO_MAKE})") from None
+        if not isinstance(meta, dict):
+            raise FGVCError(f"{jpath}: not a JSON object; re-create the dataset ({HOW_TO_MAKE})")
     labels = manifest.label.to_numpy()
     k = int(meta.get("num_classes") or (labels.max() + 1))
     if labels.min() < 0 or labels.max() >= k:
-        raise FGVCError(f"{mpath}: labels must be in 0..{k - 1}; re-create the dataset ({HOW_TO_MAKE})")
+        raise FGVCError(f"{mpath}: labels must be in 0..{k - 1} (found {labels.min()}..{labels.max()}); "
+                        f"re-create the dataset ({HOW_TO_MAKE})")
     for is_train, name in ((1, "train"), (0, "test")):
         if not (manifest.is_train == is_train).any():
             raise FGVCError(f"{mpath}: no {name} images ({HOW_TO_MAKE})")
