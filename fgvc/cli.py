@@ -93,6 +93,13 @@ def cmd_train(args) -> int:
     try:
         if not args.resume and d.main:
             (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
+        elif args.resume:  # a checkpoint of other data or weights is not resumed (fgvc/inputs.py)
+            from fgvc.data.dataset import load_dataset_info
+            from fgvc.inputs import check_reuse
+            from fgvc.models import weights_info
+
+            check_reuse([cfg], out, load_dataset_info(args.data),
+                        lambda c: weights_info(c.model, c.pretrained, args.pretrained_file))
         dist_.barrier()
         row = run(cfg, _options(args, out), log=print)
     finally:

@@ -139,3 +139,25 @@ def test_clean_temps_removes_only_our_temporaries(tmp_path):
     young = tmp_path / ".runs.csv.aaaaaaaa.tmp"
     young.write_text("being written")
     assert clean_temps(tmp_path, older_than_s=60) == [] and young.exists()
+
+
+def test_a_run_whose_claim_was_taken_over_stops_at_its_next_epoch(sparrow_dataset, tmp_path):
+    from fgvc.benchmark import run_benchmark
+    from fgvc.config import expand_grid, load_grid
+    from fgvc.options import RunOptions
+
+    grid = {"model": "test_resnet", "pretrained": False, "epochs": 3, "batch_size": 8, "image_size": 32,
+            "seeds": [0], "methods": ["ce"], "lr": 0.01, "benchmark": "lost"}
+    (cfg,) = expand_grid(load_grid(None, dict(grid)))
+
+    def taken_over(epoch, rec):
+        if epoch == 0:  # another host decided we were dead (we stalled past the timeout)
+            _write_claim(tmp_path, cfg.run_id, pid=1, machine="elsewhere", host="node7")
+
+    messages = []
+    run_benchmark(None, RunOptions(data=sparrow_dataset, out=tmp_path, progress=False, on_epoch_end=taken_over),
+                  dict(grid), echo=messages.append)
+    assert any("its claim was taken over (pid 1 on node7" in m for m in messages), messages
+    run_dir = tmp_path / "runs" / cfg.run_id
+    assert not (run_dir / "row.json").exists() and "epoch 3/3" not in (run_dir / "train.log").read_text()
+    assert json.loads(claim_path(tmp_path, cfg.run_id).read_text())["host"] == "node7"  # theirs, left alone

@@ -116,3 +116,14 @@ def test_a_fresh_dataset_is_not_rehashed(sparrow_dataset, tmp_path, monkeypatch)
     monkeypatch.setattr("fgvc.data.identity.content_sha256", no_hashing)
     assert load_dataset_info(ds).stale is None
     assert data_prep.checksum.files_fingerprint(ds) != json.loads((ds / "dataset.json").read_text())["files_fingerprint"]
+
+
+def test_train_does_not_resume_a_checkpoint_of_other_data(sparrow_dataset, other_dataset, tmp_path, capsys):
+    from fgvc.cli import main
+
+    argv = ["train", "--out", str(tmp_path), "--no-progress", "--set", "model=test_resnet", "--set",
+            "pretrained=false", "--set", "epochs=1", "--set", "batch_size=8", "--set", "image_size=32"]
+    assert main([*argv, "--data", str(sparrow_dataset)]) == 0
+    assert main([*argv, "--data", str(other_dataset)]) == 2
+    assert "use another --out" in capsys.readouterr().err
+    assert main([*argv, "--data", str(other_dataset), "--no-resume"]) == 0  # starting over is allowed
