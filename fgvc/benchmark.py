@@ -127,18 +127,19 @@ def clean_shared_temps(out: Path) -> list[str]:
     return [f"  removed {p}, left by an interrupted write" for p in removed]
 
 
-def _final_checkpoint_problem(run_dir: Path, cfg: RunConfig, echo: Callable[[str], None]) -> str | None:
+def _repair_final_checkpoint(run_dir: Path, cfg: RunConfig, echo: Callable[[str], None]) -> None:
     """A finished run cut off between row.json and its final checkpoint still holds the last
     epoch's checkpoint (the same weights): make the final one from it."""
     from fgvc.engine.checkpoint import CHECKPOINT, finalize, is_final
 
     path = run_dir / CHECKPOINT
     if is_final(path) is not False:
-        return None  # final, absent (committed results keep none) or unreadable (the results are whole)
+        return  # final, absent (committed results keep none) or unreadable (the results are whole)
     if finalize(path, cfg.epochs - 1):
         echo(f"  repaired {cfg.run_id}: its final checkpoint was not written; made it from the last epoch's")
-        return None
-    return "checkpoint.pt is the checkpoint of an earlier epoch, not the final one"
+    else:
+        echo(f"  warning: {cfg.run_id}: its results are whole but {path} holds an earlier epoch, not the final "
+             "model (fgvc validate of this run will refuse it)")
 
 
 def plan(configs: list[RunConfig], out: Path,
@@ -154,11 +155,9 @@ def plan(configs: list[RunConfig], out: Path,
             continue
         row, problems = read_run_row(run_dir / "row.json")
         if row is not None and row["status"] == "ok" and not problems:
-            problem = _final_checkpoint_problem(run_dir, cfg, echo)
-            problems = [problem] if problem else []
-            if not problems:
-                done.append(cfg)
-                continue
+            _repair_final_checkpoint(run_dir, cfg, echo)
+            done.append(cfg)
+            continue
         if problems:
             echo(f"  damaged {cfg.run_id}: {'; '.join(problems)}; it is trained again")
         todo.append(cfg)
@@ -269,6 +268,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)
     todo, done = plan(configs, out, notes.append)
+    snap = snapshot(todo, out)  # what this worker saw: a row written after it was written by another worker
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
              if shard is not None else f"{len(configs)} runs in grid")
     echo(f"benchmark {everything[0].benchmark}: {which}, {len(done)} done, {len(todo)} to do; "
@@ -288,9 +288,9 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
             from fgvc.jobs import run_concurrently
 
             echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
-            run_concurrently(todo, opts, jobs, out, echo)
+            run_concurrently(todo, opts, jobs, out, echo, snap)
         else:
-            run_serially(todo, opts, info, out, echo)
+            run_serially(todo, opts, info, out, echo, snap)
     finally:
         rebuild_runs_csv(out)
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
@@ -298,7 +298,8 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
 
 
-def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None]) -> None:
+def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None],
+                 snap: dict | None = None) -> None:
     """One run after another in this process (one worker of the work queue), with an ETA
     from the epochs seen so far."""
     remaining_epochs = sum(c.epochs for c in todo)
@@ -329,7 +330,7 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
              + (f"; {eta()}" if row["status"] == "ok" and remaining_epochs and epoch_seconds else ""))
         return row
 
-    Worker(out, snapshot(todo, out), train, echo).work(todo)
+    Worker(out, snapshot(todo, out) if snap is None else snap, train, echo).work(todo)
 
 __all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out", "Shard", "parse_shard", "shard_from_env",
            "select_shard"]

@@ -93,7 +93,7 @@ def _stop(procs: list) -> list[int | None]:
 
 
 def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Path,
-                     echo: Callable[[str], None]) -> None:
+                     echo: Callable[[str], None], snap: dict | None = None) -> None:
     """Run `jobs` runs at a time, each worker in its own process on the same device.
 
     A run does not depend on what runs beside it: its random draws are seeded by its own
@@ -108,7 +108,7 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
     threads = max(1, torch.get_num_threads() // jobs)
     job_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": None, "progress": False})
     ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
-    snap = snapshot(todo, out)
+    snap = snapshot(todo, out) if snap is None else snap
     procs, conns = [], []
     try:
         for k in range(min(jobs, len(todo))):

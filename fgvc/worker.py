@@ -22,7 +22,7 @@ from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
 from fgvc.io import clean_temps, set_aside
 from fgvc.options import RunOptions
-from fgvc.runs_csv import write_runs_csv
+from fgvc.runs_csv import read_run_row, write_runs_csv
 
 POLL_S = float(os.environ.get("FGVC_CLAIM_POLL", 5))
 
@@ -42,6 +42,14 @@ def row_state(run_dir: Path) -> tuple[int, int] | None:
 
 def snapshot(todo: list[RunConfig], out: Path) -> dict[str, tuple[int, int] | None]:
     return {c.run_id: row_state(Path(out) / "runs" / c.run_id) for c in todo}
+
+
+def finished(run_dir: Path) -> bool:
+    """Does the run folder hold a whole finished run (row.json ok, files sound)?"""
+    if not (run_dir / "row.json").is_file():
+        return False
+    row, problems = read_run_row(run_dir / "row.json")
+    return row is not None and row["status"] == "ok" and not problems
 
 
 def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
@@ -85,7 +93,7 @@ class Worker:
             run_dir = self.out / "runs" / cfg.run_id
             if got.took_over is not None:
                 self.echo(f"  {cfg.run_id}: took over the claim of a worker that is gone ({got.took_over.describe()})")
-            if row_state(run_dir) != self.snapshot.get(cfg.run_id):
+            if row_state(run_dir) != self.snapshot.get(cfg.run_id) or finished(run_dir):
                 self.echo(f"  {cfg.run_id}: finished by another worker meanwhile")
                 return None
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,4 +151,4 @@ def result_text(row: dict) -> str:
     return f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
 
 
-__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "prepare_run_dir", "guard"]
+__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "finished", "prepare_run_dir", "guard"]
