@@ -3,6 +3,10 @@ ones, with `runs.csv` rebuilt from the run folders after every run.
 
 A grid can be split between N jobs (`--shard I/N`, or a Slurm job array): each runs
 every N-th run of the expanded grid into the same OUT, and `fgvc report` merges them.
+Whoever runs (a process, a `--jobs` slot, a shard) trains a run only while holding its
+claim (fgvc/claims.py, fgvc/worker.py), so any number of them can share one OUT. Before
+any training: the run folders' inputs (fgvc/inputs.py), damaged runs (fgvc/health.py) and
+a preflight of everything a run reads.
 """
 
 from __future__ import annotations

@@ -62,7 +62,9 @@ def sorted_class_names(manifest: pd.DataFrame) -> list[str]:
 
 
 def load_dataset_info(root: str | Path) -> DatasetInfo:
-    """Read and sanity-check a dataset folder written by `data_prep.carve`."""
+    """Read and check a dataset folder written by `data_prep.carve`: manifest.csv's cells
+    (fgvc/data/check.py), dataset.json, labels in range, both splits present. The images
+    themselves are checked by the benchmark's preflight."""
     root = Path(root)
     if not root.is_dir():
         raise FGVCError(f"dataset folder not found: {root} ({HOW_TO_MAKE})")

@@ -99,9 +99,11 @@ def _read_or_set_aside(path: Path, run_id: str, device, mmap: bool) -> tuple[dic
     except Exception as e:  # torch raises many types for truncated, empty or foreign files
         text = str(e).strip()
         reason = f"{type(e).__name__}: {text.splitlines()[0][:200] if text else 'no details'}"
-        moved = set_aside(path, "unreadable")
-        return None, (f"{run_id}: cannot read its checkpoint {path} ({reason}); moved it to {moved.name} "
-                      "and starting the run over")
+        try:
+            where = f"moved it to {set_aside(path, 'unreadable').name}"
+        except FileNotFoundError:  # another process of the run (DDP) moved it first
+            where = "another process moved it aside"
+        return None, f"{run_id}: cannot read its checkpoint {path} ({reason}); {where} and starting the run over"
 
 
 def set_aside_unreadable(path: Path, run_id: str) -> str | None:
