@@ -34,6 +34,7 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_dir
 
 from data_prep._cli import run
+from data_prep.checksum import content_sha256, files_fingerprint
 from data_prep.manifest import MANIFEST_COLUMNS
 
 METADATA = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt")
@@ -293,25 +294,6 @@ def _check_decodes(data: bytes, where: str) -> None:
 # --------------------------------------------------------------------------- output
 
 
-def content_sha256(folder: Path) -> str:
-    """The dataset's identity: one sha256 over manifest.csv's bytes, then every image's bytes in manifest order."""
-    folder = Path(folder)
-    manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        raise FGVCError(f"{manifest} not found; make the dataset with python -m data_prep.carve")
-    data = manifest.read_bytes()
-    h = hashlib.sha256(data)
-    for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
-        path = folder / row["path"]
-        try:
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-        except FileNotFoundError:
-            raise FGVCError(f"{path} is listed in {manifest} but missing; carve the dataset again") from None
-    return h.hexdigest()
-
-
 def _manifest_text(records: list[Record], labels: dict[int, int]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -376,6 +358,7 @@ def carve(source: Path, out: Path, classes: str = "sparrows", force: bool = Fals
             "source": str(source.resolve()),
             "source_md5": source_md5,
             "content_sha256": content_sha256(tmp),
+            "files_fingerprint": files_fingerprint(tmp),  # see data_prep/checksum.py
             "num_classes": len(selected),
             "num_train": sum(r.is_train for r in records),
             "num_test": sum(1 - r.is_train for r in records),

@@ -1,7 +1,7 @@
 """Check a carved dataset folder before anything trains on it.
 
 Lists every problem rather than stopping at the first, so one run tells the whole story:
-manifest against files, every image decodes fully, labels in range and consistent with the
+manifest against files, every image decodes fully (and is at least 8 pixels on a side), labels in range and consistent with the
 class ids, counts and content_sha256 against dataset.json.
 
     python -m data_prep.verify data/cub_sparrows
@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
 from tqdm import tqdm
 
 from data_prep._cli import run
-from data_prep.carve import content_sha256
+from data_prep.checksum import content_sha256
 from data_prep.manifest import MANIFEST_COLUMNS
+from fgvc.data.check import image_problem
 from fgvc.errors import FGVCError
 
 
@@ -156,11 +156,9 @@ def _check_unlisted(folder: Path, paths: set[str], problems: list[str]) -> None:
 
 def _check_decodes(present: list[Path], problems: list[str]) -> None:
     for f in tqdm(present, desc="decoding images", unit="img", disable=None, leave=False):
-        try:
-            with Image.open(f) as im:
-                im.load()
-        except Exception as e:  # PIL raises several types for bad data
-            problems.append(f"{f} does not decode ({type(e).__name__}: {e})")
+        problem = image_problem(f)  # the same check (and words) as fgvc's preflight
+        if problem:
+            problems.append(problem)
 
 
 def _check_labels(found: _Rows, problems: list[str]) -> tuple[int, list, list]:

@@ -3,6 +3,10 @@ ones, with `runs.csv` rebuilt from the run folders after every run.
 
 A grid can be split between N jobs (`--shard I/N`, or a Slurm job array): each runs
 every N-th run of the expanded grid into the same OUT, and `fgvc report` merges them.
+Whoever runs (a process, a `--jobs` slot, a shard) trains a run only while holding its
+claim (fgvc/claims.py, fgvc/worker.py), so any number of them can share one OUT. Before
+any training: the run folders' inputs (fgvc/inputs.py), damaged runs (fgvc/health.py) and
+a preflight of everything a run reads.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import pandas as pd
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.runs_csv import write_runs_csv
-from fgvc.engine.artifacts import ROW_COLUMNS, console, read_row
-from fgvc.engine.loop import NonFiniteLossError
+from fgvc.inputs import check_reuse
+from fgvc.io import clean_temps
+from fgvc.runs_csv import read_run_row, write_runs_csv
+from fgvc.engine.artifacts import ROW_COLUMNS, console
 from fgvc.options import RunOptions
-from fgvc.train import record_failure, run
+from fgvc.worker import Worker, result_text, snapshot, train_claimed
 
 
 def default_out(grid_name: str) -> Path:
@@ -110,96 +115,107 @@ def rebuild_runs_csv(out: Path) -> Path:
     return write_runs_csv(out, ROW_COLUMNS)
 
 
-def plan(configs: list[RunConfig], out: Path) -> tuple[list[RunConfig], list[RunConfig]]:
-    """(to do, already done) by the run folders' row.json status."""
+# Temporaries in folders others may be writing to at this moment are removed only when
+# they have not changed for this long (runs.csv is written in milliseconds; a decoded
+# split of the full CUB in about a minute).
+SHARED_TEMP_AGE_S = 60.0
+CACHE_TEMP_AGE_S = 600.0
+
+
+def clean_shared_temps(out: Path) -> list[str]:
+    """Remove what killed writes left in OUT, OUT/claims and the decoded-image cache; the
+    lines that say so (run folders are cleaned by the worker that claims them)."""
+    from fgvc.data.cache import default_cache_dir
+
+    removed = (clean_temps(out, SHARED_TEMP_AGE_S) + clean_temps(out / "claims", SHARED_TEMP_AGE_S)
+               + clean_temps(default_cache_dir(), CACHE_TEMP_AGE_S))
+    return [f"  removed {p}, left by an interrupted write" for p in removed]
+
+
+def _repair_final_checkpoint(run_dir: Path, cfg: RunConfig, echo: Callable[[str], None]) -> None:
+    """A finished run cut off between row.json and its final checkpoint still holds the last
+    epoch's checkpoint (the same weights): make the final one from it."""
+    from fgvc.engine.checkpoint import CHECKPOINT, finalize, is_final
+
+    path = run_dir / CHECKPOINT
+    if is_final(path) is not False:
+        return  # final, absent (committed results keep none) or unreadable (the results are whole)
+    if finalize(path, cfg.epochs - 1):
+        echo(f"  repaired {cfg.run_id}: its final checkpoint was not written; made it from the last epoch's")
+    else:
+        echo(f"  warning: {cfg.run_id}: its results are whole but {path} holds an earlier epoch, not the final "
+             "model (fgvc validate of this run will refuse it)")
+
+
+def plan(configs: list[RunConfig], out: Path,
+         echo: Callable[[str], None] = lambda m: None) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(to do, already done) by the run folders' row.json status. A run whose row.json says
+    ok but is malformed or whose files are broken (fgvc.health) is damaged: it is to do,
+    and `echo` says which and why."""
     todo, done = [], []
     for cfg in configs:
-        row = read_row(out / "runs" / cfg.run_id)
-        (done if row and row.get("status") == "ok" else todo).append(cfg)
+        run_dir = out / "runs" / cfg.run_id
+        if not (run_dir / "row.json").is_file():
+            todo.append(cfg)
+            continue
+        row, problems = read_run_row(run_dir / "row.json")
+        if row is not None and row["status"] == "ok" and not problems:
+            _repair_final_checkpoint(run_dir, cfg, echo)
+            done.append(cfg)
+            continue
+        if problems:
+            echo(f"  damaged {cfg.run_id}: {'; '.join(problems)}; it is trained again")
+        todo.append(cfg)
     return todo, done
 
 
-def preflight(configs: list[RunConfig], opts: RunOptions, num_train: int) -> None:
-    """Catch bad input before any training: trackers, validation splits, model names, weights, batch size."""
+def check_writable(out: Path) -> None:
+    """OUT (and OUT/runs where it exists; else the folder OUT will be made in) can be
+    written, or one error before any training. Leaves nothing behind."""
+    import tempfile
+
+    folders = [f for f in (out, out / "runs") if f.is_dir()]
+    if not folders:
+        parent = out.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        folders = [parent]
+    try:
+        for folder in folders:
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(folder))
+            with tempfile.NamedTemporaryFile(prefix=".write-test.", dir=folder):
+                pass
+    except OSError as e:
+        raise FGVCError(f"output folder {out} is not writable ({type(e).__name__}: {e.strerror or e}); "
+                        "choose another --out or fix its permissions") from None
+
+
+def preflight(configs: list[RunConfig], opts: RunOptions, info) -> None:
+    """Catch bad input before any training: trackers, the output folder, every image, validation
+    splits, model names, weights, batch size. (manifest.csv itself is checked on loading.)"""
+    from fgvc.data.check import image_problems, one_line
     from fgvc.data.dataset import check_batch_fits, stratified_val_split
     from fgvc.engine.trackers import check_available
     from fgvc.models import build_model
 
     check_available(opts.trackers)
+    check_writable(Path(opts.out))
+    problems = image_problems(info.root, info.manifest.path, info.content_sha256)
+    if problems:
+        raise FGVCError(f"dataset {info.root}: {len(problems)} image(s) cannot be used: {one_line(problems)}; "
+                        f"run python -m data_prep.verify {info.root}")
+    num_train = int(info.manifest.is_train.sum())
     splits = sorted({(c.val_fraction, c.val_seed) for c in configs if c.val_fraction > 0})
     train_sizes = {}
-    if splits:
-        train = load_dataset_info(opts.data).split(True)
-        for fraction, seed in splits:
-            train_sizes[fraction, seed] = len(stratified_val_split(train, fraction, seed)[0])
+    for fraction, seed in splits:
+        train_sizes[fraction, seed] = len(stratified_val_split(info.split(True), fraction, seed)[0])
     for model in sorted({c.model for c in configs}):
         pretrained = next(c.pretrained for c in configs if c.model == model)
         build_model(model, 2, pretrained=pretrained, pretrained_file=opts.pretrained_file)
     for cfg in configs:
         check_batch_fits(cfg.batch_size, train_sizes.get((cfg.val_fraction, cfg.val_seed), num_train), opts.data,
                          cfg.val_fraction)
-
-
-_JOB_LOG = None  # in a worker process of --jobs: the queue its log lines go to (set by _init_job)
-
-
-def _init_job(queue) -> None:
-    global _JOB_LOG
-    _JOB_LOG = queue
-
-
-def _run_job(cfg: RunConfig, opts: RunOptions, threads: int, prefix: str = "") -> dict:
-    """One run in a worker process of `--jobs`: its log lines go to the parent prefixed, its
-    failure becomes a failed row, as in a serial grid."""
-    import torch
-
-    torch.set_num_threads(threads)
-    queue = _JOB_LOG
-    try:
-        return run(cfg, opts, log=(lambda m: queue.put(f"{prefix} {m}")) if queue is not None else None)
-    except (NonFiniteLossError, RuntimeError, FGVCError) as e:
-        return record_failure(cfg, opts, e)
-
-
-def _relay(lines, echo: Callable[[str], None]) -> None:
-    for line in iter(lines.get, None):
-        echo(line)
-
-
-def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Path,
-                     echo: Callable[[str], None]) -> None:
-    """Run `jobs` runs at a time, each in its own process on the same device.
-
-    A run does not depend on what runs beside it: its random draws are seeded by its own
-    (seed, epoch, image) and nothing is shared but the (read-only) decoded-image cache. On
-    CPU the cores are split between the jobs (so a job's result equals a run alone with the
-    same thread count; with --deterministic, exactly). Finished rows land in runs.csv as they come.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // jobs)
-    job_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": None, "progress": False})
-    ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
-    lines = ctx.SimpleQueue()  # the workers' log lines (prefixed "[run k/N]"), echoed here as they come
-    relay = threading.Thread(target=_relay, args=(lines, echo), daemon=True)
-    relay.start()
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_job,
-                                 initargs=(lines,)) as pool:
-            futures = {pool.submit(_run_job, cfg, job_opts, threads, f"[run {k}/{len(todo)}]"): cfg
-                       for k, cfg in enumerate(todo, 1)}
-            for i, fut in enumerate(as_completed(futures), 1):
-                cfg = futures[fut]
-                row = fut.result()
-                rebuild_runs_csv(out)
-                result = f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
-                echo(f"[{i}/{len(todo)}] {cfg.run_id}: {result}")
-    finally:
-        lines.put(None)
-        relay.join(timeout=10)
 
 
 def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
@@ -209,6 +225,40 @@ def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None
     return frame[frame.run_id.isin({c.run_id for c in configs})].reset_index(drop=True)
 
 
+def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfig], Shard | None]:
+    """(the whole grid, this shard's runs, the shard)."""
+    grid = load_grid(grid_path, overrides)
+    if "benchmark" not in grid and grid_path is not None:
+        grid["benchmark"] = [Path(grid_path).stem]
+    everything = expand_grid(grid)
+    if shard is not None and not isinstance(shard, Shard):
+        shard = Shard(*shard)
+    return everything, select_shard(everything, shard), shard
+
+
+def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
+    """cfg -> the weights it would load now (hashed once per model and pretrained setting)."""
+    from functools import lru_cache
+
+    from fgvc.models import weights_info
+
+    @lru_cache(maxsize=None)
+    def of(model: str, pretrained) -> dict:
+        return weights_info(model, pretrained, opts.pretrained_file)
+
+    return lambda cfg: of(cfg.model, cfg.pretrained)
+
+
+def _frame(out: Path, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
+    if (out / "runs").is_dir():
+        try:
+            rebuild_runs_csv(out)
+        except OSError:
+            pass  # a read-only results folder with nothing to do: its runs.csv is read as it is
+    frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
+    return _own_rows(frame, configs, shard)
+
+
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
                   echo: Callable[[str], None] = console, dry_run: bool = False, jobs: int = 1,
                   shard: Shard | tuple[int, int] | None = None) -> pd.DataFrame:
@@ -216,46 +266,49 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     runs.csv frame (with a shard: only that shard's rows)."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
-    grid = load_grid(grid_path, overrides)
-    if "benchmark" not in grid and grid_path is not None:
-        grid["benchmark"] = [Path(grid_path).stem]
-    everything = expand_grid(grid)
-    if shard is not None and not isinstance(shard, Shard):
-        shard = Shard(*shard)
-    configs = select_shard(everything, shard)
+    everything, configs, shard = _expand(grid_path, overrides, shard)
     info = load_dataset_info(opts.data)
     out = Path(opts.out)
-    todo, done = plan(configs, out)
+    check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
+    notes: list[str] = [] if dry_run else clean_shared_temps(out)
+    todo, done = plan(configs, out, notes.append)
+    snap = snapshot(todo, out)  # what this worker saw: a row written after it was written by another worker
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
              if shard is not None else f"{len(configs)} runs in grid")
     echo(f"benchmark {everything[0].benchmark}: {which}, {len(done)} done, {len(todo)} to do; "
          f"data {info.root} ({info.num_classes} classes, {int(info.manifest.is_train.sum())} train / "
          f"{int((info.manifest.is_train == 0).sum())} test); out {out}")
-    for cfg in done:
-        echo(f"  done   {cfg.run_id}")
-    for cfg in todo:
-        echo(f"  to do  {cfg.run_id}")
+    if info.stale:
+        echo(f"warning: {info.root}: {info.stale}; runs record the files' checksum "
+             f"(python -m data_prep.verify {info.root} lists what changed)")
+    for line in notes + [f"  done   {c.run_id}" for c in done] + [f"  to do  {c.run_id}" for c in todo]:
+        echo(line)
     if dry_run or not todo:
-        if (out / "runs").is_dir():
-            rebuild_runs_csv(out)
-        frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
-        return _own_rows(frame, configs, shard)
-    preflight(todo, opts, int(info.manifest.is_train.sum()))
+        return _frame(out, configs, shard)
+    preflight(todo, opts, info)
     started = time.perf_counter()
-    if jobs > 1:
-        echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
-        run_concurrently(todo, opts, jobs, out, echo)
-    else:
-        run_serially(todo, opts, info, out, echo)
+    try:
+        if jobs > 1:
+            from fgvc.jobs import run_concurrently
+
+            echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
+            run_concurrently(todo, opts, jobs, out, echo, snap)
+        else:
+            run_serially(todo, opts, info, out, echo, snap)
+    finally:
+        rebuild_runs_csv(out)
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
          f"results in {out / 'runs.csv'}")
     return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
 
 
-def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None]) -> None:
-    """One run after another in this process, with an ETA from the epochs seen so far."""
+def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None],
+                 snap: dict | None = None) -> None:
+    """One run after another in this process (one worker of the work queue), with an ETA
+    from the epochs seen so far."""
     remaining_epochs = sum(c.epochs for c in todo)
     epoch_seconds: list[float] = []
+    count = 0
 
     def eta() -> str:
         per_epoch = sorted(epoch_seconds)[len(epoch_seconds) // 2]  # median: robust to a slow first epoch
@@ -271,17 +324,17 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
             user_hook(epoch, rec)
 
     run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": on_epoch_end})
-    for i, cfg in enumerate(todo, 1):
-        echo(f"[{i}/{len(todo)}] {cfg.run_id}")
-        try:
-            row = run(cfg, run_opts, info=info, log=echo)
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: top1 {row['top1']:.2f}%"
-                 + (f"; {eta()}" if remaining_epochs and epoch_seconds else ""))
-        except (NonFiniteLossError, RuntimeError, FGVCError) as e:
-            row = record_failure(cfg, run_opts, e)
-            echo(f"[{i}/{len(todo)}] {cfg.run_id}: FAILED: {row['error']}")
-        finally:
-            rebuild_runs_csv(out)
+
+    def train(cfg: RunConfig, claim) -> dict:
+        nonlocal count
+        count += 1
+        echo(f"[{count}/{len(todo)}] {cfg.run_id}")
+        row = train_claimed(cfg, run_opts, claim, info, log=echo)
+        echo(f"[{count}/{len(todo)}] {cfg.run_id}: {result_text(row)}"
+             + (f"; {eta()}" if row["status"] == "ok" and remaining_epochs and epoch_seconds else ""))
+        return row
+
+    Worker(out, snapshot(todo, out) if snap is None else snap, train, echo).work(todo)
 
 __all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out", "Shard", "parse_shard", "shard_from_env",
            "select_shard"]

@@ -83,6 +83,7 @@ def cmd_benchmark(args) -> int:
     from fgvc.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
     from fgvc.config import load_grid, parse_overrides
     from fgvc.distributed import launched_by_torchrun
+    from fgvc.stopping import stop_on_signals
 
     if launched_by_torchrun():
         raise FGVCError("`fgvc benchmark` runs whole grids and is not for torchrun: train one run on several "
@@ -92,8 +93,9 @@ def cmd_benchmark(args) -> int:
     shard = parse_shard(args.shard) if args.shard is not None else shard_from_env(os.environ)
     name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
     out = args.out or default_out(name)
-    frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
-                          shard=shard)
+    with stop_on_signals():  # Ctrl-C and SIGTERM (kill, Slurm) stop every worker: fgvc/stopping.py
+        frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
+                              shard=shard)
     failed = int((frame.status == "failed").sum()) if len(frame) else 0
     if failed:
         print(f"{failed} run(s) failed: see the error column of {out / 'runs.csv'}", file=sys.stderr)
@@ -104,6 +106,7 @@ def cmd_train(args) -> int:
     from fgvc import distributed as dist_
     from fgvc.config import expand_grid, load_grid, parse_overrides
     from fgvc.engine.artifacts import console
+    from fgvc.options import RunOptions
     from fgvc.train import run
 
     configs = expand_grid(load_grid(args.config, parse_overrides(args.overrides)))
@@ -112,13 +115,21 @@ def cmd_train(args) -> int:
                         "use single values (e.g. --set seeds=0 --set methods=ce) or `fgvc benchmark`")
     cfg = configs[0]
     out = args.out or Path("results") / cfg.benchmark
+    opts = _options(args, out)  # checks the trackers before anything is read
     # Under torchrun: join the process group (one process per GPU, or gloo on CPU).
     d, args.device = dist_.init(args.device)
     try:
         if not args.resume and d.main:
             (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
+        elif args.resume:  # a checkpoint of other data or weights is not resumed (fgvc/inputs.py)
+            from fgvc.data.dataset import load_dataset_info
+            from fgvc.inputs import check_reuse
+            from fgvc.models import weights_info
+
+            check_reuse([cfg], out, load_dataset_info(args.data),
+                        lambda c: weights_info(c.model, c.pretrained, args.pretrained_file))
         dist_.barrier()
-        row = run(cfg, _options(args, out), log=console)
+        row = run(cfg, RunOptions(**{**opts.__dict__, "device": args.device}), log=console)
     finally:
         dist_.shutdown()
     if d.main:
@@ -177,17 +188,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """After the reader of a pipe left (`fgvc ... | head`): no more output, and no
+    BrokenPipeError when Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fgvc.stopping import Stopped, message
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except FGVCError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(message(e.signum), file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished runs and the last completed epoch are kept; rerun the same command to resume",
-              file=sys.stderr)
+        print(message(2), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, as a command killed by the closed pipe would end
 
 
 if __name__ == "__main__":

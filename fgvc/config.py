@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -137,9 +138,11 @@ class RunConfig:
             v = getattr(self, key)
             if not (v >= 0 and math.isfinite(v)):
                 raise bad(key, v, "must be >= 0")
-        for key in ("epochs", "batch_size", "image_size"):
+        for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise bad(key, getattr(self, key), "must be >= 1")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise bad("image_size", self.image_size, f"must be >= {MIN_IMAGE_SIZE} (pixels of the square input)")
         if self.seed < 0:
             raise bad("seed", self.seed, "must be >= 0")
         if not 0 <= self.val_fraction < 1:
@@ -157,6 +160,8 @@ AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "co
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+MIN_IMAGE_SIZE = 16  # pixels: torch's antialiased resize fails below 2, and nothing smaller is a usable input
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -178,6 +183,8 @@ def _coerce(key: str, value: Any) -> Any:
     elif typ == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            return float(value)  # YAML 1.1 (PyYAML) reads 1e-4 as text: it wants 1.0e-4
     raise FGVCError(f"invalid value {key}={value!r}: expected {typ}, got {type(value).__name__}")
 
 

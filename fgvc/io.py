@@ -6,10 +6,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+# The names the writers below give their temporaries: `.<name>.<8 random chars>.tmp[.suffix]`
+# (mkstemp / mkdtemp), and atomic_dir's `.<name>.old-<pid>` while it swaps folders.
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$|^\..+\.old-\d+$")
 
 
 def _umask() -> int:
@@ -94,3 +100,41 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def clean_temps(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporaries that killed writes left in `folder` (not below it): files and
+    folders named like ours whose last change is older than `older_than_s` seconds (0: all,
+    for a folder no one else writes to). Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for p in entries:
+        if not TEMP_NAME.match(p.name):
+            continue
+        try:
+            if older_than_s and now - p.lstat().st_mtime < older_than_s:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
+
+
+def set_aside(path: str | os.PathLike, why: str) -> Path:
+    """Rename `path` to `<name>.<why>-<time>` beside it (kept, never deleted); returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.name}.{why}-{stamp}"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.{why}-{stamp}-{n}"), n + 1
+    os.replace(path, target)
+    return target

@@ -9,11 +9,13 @@ run's row.json with these keys and the report reads them back.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from fgvc.health import run_problems
 from fgvc.io import atomic_write_text
 
 # The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions in README
@@ -24,18 +26,60 @@ RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "me
                 "git_commit", "status", "error", "val_top1"]
 
 
+STATUSES = ("ok", "failed")
+OK_NUMBERS = ("top1", "top5", "mean_class_acc")  # what every finished run's row holds as numbers
+DAMAGED = "damaged"  # the status runs.csv gives a run whose row.json or files are broken
+
+
 def row_files(out: Path) -> list[Path]:
     return sorted((Path(out) / "runs").glob("*/row.json"))
 
 
+def row_problems(row, folder: str) -> list[str]:
+    """Why a row.json (parsed) from run folder `folder` is not a well-formed runs.csv row; [] when it is."""
+    if not isinstance(row, dict):
+        return [f"row.json holds a JSON {type(row).__name__}, not an object"]
+    problems = []
+    if row.get("run_id") != folder:
+        problems.append(f"row.json's run_id {row.get('run_id')!r} is not its folder's name")
+    if row.get("status") not in STATUSES:
+        problems.append(f"row.json's status {row.get('status')!r} is not one of {', '.join(STATUSES)}")
+    if row.get("status") == "ok":
+        for key in OK_NUMBERS:
+            v = row.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                problems.append(f"row.json's {key} is {v!r}, not a number")
+    return problems
+
+
+def read_run_row(path: Path) -> tuple[dict | None, list[str]]:
+    """(row, problems) of one run folder's row.json; row is None when it is malformed."""
+    folder = path.parent.name
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return None, [f"row.json is not valid JSON ({type(e).__name__})"]
+    problems = row_problems(row, folder)
+    if problems:
+        return None, problems
+    if row["status"] == "ok":
+        problems = run_problems(path.parent, row)
+    return row, problems
+
+
+def damaged_row(folder: str, problems: list[str], row: dict | None = None) -> dict:
+    """The runs.csv row of a damaged run: its well-formed fields (none from a malformed row.json)."""
+    return {**(row or {}), "run_id": folder, "status": DAMAGED, "error": "; ".join(problems)}
+
+
 def runs_csv_text(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> str:
-    """runs.csv as text: `columns` first, then any extra keys, rows by run folder name."""
+    """runs.csv as text: `columns` first, then any extra keys, rows by run folder name. A
+    run with a malformed row.json or missing / broken files gets status `damaged`, the
+    reasons in `error`, and no value from a malformed row.json."""
     rows = []
     for p in row_files(out):
-        try:
-            rows.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
-            continue  # a row.json is itself written atomically; skip foreign junk
+        row, problems = read_run_row(p)
+        rows.append(damaged_row(p.parent.name, problems, row) if problems else row)
     frame = pd.DataFrame(rows)
     for c in columns:
         if c not in frame.columns:
@@ -58,4 +102,5 @@ def write_runs_csv(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> Path:
     return path
 
 
-__all__ = ["RUNS_COLUMNS", "row_files", "runs_csv_text", "write_runs_csv"]
+__all__ = ["RUNS_COLUMNS", "DAMAGED", "row_files", "row_problems", "read_run_row", "damaged_row", "runs_csv_text",
+           "write_runs_csv"]

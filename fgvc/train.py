@@ -31,6 +31,8 @@ from fgvc.engine.loop import AuxTerm, NonFiniteLossError, predict_all, seed_epoc
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.engine.trackers import open_trackers
+from fgvc.errors import FGVCError
+from fgvc.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import build_aux_loss
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
@@ -128,7 +130,7 @@ def write_static(ctx: RunContext) -> None:
 def start(ctx: RunContext, parts: RunParts, prov: dict) -> None:
     """Resume from the epoch checkpoint if there is one, wrap the model, make the optimizers."""
     cfg, d = ctx.cfg, dist_.current()
-    ck = ckpt.load_resume(ctx.run_dir / ckpt.CHECKPOINT, cfg.run_id, ctx.device)
+    ck = ckpt.load_resume(ctx.run_dir / ckpt.CHECKPOINT, cfg.run_id, ctx.device, note=ctx.note)
     if ck is not None:
         parts.model.load_state_dict(ck["model"])
     # Wrapped after loading (the checkpoint holds the bare model's keys); the optimizer holds
@@ -254,6 +256,8 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     prov.update(pipeline=parts.data.pipeline, compile=opts.compile, world_size=dist_.current().world,
                 eval_every=cfg.eval_every, precision=ctx.precision)
     write_static(ctx)
+    if ctx.main:
+        write_inputs(ctx.run_dir, ctx.info, parts.winfo)  # checked before this folder is reused (fgvc/inputs.py)
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))
     test_out = None

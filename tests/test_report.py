@@ -408,10 +408,13 @@ def test_no_ok_runs_still_writes_report(tmp_path):
 
 
 def test_missing_artifacts_are_noted(tmp_path):
+    """A finished run whose features were deleted is damaged (fgvc/health.py): left out of
+    the statistics and listed with the reason; its row.json is not rewritten."""
     out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
     run = next(iter(runs_of(out, "center").values()))
     (run / "features.npz").unlink()
     shutil.rmtree(out / "figures", ignore_errors=True)
     md = write_report(out).read_text()
-    assert f"{run.name}: no features.npz" in md
+    assert f"| {run.name} | center | " in md and "| damaged | features.npz is missing |" in md
+    assert pd.read_csv(out / "summary.csv").set_index("method").loc["center", "n"] == 1
     assert json.loads((run / "row.json").read_text())["status"] == "ok"

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data_prep.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
+from fgvc.data.check import check_manifest, one_line
+from fgvc.data.identity import Identity, dataset_identity
 from fgvc.errors import FGVCError
 
 HOW_TO_MAKE = "prepare it with `make data` or `python -m data_prep.carve --source CUB_200_2011 --out DIR`"
@@ -34,9 +37,21 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @cached_property
+    def identity(self) -> Identity:
+        """The content checksum of the files as they are now (fgvc/data/identity.py)."""
+        return dataset_identity(self.root, self.meta)
+
     @property
     def content_sha256(self) -> str | None:
-        return self.meta.get("content_sha256")
+        """The files' content_sha256 (what data_prep.verify computes), found cheaply; None for
+        a folder whose dataset.json records none."""
+        return self.identity.content_sha256
+
+    @property
+    def stale(self) -> str | None:
+        """Why dataset.json's content_sha256 no longer holds for the files (None: it holds)."""
+        return self.identity.stale
 
     def split(self, train: bool) -> pd.DataFrame:
         return self.manifest[self.manifest.is_train == int(train)].reset_index(drop=True)
@@ -47,7 +62,9 @@ def sorted_class_names(manifest: pd.DataFrame) -> list[str]:
 
 
 def load_dataset_info(root: str | Path) -> DatasetInfo:
-    """Read and sanity-check a dataset folder written by `data_prep.carve`."""
+    """Read and check a dataset folder written by `data_prep.carve`: manifest.csv's cells
+    (fgvc/data/check.py), dataset.json, labels in range, both splits present. The images
+    themselves are checked by the benchmark's preflight."""
     root = Path(root)
     if not root.is_dir():
         raise FGVCError(f"dataset folder not found: {root} ({HOW_TO_MAKE})")
@@ -55,12 +72,16 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     if not mpath.is_file():
         raise FGVCError(f"{root} has no manifest.csv: not a prepared dataset ({HOW_TO_MAKE})")
     try:
-        manifest = pd.read_csv(mpath)
+        manifest = pd.read_csv(mpath, dtype=str, keep_default_na=False)
     except Exception as e:  # pandas raises several types for unreadable CSVs
-        raise FGVCError(f"{mpath}: cannot read ({e}); re-create the dataset ({HOW_TO_MAKE})") from None
+        raise FGVCError(f"{mpath}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                        f"re-create the dataset ({HOW_TO_MAKE})") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
         raise FGVCError(f"{mpath}: missing columns {', '.join(missing)} ({HOW_TO_MAKE})")
+    manifest, problems = check_manifest(manifest)
+    if problems:
+        raise FGVCError(f"{mpath}: {one_line(problems)}; fix it or re-create the dataset ({HOW_TO_MAKE})")
     meta: dict = {}
     jpath = root / "dataset.json"
     if jpath.is_file():
@@ -68,10 +89,13 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
             meta = json.loads(jpath.read_text())
         except json.JSONDecodeError as e:
             raise FGVCError(f"{jpath}: not valid JSON ({e}); re-create the dataset ({HOW_TO_MAKE})") from None
+        if not isinstance(meta, dict):
+            raise FGVCError(f"{jpath}: not a JSON object; re-create the dataset ({HOW_TO_MAKE})")
     labels = manifest.label.to_numpy()
     k = int(meta.get("num_classes") or (labels.max() + 1))
     if labels.min() < 0 or labels.max() >= k:
-        raise FGVCError(f"{mpath}: labels must be in 0..{k - 1}; re-create the dataset ({HOW_TO_MAKE})")
+        raise FGVCError(f"{mpath}: labels must be in 0..{k - 1} (found {labels.min()}..{labels.max()}); "
+                        f"re-create the dataset ({HOW_TO_MAKE})")
     for is_train, name in ((1, "train"), (0, "test")):
         if not (manifest.is_train == is_train).any():
             raise FGVCError(f"{mpath}: no {name} images ({HOW_TO_MAKE})")

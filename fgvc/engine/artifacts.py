@@ -90,12 +90,11 @@ def run_logger(run_dir: Path) -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     path = str((run_dir / "train.log").resolve())
-    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
-    for h in files:
-        if h.baseFilename != path:
+    for h in list(logger.handlers):  # left open by an interrupted run, maybe of another OUT with this run id
+        if getattr(h, "baseFilename", None) != path:
             h.close()
             logger.removeHandler(h)
-    if not any(h.baseFilename == path for h in files):
+    if not logger.handlers:
         h = logging.FileHandler(path)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(h)

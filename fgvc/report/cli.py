@@ -16,9 +16,16 @@ from fgvc.errors import FGVCError
 def _run_report(args: argparse.Namespace) -> int:
     from fgvc.report.report import write_report
 
+    import sys
+
+    from fgvc.report.load import damaged_runs
+
     path = write_report(Path(args.out), margin=args.margin)
     print(f"wrote {path}, {path.parent / 'summary.csv'}, {path.parent / 'comparisons.csv'} and figures in "
           f"{path.parent / 'figures'}")
+    for run_id, why in damaged_runs(Path(args.out)).items():
+        print(f"damaged run {run_id}: {why} (left out of the report; `fgvc benchmark` trains it again)",
+              file=sys.stderr)
     return 0
 
 

@@ -12,10 +12,13 @@ one comparison) say whether a difference is more than seed noise, or rules one o
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from fgvc.errors import FGVCError
@@ -23,6 +26,7 @@ from fgvc.io import atomic_write_text
 from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
 from fgvc.report.comparisons import cell
 from fgvc.report.markdown import number, table
+from fgvc.report.sources import source_warnings
 from fgvc.report.stats import DEFAULT_MARGIN, PairedResult, adjust_across, paired_comparison, sort_key
 
 RUNS_REQUIRED = ["model", "method", "seed", "top1"]
@@ -71,6 +75,13 @@ def read_results(path: Path) -> Results:
     for name, (rc, sc) in METRICS.items():
         col = rc if kind == "runs" else sc
         df[name] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else math.nan
+    bad = ~np.isfinite(df["top1"].astype(float))
+    if bad.any():  # a NaN (or text) top-1 is no result: leave it out, and say so
+        ids = df.run_id if "run_id" in df.columns else df.index.astype(str)
+        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric top-1 left out"
+              + (f" ({', '.join(map(str, ids[bad][:5]))}{', ...' if bad.sum() > 5 else ''})" if kind == "runs" else ""),
+              file=sys.stderr)
+        df = df[~bad]
     if kind == "summary":
         df["n"] = pd.to_numeric(df["n"], errors="coerce")
     return Results(path, kind, df.reset_index(drop=True))
@@ -219,7 +230,10 @@ def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFA
     to `out` when given. `margin`: the equivalence margin in accuracy points."""
     if len(paths) < 2:
         raise FGVCError(f"compare needs two or more CSV files, got {len(paths)}")
-    al = _align([read_results(Path(p)) for p in paths], margin)
+    results = [read_results(Path(p)) for p in paths]
+    for line in source_warnings([(r.path, r.frame) for r in results]):
+        print(line, file=sys.stderr)
+    al = _align(results, margin)
     lines = _files(al)
     for i in range(1, len(al.results)):
         lines += _versus(al, i)

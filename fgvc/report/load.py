@@ -19,7 +19,7 @@ import yaml
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.runs_csv import RUNS_COLUMNS, row_files, write_runs_csv
+from fgvc.runs_csv import DAMAGED, RUNS_COLUMNS, row_files, write_runs_csv
 # Rows that differ only in seed form one group (DESIGN.md, summary.csv).
 GROUP_KEYS = ["model", "weights", "method", "center_weight", "center_update", "lr", "batch_size", "epochs",
               "image_size"]
@@ -111,6 +111,19 @@ def load_runs(out_dir: Path) -> pd.DataFrame:
     return runs.sort_values(["run_id"], kind="stable").reset_index(drop=True)
 
 
+def damaged_runs(out_dir: Path) -> dict[str, str]:
+    """run_id -> why, for the runs runs.csv marks damaged (a broken row.json or missing /
+    broken files; see fgvc/health.py)."""
+    path = Path(out_dir) / "runs.csv"
+    if not path.is_file():
+        return {}
+    runs = read_results_csv(path)
+    if "status" not in runs.columns:
+        return {}
+    bad = runs[runs.status.str.strip().str.lower() == DAMAGED]
+    return dict(zip(bad.run_id, bad.get("error", "")))
+
+
 def group_keys(runs: pd.DataFrame) -> list[str]:
     """GROUP_KEYS plus any config-only setting that varies within a method."""
     keys = list(GROUP_KEYS)
@@ -133,7 +146,11 @@ def _json(path: Path) -> Any:
 
 @lru_cache(maxsize=None)
 def _config(path: str, mtime: float) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return {}  # a damaged run (fgvc/health.py): runs.csv says so, nothing reads its settings
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def read_config(run_dir: Path) -> dict:
@@ -144,7 +161,11 @@ def read_config(run_dir: Path) -> dict:
 
 
 def read_provenance(run_dir: Path) -> dict:
-    return _json(run_dir / "provenance.json") or {}
+    try:
+        prov = _json(run_dir / "provenance.json")
+    except FGVCError:
+        return {}  # a damaged run (fgvc/health.py), marked so in runs.csv
+    return prov if isinstance(prov, dict) else {}
 
 
 def read_classes(run_dir: Path) -> list[str] | None:
@@ -190,6 +211,7 @@ def class_names(run_dirs: list[Path], num_classes: int) -> list[str]:
     return [f"class {k}" for k in range(num_classes)]
 
 
-__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "group_keys",
+__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "damaged_runs",
+           "group_keys",
            "read_results_csv", "read_config", "read_provenance", "read_classes", "read_predictions", "read_metrics", "read_features",
            "class_names"]

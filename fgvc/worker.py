@@ -1,0 +1,155 @@
+"""One worker of a grid: claim each run (fgvc.claims), train it only while holding the claim,
+skip runs other workers hold, then wait for those and take over the claims of workers
+that died, until every run of its list is finished (or failed) by someone.
+
+The benchmark runs one such worker in its own process (`--jobs 1`) or N in child
+processes (`--jobs N`, fgvc.jobs); uncoordinated benchmark processes on one OUT are just
+more workers. A run whose row.json changed after this worker planned the grid was
+finished (or failed) by another worker meanwhile and is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from fgvc.claims import Claim, Holder, try_claim
+from fgvc.config import RunConfig
+from fgvc.errors import FGVCError
+from fgvc.io import clean_temps, set_aside
+from fgvc.options import RunOptions
+from fgvc.runs_csv import read_run_row, write_runs_csv
+
+POLL_S = float(os.environ.get("FGVC_CLAIM_POLL", 5))
+
+
+class ClaimLost(Exception):
+    """Another worker took over this run's claim (we stalled past the timeout): stop it."""
+
+
+def row_state(run_dir: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the run's row.json, None without one: what `plan` saw."""
+    try:
+        st = (run_dir / "row.json").stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def snapshot(todo: list[RunConfig], out: Path) -> dict[str, tuple[int, int] | None]:
+    return {c.run_id: row_state(Path(out) / "runs" / c.run_id) for c in todo}
+
+
+def finished(run_dir: Path) -> bool:
+    """Does the run folder hold a whole finished run (row.json ok, files sound)?"""
+    if not (run_dir / "row.json").is_file():
+        return False
+    row, problems = read_run_row(run_dir / "row.json")
+    return row is not None and row["status"] == "ok" and not problems
+
+
+def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
+    """Under the run's claim: remove temporaries of killed writes, move an unreadable
+    checkpoint aside (the run then starts over), and set aside a row.json
+    that is not a failure (the plan found the run damaged, so it is trained again)."""
+    from fgvc.engine.checkpoint import CHECKPOINT, set_aside_unreadable
+
+    for p in clean_temps(run_dir):
+        echo(f"  {run_dir.name}: removed {p.name}, left by an interrupted write")
+    problem = set_aside_unreadable(run_dir / CHECKPOINT, run_dir.name)
+    if problem:
+        echo(f"  {problem}")
+    row = run_dir / "row.json"
+    if row.is_file():
+        try:
+            status = json.loads(row.read_text()).get("status")
+        except (ValueError, AttributeError, OSError):
+            status = None
+        if status != "failed":
+            moved = set_aside(row, "damaged")
+            echo(f"  {run_dir.name}: moved its damaged row.json to {moved.name}; training it again")
+
+
+@dataclass
+class Worker:
+    """Where a worker works and how it trains one run: `train(cfg, claim)` returns its row."""
+
+    out: Path
+    snapshot: dict
+    train: Callable[[RunConfig, Claim], dict]
+    echo: Callable[[str], None]
+    poll_s: float = POLL_S
+
+    def attempt(self, cfg: RunConfig) -> Holder | None:
+        """Train `cfg` if we get its claim; the live Holder when another worker has it."""
+        got = try_claim(self.out, cfg.run_id)
+        if isinstance(got, Holder):
+            return got
+        with got:
+            run_dir = self.out / "runs" / cfg.run_id
+            if got.took_over is not None:
+                self.echo(f"  {cfg.run_id}: took over the claim of a worker that is gone ({got.took_over.describe()})")
+            if row_state(run_dir) != self.snapshot.get(cfg.run_id) or finished(run_dir):
+                self.echo(f"  {cfg.run_id}: finished by another worker meanwhile")
+                return None
+            run_dir.mkdir(parents=True, exist_ok=True)
+            prepare_run_dir(run_dir, self.echo)
+            try:
+                self.train(cfg, got)
+            except ClaimLost:
+                self.echo(f"  {cfg.run_id}: stopped: its claim was taken over ({got.lost.describe()}); "
+                          "that worker finishes it")
+            self.snapshot[cfg.run_id] = row_state(run_dir)
+        return None
+
+    def work(self, todo: list[RunConfig]) -> None:
+        pending = list(todo)
+        told: set[str] = set()
+        while pending:
+            held = [(cfg, h) for cfg in pending if (h := self.attempt(cfg)) is not None]
+            if not held:
+                return
+            new = [f"{cfg.run_id} ({h.describe()})" for cfg, h in held if cfg.run_id not in told]
+            if new:
+                self.echo(f"waiting for {len(held)} run(s) held by other workers: " + "; ".join(new))
+                told.update(cfg.run_id for cfg, _ in held)
+            time.sleep(self.poll_s)
+            pending = [cfg for cfg, _ in held]
+
+
+def guard(claim: Claim, hook: Callable[[int, dict], None] | None) -> Callable[[int, dict], None]:
+    """An on_epoch_end hook that stops the run (ClaimLost) once its claim is lost, then calls `hook`."""
+
+    def on_epoch_end(epoch: int, rec: dict) -> None:
+        if claim.lost is not None or not claim.check():
+            raise ClaimLost(claim.path.name)
+        if hook is not None:
+            hook(epoch, rec)
+
+    return on_epoch_end
+
+
+def train_claimed(cfg: RunConfig, opts: RunOptions, claim: Claim, info=None,
+                  log: Callable[[str], None] | None = None) -> dict:
+    """Train (or resume) one claimed run, its log lines (one per epoch) to `log`; a failure
+    becomes a failed row, as in any grid. runs.csv is rebuilt afterwards, whatever happened."""
+    from fgvc.train import NonFiniteLossError, record_failure, run
+
+    run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": guard(claim, opts.on_epoch_end)})
+    try:
+        return run(cfg, run_opts, info=info, log=log)
+    except (NonFiniteLossError, RuntimeError, FGVCError) as e:
+        return record_failure(cfg, run_opts, e)
+    finally:
+        write_runs_csv(Path(opts.out))
+
+
+def result_text(row: dict) -> str:
+    return f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
+
+
+__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "finished", "prepare_run_dir", "guard"]

@@ -1,0 +1,180 @@
+"""Recover, don't crash: unreadable checkpoints, weights_only loading, temp files of killed
+writes, damaged run folders (benchmark and report both say which and why)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fgvc.benchmark import run_benchmark
+from fgvc.cli import main
+from fgvc.engine import checkpoint as ckpt
+from fgvc.options import RunOptions
+from fgvc.runs_csv import RUNS_COLUMNS
+
+TINY = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
+        "seeds": [0], "methods": ["ce"], "lr": 0.01, "benchmark": "recovery"}
+
+
+class Stop(KeyboardInterrupt):
+    pass
+
+
+def _opts(data, out, **kw) -> RunOptions:
+    return RunOptions(data=data, out=out, progress=False, deterministic=True, **kw)
+
+
+def _grid(data, out, grid=None, **kw):
+    messages = []
+    frame = run_benchmark(None, _opts(data, out, **kw), dict(grid or TINY), echo=messages.append)
+    return frame, messages
+
+
+def _interrupted(data, out, grid=None):
+    """A grid cut off after the first epoch of its first run: (run folder, checkpoint path)."""
+
+    def stop(epoch, rec):
+        raise Stop()
+
+    with pytest.raises(Stop):
+        _grid(data, out, grid, on_epoch_end=stop)
+    (run_dir,) = [d for d in (out / "runs").iterdir() if (d / "checkpoint.pt").is_file()]
+    return run_dir, run_dir / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+def test_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(sparrow_dataset, tmp_path, damage):
+    grid = dict(TINY, seeds=[0, 1])
+    run_dir, path = _interrupted(sparrow_dataset, tmp_path, grid)
+    data = path.read_bytes()
+    bad = {"empty": b"", "garbage": b"this is not a checkpoint\n" * 10, "truncated": data[: len(data) // 2]}[damage]
+    path.write_bytes(bad)
+    frame, messages = _grid(sparrow_dataset, tmp_path, grid)
+    assert (frame.status == "ok").all() and len(frame) == 2  # the grid went on, the run trained from scratch
+    (aside,) = run_dir.glob("checkpoint.pt.unreadable-*")
+    assert aside.read_bytes() == bad  # moved, never deleted
+    said = [m for m in messages if "cannot read its checkpoint" in m]
+    assert len(said) == 1 and str(path) in said[0] and aside.name in said[0] and "starting the run over" in said[0]
+    assert "resuming" not in (run_dir / "train.log").read_text().split("cannot read")[-1]
+    assert ckpt.is_final(path)
+
+
+def test_checkpoints_load_with_weights_only_and_legacy_rng_states_still_resume(sparrow_dataset, tmp_path):
+    whole, _ = _grid(sparrow_dataset, tmp_path / "whole")
+    run_dir, path = _interrupted(sparrow_dataset, tmp_path / "cut")
+    ck = torch.load(path, weights_only=True)  # torch's own safe loader, no allow-list: the new format
+    assert {"numpy", "python", "torch"} <= set(ck["rng"])
+    # the format before: numpy's state tuple (an ndarray) and Python's tuples
+    ck["rng"] = dict(ck["rng"], numpy=np.random.get_state(), python=random.getstate())
+    np.random.seed(123)
+    ck["rng"]["numpy"] = np.random.get_state()
+    torch.save(ck, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert ckpt.read_checkpoint(path)["epoch"] == 0  # allowed: exactly the numpy globals of that state
+    frame, messages = _grid(sparrow_dataset, tmp_path / "cut")
+    assert not [m for m in messages if "cannot read" in m]
+    assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
+    assert frame.status.tolist() == ["ok"]
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.target),))
+
+
+def test_a_checkpoint_with_foreign_code_is_refused_not_run(sparrow_dataset, tmp_path):
+    run_dir, path = _interrupted(sparrow_dataset, tmp_path)
+    ck = torch.load(path, weights_only=True)
+    ck["history"] = _Evil(tmp_path / "pwned")
+    torch.save(ck, path)
+    frame, messages = _grid(sparrow_dataset, tmp_path)
+    assert not (tmp_path / "pwned").exists()
+    assert frame.status.tolist() == ["ok"] and list(run_dir.glob("checkpoint.pt.unreadable-*"))
+
+
+def test_temp_files_of_killed_writes_are_cleaned_on_the_next_run(sparrow_dataset, tmp_path):
+    run_dir, path = _interrupted(sparrow_dataset, tmp_path)
+    left = [run_dir / ".checkpoint.k1ll3d_x.tmp.pt", run_dir / ".metrics.abcdefgh.tmp.csv"]
+    for p in left:
+        p.write_bytes(b"half a file")
+    old_csv = tmp_path / ".runs.csv.q1w2e3r4.tmp"
+    young_csv = tmp_path / ".runs.csv.zzzzzzzz.tmp"  # could be another worker's write in progress
+    for p in (old_csv, young_csv):
+        p.write_text("run_id\n")
+    t = time.time() - 3600
+    os.utime(old_csv, (t, t))
+    frame, messages = _grid(sparrow_dataset, tmp_path)
+    assert frame.status.tolist() == ["ok"]
+    assert not any(p.exists() for p in left + [old_csv]) and young_csv.exists()
+    assert sum("left by an interrupted write" in m for m in messages) == 3
+
+
+def _damage(runs_dir, run_ids):
+    a, b, c, d, e = (runs_dir / r for r in run_ids)
+    (a / "row.json").write_text("[]")
+    row = json.loads((b / "row.json").read_text())
+    (b / "row.json").write_text(json.dumps(dict(row, top1="abc")))
+    (c / "metrics.csv").write_bytes(b"\x00\xff garbage\n\x01")
+    (d / "predictions.csv").unlink()
+    (e / "features.npz").unlink()
+    return {a.name: "not an object", b.name: "top1 is 'abc'", c.name: "metrics.csv", d.name: "predictions.csv is missing",
+            e.name: "features.npz is missing"}
+
+
+def test_damaged_runs_are_reported_and_trained_again(sparrow_dataset, tmp_path, capsys):
+    grid = dict(TINY, epochs=1, seeds=[0, 1, 2, 3, 4, 5])
+    frame, _ = _grid(sparrow_dataset, tmp_path, grid)
+    healthy = sorted(frame.run_id)[5]
+    why = _damage(tmp_path / "runs", sorted(frame.run_id)[:5])
+    # runs.csv: never written from a malformed row; the damaged runs say which and why
+    assert main(["report", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert list(runs.columns[: len(RUNS_COLUMNS)]) == RUNS_COLUMNS and len(runs) == 6
+    by = runs.set_index("run_id")
+    assert by.loc[healthy, "status"] == "ok"
+    for run_id, reason in why.items():
+        assert by.loc[run_id, "status"] == "damaged" and reason in by.loc[run_id, "error"], by.loc[run_id, "error"]
+        assert f"damaged run {run_id}:" in err and reason in err
+    assert pd.isna(by.loc[sorted(why)[0], "top1"]) or by.loc[sorted(why)[0], "top1"] != "abc"
+    report = (tmp_path / "report.md").read_text()
+    assert "damaged" in report and all(r in report for r in why)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary.n.tolist() == [1]  # only the healthy run counts
+    # the benchmark says which and why, and trains them again (their old row.json kept aside)
+    frame, messages = _grid(sparrow_dataset, tmp_path, grid)
+    assert "1 done, 5 to do" in next(m for m in messages if m.startswith("benchmark "))
+    for run_id, reason in why.items():
+        assert any(m.startswith(f"  damaged {run_id}:") and reason in m for m in messages)
+    assert (frame.status == "ok").all() and len(frame) == 6
+    assert list((tmp_path / "runs" / sorted(why)[0]).glob("row.json.damaged-*"))
+
+
+def test_kill_between_row_and_final_checkpoint_is_repaired(sparrow_dataset, tmp_path, monkeypatch, capsys):
+    def killed(*a, **k):
+        raise Stop()
+
+    monkeypatch.setattr(ckpt, "save_final", killed)
+    with pytest.raises(Stop):
+        _grid(sparrow_dataset, tmp_path)
+    monkeypatch.undo()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "row.json").is_file() and ckpt.is_final(run_dir / "checkpoint.pt") is False
+    assert main(["validate", str(run_dir), "--no-progress", "--device", "cpu"]) == 2
+    assert "unfinished run" in capsys.readouterr().err
+    frame, messages = _grid(sparrow_dataset, tmp_path, on_epoch_end=lambda *a: pytest.fail("retrained"))
+    assert any("repaired" in m for m in messages) and frame.status.tolist() == ["ok"]
+    assert ckpt.is_final(run_dir / "checkpoint.pt")
+    assert main(["validate", str(run_dir), "--no-progress", "--device", "cpu"]) == 0
