@@ -291,6 +291,10 @@ def test_summary_block_leads_with_the_answer_and_the_recipe(out):
     # the same bold conclusion as the verdict paragraph (fgvc.report.comparisons.conclusion)
     bold = answer[answer.index("**The difference"):].split("**")[1]
     assert bold in section(md, "Center loss vs CE")
+    comp = {r[0]: r for r in table_rows(section(md, "Feature compactness"))}
+    ratio = [comp[g][2].split(" ±")[0] for g in ("center λ=0.001", "CE")]
+    assert (f"- Features, center λ=0.001 vs CE (mean over 3 seeds): centre-distance ratio {ratio[0]} vs {ratio[1]}"
+            in summ)
     recipe = {r[0]: r for r in table_rows(summ) if r[0] in ("CE", "center λ=0.001")}
     assert recipe["CE"][1:] == ["result", "3 (0, 1, 2)", "3", "0.001", "SGD, constant lr", "8", "224", "—", "—",
                                 "fp32 (not recorded)"]

@@ -1,7 +1,9 @@
 """`fgvc report OUT`: report.md, summary.csv and figures from a benchmark's output folder.
 
 The report answers "does center loss help, and what does it do to the features?" with
-statistics over seeds, and says plainly what the numbers cannot show. Rerunning it on
+statistics over seeds, and says plainly what the numbers cannot show. It leads with the
+answer (fgvc.report.summary: the question, the verdict in brief, each group's recipe, which
+runs are checks rather than results), states provenance once, then gives the evidence. Rerunning it on
 the same files gives byte-identical report.md, summary.csv and comparisons.csv (no clock;
 the bootstrap draws from a fixed RNG seed).
 """
@@ -23,7 +25,7 @@ from fgvc.report.comparisons import comparison_row, comparisons_csv, headline, v
 from fgvc.report.features import COMPACTNESS_COLUMNS, compactness
 from fgvc.report.load import (CENTER_KEYS, class_names, group_keys, load_runs, read_features, read_metrics,
                               read_predictions, read_provenance)
-from fgvc.report.markdown import compact, image, mean_sd, number, plain, pvalue, short_sha, table, unique_stems
+from fgvc.report.markdown import compact, image, mean_sd, number, pvalue, short_sha, table, unique_stems
 from fgvc.report.stats import (DEFAULT_MARGIN, SUMMARY_EXTRA, SUMMARY_METRICS, PairedResult, add_mcnemar,
                                adjust_across, paired_comparison, sort_key, summarize)
 from fgvc.report.summary import (RECIPE_HEADER, REFERENCE, check_reasons, pair_heading, precision_notes, question,
@@ -220,6 +222,7 @@ class _Inputs:
     k: int  # number of classes
     notes: list[str]  # gathered for the "Notes" section; sections may add to it
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
+    compact: dict = field(default_factory=dict)  # run_id -> compactness numbers or None, computed once
 
     @property
     def fig_dir(self) -> Path:
@@ -291,6 +294,8 @@ def _summary_section(x: _Inputs) -> list[str]:
                   "McNemar, power and P(improvement), is under *Center loss vs CE* below):", ""]
         lines += [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: "
                   f"{headline(p.paired)}" for p in pairs] + [""]
+        feats = [line for line in (_features_line(x, p) for p in pairs) if line]
+        lines += feats + ([""] if feats else [])
         if all(p.check for p in pairs):
             lines += ["**Every comparison here is a check**: it shows that the pipeline trains, evaluates and "
                       "reports, not how well center loss does. Its numbers are not results.", ""]
@@ -672,7 +677,7 @@ def _curves_section(x: _Inputs) -> list[str]:
 def _compactness_section(x: _Inputs) -> list[str]:
     rows, used = [], []
     for g in x.groups:
-        row = _compactness_row(g, x.feats, x.notes)
+        row = _compactness_row(g, x)
         if row:
             rows.append(row)
             used.append(g.runs)
@@ -694,24 +699,48 @@ def _compactness_section(x: _Inputs) -> list[str]:
     ]
 
 
-def _compactness_row(g: Group, feats: dict, notes: list[str]) -> list | None:
+def _run_compactness(x: _Inputs, run_id: str) -> dict | None:
+    """fgvc.report.features.compactness of one run, computed once; None without complete
+    features (a note for an incomplete features.npz)."""
+    if run_id not in x.compact:
+        need = ("test_features", "test_labels", "train_features", "train_labels")
+        f, out = x.feats.get(run_id), None
+        if f is not None and any(k not in f for k in need):
+            x.notes.append(f"{run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
+        elif f is not None:
+            out = compactness(f)
+        x.compact[run_id] = out
+    return x.compact[run_id]
+
+
+def _compactness_table(x: _Inputs, runs: pd.DataFrame) -> pd.DataFrame:
+    """The compactness numbers of the runs with complete features, one row per run."""
+    per_run = [c for c in (_run_compactness(x, rid) for rid in runs.run_id) if c is not None]
+    return pd.DataFrame(per_run, columns=COMPACTNESS_COLUMNS)
+
+
+def _compactness_row(g: Group, x: _Inputs) -> list | None:
     """Label, number of runs and mean ± SD of each measure over the group's runs with
-    complete features (a note for each incomplete features.npz); None when there are none."""
-    need = ("test_features", "test_labels", "train_features", "train_labels")
-    per_run = []
-    for r in g.runs.itertuples():
-        f = feats.get(r.run_id)
-        if f is None:
-            continue
-        if any(k not in f for k in need):
-            notes.append(f"{r.run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
-            continue
-        per_run.append(compactness(f))
-    if not per_run:
+    complete features; None when there are none."""
+    t = _compactness_table(x, g.runs)
+    if not len(t):
         return None
-    t = pd.DataFrame(per_run)
     return [g.label, len(t)] + [mean_sd(t[c].mean(), t[c].std(ddof=1), 1 if c.startswith("knn") else 3)
                                 for c in COMPACTNESS_COLUMNS]
+
+
+def _features_line(x: _Inputs, p: Panel) -> str:
+    """The summary's line on what the method does to the features: the compactness means of
+    the pair over its matching seeds ("" without features)."""
+    tables = [_compactness_table(x, g.runs[g.runs.seed.isin(p.seeds)]) for g in p.groups]
+    if not all(len(t) for t in tables):
+        return ""
+    (la, ta), (lb, tb) = ((g.label, t) for g, t in zip(p.groups, tables))
+    return (f"- Features, {lb} vs {la} (mean over {min(len(ta), len(tb))} seeds): centre-distance ratio "
+            f"{number(tb.compactness_ratio.mean(), 3)} vs {number(ta.compactness_ratio.mean(), 3)} (lower = tighter "
+            f"classes), cosine silhouette {number(tb.silhouette_cosine.mean(), 3)} vs "
+            f"{number(ta.silhouette_cosine.mean(), 3)}, 5-NN top-1 {number(tb.knn5_acc.mean())} vs "
+            f"{number(ta.knn5_acc.mean())}% (*Feature compactness* below).")
 
 
 def _time_section(x: _Inputs) -> list[str]:
@@ -740,7 +769,10 @@ def _embedding_section(x: _Inputs) -> list[str]:
         lines += [image(p.stem, p, x.out_dir), "",
                   f"*Figure: {'UMAP' if emb == 'umap' else 't-SNE'} of final-epoch pooled last-conv {split} features, "
                   f"seed {seed.lstrip('s')}, CE and center loss side by side (each fitted on its own; coordinates in "
-                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`).{caption}*", ""]
+                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). Each panel's box gives numbers "
+                  "measured on the features themselves (5-NN top-1 against the train features and the cosine "
+                  "silhouette, as in the compactness table) and the silhouette of the 2-D map, which says how much "
+                  f"of the picture's separation the map itself adds.{caption}*", ""]
     return lines
 
 

@@ -22,7 +22,6 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from fgvc.report.markdown import number
 from fgvc.report.stats import sort_key
 
 # The published single runs this benchmark revisits; shown as labelled reference rows,
@@ -174,11 +173,6 @@ def pair_heading(label_a: str, label_b: str, n: int, check: str) -> str:
     return lead + (f", *check, not a result ({check})*" if check else "")
 
 
-def share(n: int, k: int) -> str:
-    """"n of k" with the percentage, for counts in the summary."""
-    return f"{n} of {k}" + (f" ({number(100 * n / k, 0)}%)" if k else "")
-
-
 __all__ = ["REFERENCE", "CHECK_WORDS", "RECIPE_HEADER", "UNRECORDED_PRECISION", "reference_applies", "uniq",
            "check_reason", "check_reasons", "precision", "precision_counts", "precision_notes", "recipe_row",
-           "shared_settings", "question", "pair_heading", "share"]
+           "shared_settings", "question", "pair_heading"]
