@@ -646,9 +646,10 @@ def _confusion_diff(x: _Inputs, p: Panel, preds: dict, title: str, cap: str) -> 
             f"*Figure: confusion counts of {lb} minus those of {la} (rows: true class, columns: predicted), in test "
             f"images per seed, mean over {n} seeds; the {confusion.TOP_CHANGES} largest off-diagonal changes carry "
             f"their value, the grey diagonal the change in correctly classified images.{cap}*", "",
-            (f"Largest changes (images per seed, {lb} minus {la}): {words}. Over about "
-             f"{number(len(fa[0]) / max(x.k, 1), 0)} test images a class, a change of one image per seed is "
-             "within seed-to-seed noise unless the per-class interval above excludes zero.") if top else
+            (f"Largest changes (images per seed, {lb} minus {la}): {words}. No cell is tested on its own: with "
+             f"about {number(len(fa[0]) / max(x.k, 1), 0)} test images a class, one image per seed is about "
+             f"{number(100 * max(x.k, 1) / len(fa[0]), 1)} points of that class's accuracy; read the cells against "
+             "the per-class intervals above.") if top else
             "No confusion changed by 0.2 images per seed or more.", ""]
 
 
@@ -769,10 +770,10 @@ def _embedding_section(x: _Inputs) -> list[str]:
         lines += [image(p.stem, p, x.out_dir), "",
                   f"*Figure: {'UMAP' if emb == 'umap' else 't-SNE'} of final-epoch pooled last-conv {split} features, "
                   f"seed {seed.lstrip('s')}, CE and center loss side by side (each fitted on its own; coordinates in "
-                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). Each panel's box gives numbers "
+                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). Under each panel, numbers "
                   "measured on the features themselves (5-NN top-1 against the train features and the cosine "
-                  "silhouette, as in the compactness table) and the silhouette of the 2-D map, which says how much "
-                  f"of the picture's separation the map itself adds.{caption}*", ""]
+                  "silhouette, as in the compactness table) and, for comparison, the silhouette of the 2-D map "
+                  f"itself: a map can look more or less separated than the features are.{caption}*", ""]
     return lines
 
 

@@ -201,13 +201,10 @@ def panel_numbers(feats: dict, split: str) -> dict[str, float]:
 
 
 def _numbers_text(numbers: dict[str, float], xy: np.ndarray, y: np.ndarray) -> str:
-    """The panel's text box: k-NN and silhouette of the features, and the silhouette of the 2-D map."""
-    lines = []
-    if "knn5_acc" in numbers:
-        lines.append(f"5-NN top-1 (features, cosine): {numbers['knn5_acc']:.1f}%")
-    lines.append(f"silhouette (features, cosine): {numbers['silhouette_cosine']:.3f}")
-    lines.append(f"silhouette (this 2-D map): {silhouette(xy, y):.3f}")
-    return "\n".join(lines)
+    """The numbers under a panel: k-NN and silhouette of the features, and the silhouette of the 2-D map."""
+    first = [f"5-NN top-1 {numbers['knn5_acc']:.1f}% (features vs train, cosine)"] if "knn5_acc" in numbers else []
+    return "\n".join(first + [f"silhouette {numbers['silhouette_cosine']:.3f} (features, cosine) · "
+                               f"{silhouette(xy, y):.3f} (this 2-D map)"])
 
 
 def _where_suffix(where: dict[str, str] | None) -> str:
@@ -249,9 +246,7 @@ def _scatter(ax, emb: str, run_data: tuple, style: tuple[list, list[str]], split
         if m.any():
             ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.8, linewidths=0)
     ax.set_title(_panel_title(r, split), fontsize="medium")
-    ax.text(0.01, 0.99, _numbers_text(numbers, xy, y), transform=ax.transAxes, va="top", ha="left",
-            fontsize="small", bbox=dict(boxstyle="round", facecolor="white", edgecolor="#999999", alpha=0.9))
-    ax.set_xlabel(f"{TITLES[emb]} 1")
+    ax.set_xlabel(f"{TITLES[emb]} 1\n\n{_numbers_text(numbers, xy, y)}")
     ax.set_ylabel(f"{TITLES[emb]} 2")
     ax.set_xticks([])
     ax.set_yticks([])
