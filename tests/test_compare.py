@@ -13,7 +13,7 @@ from fgvc.errors import FGVCError
 from fgvc.report.compare import compare
 
 
-def runs_csv(path, shift=None, drop=()):
+def runs_csv(path, shift=None, drop=(), epochs=30):
     """A runs.csv with 2 methods x 3 seeds (+ a failed row); `shift` maps (method, seed) -> delta."""
     rows = []
     for method, lam, base in (("ce", 0.0, 70.0), ("center", 0.001, 72.0)):
@@ -23,7 +23,7 @@ def runs_csv(path, shift=None, drop=()):
             top1 = base + [0.3, -1.1, 0.8][seed] + (shift or {}).get((method, seed), 0.0)
             rows.append(dict(run_id=f"r-{method}-{seed}", benchmark="b", model="resnet50.tv_in1k", weights="timm",
                              method=method, center_weight=lam, center_update="none" if method == "ce" else "learned",
-                             seed=seed, epochs=30, batch_size=32, lr=0.001, image_size=224, top1=top1,
+                             seed=seed, epochs=epochs, batch_size=32, lr=0.001, image_size=224, top1=top1,
                              top5=top1 + 15, mean_class_acc=top1 - 1, status="ok", error=""))
     rows.append(dict(run_id="r-bad", benchmark="b", model="resnet50.tv_in1k", weights="timm", method="center",
                      center_weight=0.001, center_update="learned", seed=9, epochs=30, batch_size=32, lr=0.001,
@@ -47,12 +47,12 @@ def test_matching_runs_with_paired_test(tmp_path):
     assert (tmp_path / "cmp.md").read_text() == text
     rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
     assert set(rows) == {"ce", "center"}
-    assert rows["ce"][4:6] == ["3", "3"] and rows["ce"][8] == "+0.0"
+    assert rows["ce"][4:6] == ["3", "3"] and rows["ce"][8:10] == ["3", "+0.0"]
     assert "n=3: identical differences (+0.00)" in rows["ce"][-1]
     x = np.array([72.3, 70.9, 72.8])
     y = x + [1.0, 2.5, 0.4]
     p = stats.ttest_rel(y, x).pvalue
-    assert float(rows["center"][8]) == pytest.approx(np.mean(y - x), abs=0.05)
+    assert float(rows["center"][9]) == pytest.approx(np.mean(y - x), abs=0.05)
     assert f"p={p:.3g}" in rows["center"][-1] and "not significant" in rows["center"][-1]
     assert "seed 9" not in text and "only in" not in text  # failed row ignored, nothing one-sided
     d = y - x
@@ -92,7 +92,8 @@ def test_one_sided_rows_are_listed(tmp_path):
     b = runs_csv(tmp_path / "b.csv", drop={("center", 0), ("center", 1), ("center", 2), ("ce", 2)})
     text = compare([a, b])
     rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
-    assert rows["center"][4:6] == ["3", "—"] and rows["center"][8] == "—"
+    assert rows["center"][4:6] == ["3", "—"] and rows["center"][8:10] == ["—", "—"]
+    assert rows["ce"][4:10] == ["3", "2", "70.0", "69.6", "2", "+0.0"]  # the unpaired means differ; Δ is paired
     assert "method=center, center_weight=0.001, center_update=learned: only in [1]" in text
     assert "method=ce, center_weight=0, center_update=none: seed(s) 2 only in [1]" in text
 
@@ -109,7 +110,7 @@ def test_summary_vs_runs_and_three_files(tmp_path):
     text = compare([a, tmp_path / "summary.csv", runs_csv(tmp_path / "c.csv")])
     rows = md_rows(text, "## [2] vs [1]")
     ce = next(r for r in rows if r[0] == "resnet50.tv_in1k" and r[1] == "ce")
-    assert float(ce[8]) == pytest.approx(71.0 - np.mean([70.3, 68.9, 70.8]), abs=0.05)
+    assert ce[8] == "—" and ce[9] == f"{71.0 - np.mean([70.3, 68.9, 70.8]):+.1f} (unpaired)"
     assert "model=tf_efficientnet_lite0, method=ce" in text and "only in [2]" in text
     assert "no per-seed test is possible" in text
     assert "## [3] vs [1]" in text
@@ -148,3 +149,50 @@ def test_compare_cli(tmp_path, capsys):
     assert args.func(args) == 0 and "equivalent within ±2.5" in capsys.readouterr().out  # identical files
     with pytest.raises(SystemExit):
         parser.parse_args(["compare", str(a), str(b), "--margin", "-1"])
+
+
+def test_a_subset_of_the_same_runs_pairs_seeds_and_gives_zero(tmp_path):
+    """Issue 16: runs.csv against a subset of itself compared a 3-seed mean with one seed."""
+    a = runs_csv(tmp_path / "a.csv")
+    b = runs_csv(tmp_path / "b.csv", drop={("center", 1), ("center", 2)})
+    text = compare([a, b])
+    rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
+    # n, unpaired top-1 of each side, paired seeds, Δ top-1 / top-5 / mean-class
+    assert rows["center"][4:12] == ["3", "1", "72.0", "72.3", "1", "+0.0", "+0.0", "+0.0"]
+    assert rows["ce"][8:12] == ["3", "+0.0", "+0.0", "+0.0"]
+    assert "n=1: too few matching seeds" in rows["center"][-1]
+    assert "seed(s) 1, 2 only in [1]" in text
+    assert "unpaired means" in text and "a seed only one file has enters no Δ" in text
+
+
+def test_on_chooses_the_alignment_keys(tmp_path):
+    a = runs_csv(tmp_path / "a.csv", epochs=30)
+    b = runs_csv(tmp_path / "b.csv", epochs=2, shift={("ce", 0): -20, ("ce", 1): -20, ("ce", 2): -20,
+                                                       ("center", 0): -19, ("center", 1): -21, ("center", 2): -20})
+    default = compare([a, b])
+    assert "only in [1]" in default and "only in [2]" in default  # epochs differ: nothing aligns
+    text = compare([a, b], on=["model", "method"])
+    assert "Rows aligned on: model, method (chosen with --on)." in text
+    rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
+    assert list(rows) == ["ce", "center"] and all(r[6] == "3" for r in rows.values())  # paired seeds
+    assert rows["ce"][7] == "-20.0" and rows["center"][7] == "-20.0"
+    assert "Not aligned on, and different between the files: epochs ([1]: 30; [2]: 2)" in text
+    assert "only in [" not in text
+    with pytest.raises(FGVCError, match=r"--on model,colour: .*b\.csv|--on model,colour: .*a\.csv"):
+        compare([a, b], on=["model", "colour"])
+    with pytest.raises(FGVCError, match="--on seed"):
+        compare([a, b], on=["seed"])
+    with pytest.raises(FGVCError, match="cannot tell them apart .*--on"):
+        compare([a, b], on=["model"])  # ce and center rows of one seed collide
+
+
+def test_compare_cli_on(tmp_path, capsys):
+    from fgvc.report.cli import add_compare_parser
+
+    parser = argparse.ArgumentParser(prog="fgvc")
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    a, b = runs_csv(tmp_path / "a.csv"), runs_csv(tmp_path / "b.csv", epochs=2)
+    args = parser.parse_args(["compare", str(a), str(b), "--on", "model,method,center_weight"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "Rows aligned on: model, method, center_weight (chosen with --on)." in out and "only in [" not in out

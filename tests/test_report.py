@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -250,16 +251,17 @@ def test_report_content(out):
     for text in ("resnet50.tv_in1k", WEIGHTS_SHA, DATA_SHA, "torch 2.14.1", "0123abcd" * 5, "cub_sparrows"):
         assert text in prov
     acc = section(md, "Accuracy")
-    ref = [r for r in table_rows(acc) if "published reference" in r[0]]
-    assert [(r[2], r[4]) for r in ref] == [("CE", "73.6"), ("CE + 0.001 × center loss", "75.7")]
+    # the published reference is on 21 sparrow classes; these runs have 7: no reference rows
+    assert not [r for r in table_rows(acc) if "published reference" in r[0]]
+    assert "No published reference is shown" in acc and "these runs on 7" in acc
     ours = [r for r in table_rows(acc) if r[0] == "this benchmark"]
     assert [r[2] for r in ours] == ["CE", "center λ=0.001"] and all(r[3] == "3" for r in ours)
     assert "73.6" not in (out / "summary.csv").read_text()
-    # every table caption names backbone, weights and data
+    # provenance said once: the hashes and the backbone sentence appear in Provenance only
+    assert md.count(WEIGHTS_SHA) == 1 and md.count(DATA_SHA) == 1 and md.count("sha256") == 2
     captions = [line for line in md.splitlines() if line.startswith("*Table") or line.startswith("*Figure")]
-    assert len(captions) >= 7
-    for c in captions:
-        assert "Backbone `resnet50.tv_in1k`" in c and "weights `timm:resnet50.tv_in1k`" in c and "cub_sparrows" in c
+    assert len(captions) >= 8
+    assert not [c for c in captions if "Backbone" in c or "sha256" in c]
     # class names from classes.json, all classes in the per-class table
     per_class = table_rows(section(md, "Per-class accuracy"))
     assert sorted(r[0] for r in per_class) == sorted(SPARROWS[:K])
@@ -271,17 +273,176 @@ def test_report_content(out):
     # time table: one row per ok run
     assert len(table_rows(section(md, "Time"))) == 6
     assert "different git commits" not in md
+    assert "check" not in section(md, "Summary").lower().replace("checks", "")
+
+
+def test_summary_block_leads_with_the_answer_and_the_recipe(out):
+    md = (out / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Provenance") < md.index("## Accuracy")
+    summ = section(md, "Summary")
+    assert "**Question:** does adding center loss" in summ
+    assert f"on `cub_sparrows` ({K} classes, 40 test images) with `resnet50.tv_in1k`" in summ
+    row = pd.read_csv(out / "comparisons.csv").iloc[0]
+    answer = next(line for line in summ.splitlines() if line.startswith("- **center λ=0.001 vs CE**"))
+    assert "(3 matching seeds)" in answer
+    assert f"center minus CE = {row.mean_diff:+.2f} points" in answer
+    assert f"95% CI {row.ci95_low:+.2f} to {row.ci95_high:+.2f}" in answer
+    assert f"90% interval {row.ci90_low:+.2f} to {row.ci90_high:+.2f} against the ±1 point" in answer
+    # the same bold conclusion as the verdict paragraph (fgvc.report.comparisons.conclusion)
+    bold = answer[answer.index("**The difference"):].split("**")[1]
+    assert bold in section(md, "Center loss vs CE")
+    comp = {r[0]: r for r in table_rows(section(md, "Feature compactness"))}
+    ratio = [comp[g][2].split(" ±")[0] for g in ("center λ=0.001", "CE")]
+    assert (f"- Features, center λ=0.001 vs CE (mean over 3 seeds): centre-distance ratio {ratio[0]} vs {ratio[1]}"
+            in summ)
+    recipe = {r[0]: r for r in table_rows(summ) if r[0] in ("CE", "center λ=0.001")}
+    assert recipe["CE"][1:] == ["result", "3 (0, 1, 2)", "3", "0.001", "SGD, constant lr", "8", "224", "—", "—",
+                                "fp32 (not recorded)"]
+    assert recipe["center λ=0.001"][8:10] == ["0.001", "learned"]
+    assert "Every run: momentum 0.9, weight decay 0.0001" in summ
+    assert "predate the `precision` key" in summ
+    assert "![Test top-1 per seed, matched pairs](figures/paired_seeds_top1.png)" in summ
+    assert (out / "figures" / "paired_seeds_top1.png").stat().st_size > 0
+
+
+def _set_precision(run_dirs, value):
+    for d in run_dirs:
+        prov = json.loads((d / "provenance.json").read_text())
+        if value is None:
+            prov.pop("precision", None)
+        else:
+            prov["precision"] = value
+        (d / "provenance.json").write_text(json.dumps(prov))
+
+
+def test_precision_recorded_mixed_and_different(tmp_path):
+    out = make_out(tmp_path / "o", failed=False)
+    ce, ct = runs_of(out, "ce"), runs_of(out, "center")
+    _set_precision(ce.values(), "bf16")
+    _set_precision([ct[0]], "bf16")
+    summ = section(write_report(out).read_text(), "Summary")
+    recipe = {r[0]: r for r in table_rows(summ) if r[0] in ("CE", "center λ=0.001")}
+    assert recipe["CE"][-1] == "bf16" and recipe["center λ=0.001"][-1] == "1 bf16, 2 fp32 (not recorded)"
+    assert "**Group center λ=0.001 mixes precisions** (1 bf16, 2 fp32 (not recorded) runs)" in summ
+    assert "ran at different precisions" not in summ  # a mixed group is already flagged
+    _set_precision(ct.values(), "fp32")
+    summ = section(write_report(out).read_text(), "Summary")
+    assert "mixes precisions" not in summ
+    assert "**center λ=0.001 (fp32) and CE (bf16) ran at different precisions**" in summ
+    _set_precision(ce.values(), None)  # unrecorded = fp32: the same precision as recorded fp32
+    summ = section(write_report(out).read_text(), "Summary")
+    assert "different precisions" not in summ and "mixes precisions" not in summ
+
+
+def test_check_reason_rules():
+    from fgvc.report.summary import check_reason
+
+    assert check_reason(["smoke"], 2, 2, False) == "benchmark `smoke` is a smoke run"
+    assert check_reason(["my-check-grid"], 30, 30, True) == "benchmark `my-check-grid` is a check run"
+    assert check_reason(["smokey"], 30, 30, False) == ""  # a word of the name, not a substring
+    assert check_reason(["sparrows"], 2, 2, True) == "2 epochs, shorter than the published recipe's 30"
+    assert check_reason(["sparrows"], 2, 2, False) == ""  # no reference on these classes: a short grid is its own
+    assert check_reason(["cub200"], 10, 50, False) == "10 epochs, shorter than this benchmark's 50-epoch runs"
+    assert check_reason(["sparrows"], 30, 30, True) == ""
+
+
+def test_reference_rows_beside_results_on_the_same_classes_only(tmp_path):
+    full = make_out(tmp_path / "full", num_classes=21, n_test=42, n_train=42, epochs=30, failed=False)
+    acc = section(write_report(full).read_text(), "Accuracy")
+    ref = [r for r in table_rows(acc) if "published reference" in r[0]]
+    assert [(r[2], r[4]) for r in ref] == [("CE", "73.6"), ("CE + 0.001 × center loss", "75.7")]
+    assert "Checks, not results" not in acc
+    # a smoke benchmark on the same classes: checks, kept apart from the reference
+    smoke = make_out(tmp_path / "smoke", num_classes=21, n_test=42, n_train=42, epochs=2, benchmark="smoke",
+                     failed=False)
+    md = write_report(smoke).read_text()
+    acc = section(md, "Accuracy")
+    assert not [r for r in table_rows(acc) if "published reference" in r[0] or r[0] == "this benchmark"]
+    checks = table_rows(acc[acc.index("### Checks, not results"):])
+    assert [r[0] for r in checks] == ["check: benchmark `smoke` is a smoke run"] * 2
+    assert "from the published reference (CE 73.6%, CE + 0.001 × center loss 75.7% after 30 epochs)" in acc
+    summ = section(md, "Summary")
+    assert "*check, not a result (benchmark `smoke` is a smoke run)*" in summ
+    assert "**Every comparison here is a check**" in summ
+    assert [r[1] for r in table_rows(summ) if r[0] in ("CE", "center λ=0.001")] == [
+        "**check**: benchmark `smoke` is a smoke run"] * 2
+    assert "### center λ=0.001 vs CE (check, not a result)" in section(md, "Center loss vs CE")
+
+
+def test_short_runs_beside_full_ones_are_checks(tmp_path):
+    out = make_out(tmp_path / "o", epochs=30, failed=False)
+    make_out(out, epochs=2, failed=False)  # the same benchmark, 2 epochs: run folders beside the 30-epoch ones
+    md = write_report(out).read_text()
+    acc = section(md, "Accuracy")
+    ours = [r for r in table_rows(acc) if r[0] == "this benchmark"]
+    checks = table_rows(acc[acc.index("### Checks, not results"):])
+    assert len(ours) == 2 and len(checks) == 2
+    assert all(r[0] == "check: 2 epochs, shorter than this benchmark's 30-epoch runs" for r in checks)
+    assert all("epochs=30" in r[2] for r in ours) and all("epochs=2" in r[2] for r in checks)
+    answers = [line for line in section(md, "Summary").splitlines() if line.startswith("- **center")]
+    assert len(answers) == 2 and sum("*check, not a result" in a for a in answers) == 1
+    assert "Every comparison here is a check" not in md
 
 
 def test_figures_exist_small_and_linked(out):
     md = (out / "report.md").read_text()
     links = [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]
-    assert {link.split("_")[0] for link in links} == {"figures/per", "figures/confusion", "figures/curves"}
+    assert sorted(links) == ["figures/confusion_center-lam0.001_vs_ce.png",
+                             "figures/confusion_diff_center-lam0.001_vs_ce.png",
+                             "figures/curves_center-lam0.001_vs_ce.png", "figures/paired_seeds_top1.png",
+                             "figures/per_class_center-lam0.001_vs_ce.png"]
     for link in links:
         assert not link.startswith("/")
         p = out / link
         assert p.is_file() and 0 < p.stat().st_size < 1_000_000
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == sorted(Path(link).name for link in links)
+
+
+def test_figure_stems_are_readable_with_a_hash_only_for_ties():
+    from fgvc.report.markdown import MAX_STEM, key_tag, unique_stems
+
+    assert unique_stems(["center-lam0.001_vs_ce", "center-lam0.01_vs_ce"], [(1,), (2,)]) == [
+        "center-lam0.001_vs_ce", "center-lam0.01_vs_ce"]
+    tied = unique_stems(["ce", "ce", "center λ"], [("a",), ("b",), ("c",)])
+    assert tied == [f"ce-{key_tag(('a',))}", f"ce-{key_tag(('b',))}", "center"]
+    long = unique_stems(["x" * (MAX_STEM + 5)], [("k",)])[0]
+    assert long == "x" * MAX_STEM + f"-{key_tag(('k',))}"
+
+
+def test_confusion_difference_matches_counts_by_hand(out):
+    from fgvc.report.confusion import top_changes
+
+    triples = []
+    for s in sorted(runs_of(out, "ce")):
+        a = pd.read_csv(runs_of(out, "ce")[s] / "predictions.csv")
+        b = pd.read_csv(runs_of(out, "center")[s] / "predictions.csv")
+        triples.append((a, b))
+    diff = np.zeros((K, K))
+    for a, b in triples:
+        for frame, sign in ((a, -1), (b, 1)):
+            for lab, pred in zip(frame.label, frame.pred):
+                diff[lab, pred] += sign / len(triples)
+    top = top_changes(diff, n=5)
+    assert top and all(i != j for i, j, _ in top)
+    assert [round(abs(v), 9) for _, _, v in top] == sorted((round(abs(v), 9) for _, _, v in top), reverse=True)
+    off = np.abs(diff[~np.eye(K, dtype=bool)])
+    assert abs(top[0][2]) == pytest.approx(off.max())
+    md = (out / "report.md").read_text()
+    i, j, v = top[0]
+    assert f"Largest changes (images per seed, center λ=0.001 minus CE): {SPARROWS[i]} taken for {SPARROWS[j]} " \
+           f"{v:+.1f}" in md
+
+
+def test_curve_panels_split_ce_and_the_auxiliary_term(out):
+    from fgvc.report.figures import curve_panels
+
+    center = [pd.read_csv(d / "metrics.csv") for d in runs_of(out, "center").values()]
+    ce = [pd.read_csv(d / "metrics.csv") for d in runs_of(out, "ce").values()]
+    assert [c for c, _, _ in curve_panels({"CE": ce, "center": center})] == ["train_ce", "train_center", "test_top1"]
+    assert [c for c, _, _ in curve_panels({"CE": ce})] == ["train_ce", "test_top1"]  # no auxiliary term: no panel
+    old = [f.drop(columns=["train_ce"]) for f in center]
+    assert [c for c, _, _ in curve_panels({"center": old})] == ["train_loss", "train_center", "test_top1"]
 
 
 def test_rerun_is_byte_identical(out):
@@ -383,6 +544,8 @@ def test_lambda_grid_is_holm_adjusted_across_comparisons(tmp_path):
     md = write_report(out).read_text()
     cmp = pd.read_csv(out / "comparisons.csv")
     assert len(cmp) == 3 and (cmp.holm_family == 3).all()
+    assert sorted(p.name for p in (out / "figures").glob("per_class_*.png")) == [
+        f"per_class_center-lam{lam}_vs_ce.png" for lam in ("0.001", "0.01", "0.1")]
     assert list(cmp.p_holm) == pytest.approx(list(holm(cmp.p_ttest)), rel=1e-3)
     p = cmp.p_ttest.to_numpy()
     by_hand = [min(1.0, max((3 - r) * p[np.argsort(p)][r] for r in range(rank + 1)))

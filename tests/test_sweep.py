@@ -108,7 +108,10 @@ def test_sensitivity_figure_written_and_report_stable(sweep):
     figs = sorted((out / "figures").glob("sweep_lambda_*.png"))
     assert len(figs) == 1 and figs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"(figures/{figs[0].name})" in text
-    assert "Backbone `test_resnet`; weights `random-init`" in text and "val_fraction 0.34, val_seed 0" in text
+    assert figs[0].name == "sweep_lambda_test_resnet.png"  # a readable name, no hash without a tie
+    assert "val_fraction 0.34, val_seed 0" in text
+    # provenance said once, in its own section, not in the sweep's captions
+    assert "Backbone" not in text and "- Backbone: `test_resnet`" in section(md, "Provenance")
     before = figs[0].read_bytes()
     write_report(out)
     assert (out / "report.md").read_text() == md

@@ -64,7 +64,8 @@ def _run_visualize(args: argparse.Namespace) -> int:
 def _run_compare(args: argparse.Namespace) -> int:
     from fgvc.report.compare import compare
 
-    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None, margin=args.margin)
+    on = [k for k in args.on.split(",")] if args.on else None
+    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None, margin=args.margin, on=on)
     print(text, end="")
     return 0
 
@@ -116,10 +117,16 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                     "print the metric differences against the first file as a Markdown table, with the report's "
                     "paired statistics over matching seeds where both sides have per-seed rows (paired t-test, "
                     "TOST equivalence within --margin, smallest effect detectable with 80% power, P(improvement), "
-                    "Holm across groups). Rows present on one side only are listed.")
+                    "Holm across groups). Only seeds both files have enter a difference, and the table says how "
+                    "many; each file's own mean is shown as an unpaired mean. Rows present on one side only are "
+                    "listed.")
     p.add_argument("csv", nargs="+", metavar="CSV", help="results CSVs; the first is the baseline")
     p.add_argument("--margin", type=_margin, default=1.0, metavar="M",
                    help="equivalence margin in accuracy points for the TOST verdict (default 1)")
+    p.add_argument("--on", metavar="KEY,...",
+                   help="align rows on these columns only (comma-separated, e.g. --on model,method to set a smoke "
+                        "grid beside the 30-epoch grid); default: model, method and every hyper-parameter column "
+                        "the files share. Runs are always paired by seed within a row")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown to FILE")
     p.set_defaults(func=_run_compare)
     return p

@@ -1,12 +1,19 @@
 """`fgvc compare A.csv B.csv [...]`: results from different runs, machines or code
 versions side by side, as differences against the first file.
 
-Rows are aligned on model, method and the grid's hyper-parameters that every file has
-(and seed, for runs.csv). Nothing is silently dropped: rows that only one side has are
-listed. Where both sides have per-seed rows (runs.csv), the report's paired statistics
-over matching seeds (fgvc.report.stats: paired t-test, TOST equivalence within a margin,
-the smallest effect detectable with 80 % power, P(improvement), Holm across the groups of
-one comparison) say whether a difference is more than seed noise, or rules one out.
+Rows are aligned on model, method and the grid's hyper-parameters that every file has,
+or on the keys given with `--on` (e.g. `--on model,method` to set a 2-epoch smoke grid
+beside the 30-epoch grid); settings the files differ in but are not aligned on are named.
+Nothing is silently dropped: rows that only one side has are listed.
+
+Where both sides have per-seed rows (runs.csv), only the seeds both have enter a
+difference: the Δ columns are means over those paired seeds, and the table says how many
+there are. Each side's own mean over all its seeds is shown too, as an unpaired mean; where
+a side has group means only (summary.csv), Δ is the difference of the unpaired means and
+is marked so. The report's paired statistics over matching seeds (fgvc.report.stats: paired
+t-test, TOST equivalence within a margin, the smallest effect detectable with 80 % power,
+P(improvement), Holm across the groups of one comparison) say whether a difference is more
+than seed noise, or rules one out.
 """
 
 from __future__ import annotations
@@ -87,16 +94,37 @@ def read_results(path: Path) -> Results:
     return Results(path, kind, df.reset_index(drop=True))
 
 
-def _keys(results: list[Results]) -> list[str]:
-    keys = ["model", "method"] + [k for k in HYPER_KEYS if all(k in r.frame.columns for r in results)]
-    if all("weights" in r.frame.columns for r in results) and any(_dups(r, keys) for r in results):
-        keys.insert(1, "weights")
+def _keys(results: list[Results], on: Sequence[str] | None = None) -> list[str]:
+    """The keys rows are aligned on: `on` when given (checked against every file), else
+    model, method and the hyper-parameters every file has (and weights where needed)."""
+    if on:
+        keys = _check_on(results, on)
+    else:
+        keys = ["model", "method"] + [k for k in HYPER_KEYS if all(k in r.frame.columns for r in results)]
+        if all("weights" in r.frame.columns for r in results) and any(_dups(r, keys) for r in results):
+            keys.insert(1, "weights")
     for r in results:
         d = _dups(r, keys)
         if d:
             raise FGVCError(f"{r.path}: {d} rows share the same {', '.join(keys)}"
                             + (", seed" if r.kind == "runs" else "")
-                            + "; these columns cannot tell them apart (compare files of one grid, or split the file)")
+                            + "; these columns cannot tell them apart (compare files of one grid, split the file, "
+                              "or align on more keys with --on)")
+    return keys
+
+
+def _check_on(results: list[Results], on: Sequence[str]) -> list[str]:
+    """`--on` keys, stripped and deduplicated; each must be a column of every file and not seed."""
+    keys = list(dict.fromkeys(k.strip() for k in on if k.strip()))
+    if not keys:
+        raise FGVCError("--on: no key given; e.g. --on model,method")
+    if "seed" in keys:
+        raise FGVCError("--on seed: seeds are what runs are paired on, within each aligned row; leave seed out")
+    for r in results:
+        missing = [k for k in keys if k not in r.frame.columns]
+        if missing:
+            cols = ", ".join(c for c in r.frame.columns if c not in METRICS and c not in ("seed",))
+            raise FGVCError(f"--on {','.join(keys)}: {r.path} has no column {', '.join(missing)}; its columns: {cols}")
     return keys
 
 
@@ -112,10 +140,11 @@ def _groups(r: Results, keys: list[str]) -> dict[tuple, dict]:
         key = key if isinstance(key, tuple) else (key,)
         if r.kind == "runs":
             out[key] = dict(n=len(g), **{m: g[m].mean() for m in METRICS},
-                            seeds=dict(zip(g.seed, g.top1.astype(float))))
+                            seeds=dict(zip(g.seed, g.top1.astype(float))),
+                            per_seed={m: dict(zip(g.seed, g[m].astype(float))) for m in METRICS})
         else:
             row = g.iloc[0]
-            out[key] = dict(n=row.n, **{m: row[m] for m in METRICS}, seeds=None)
+            out[key] = dict(n=row.n, **{m: row[m] for m in METRICS}, seeds=None, per_seed=None)
     return out
 
 
@@ -139,15 +168,16 @@ class _Aligned:
     all_keys: list[tuple]  # every group key of any file, in sort order
     shown: list[int]  # indices of the keys shown as columns: model, method and what varies
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
+    chosen: bool = False  # whether the keys were chosen with --on
 
 
-def _align(results: list[Results], margin: float = DEFAULT_MARGIN) -> _Aligned:
-    keys = _keys(results)
+def _align(results: list[Results], margin: float = DEFAULT_MARGIN, on: Sequence[str] | None = None) -> _Aligned:
+    keys = _keys(results, on)
     groups = [_groups(r, keys) for r in results]
     all_keys = sorted(set().union(*groups), key=lambda k: tuple(sort_key(v) for v in k))
-    shown = [i for i, k in enumerate(keys) if k in ("model", "method")
+    shown = [i for i, k in enumerate(keys) if k in ("model", "method") or bool(on)
              or len({key[i] for key in all_keys}) > 1]
-    return _Aligned(results, keys, groups, all_keys, shown, margin)
+    return _Aligned(results, keys, groups, all_keys, shown, margin, bool(on))
 
 
 def _files(al: _Aligned) -> list[str]:
@@ -155,17 +185,24 @@ def _files(al: _Aligned) -> list[str]:
     lines = ["# fgvc compare", "", "Files (differences are against [1]; accuracies in percent points):", ""]
     for i, r in enumerate(al.results, 1):
         lines.append(f"- [{i}] `{r.path}` ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
-    return lines + ["", f"Rows aligned on: {', '.join(al.keys)}" + (" (and seed, where both sides are runs.csv)."
-                                                                if any(r.kind == "runs" for r in al.results)
-                                                                else "."), ""]
+    how = " (chosen with --on)" if al.chosen else ""
+    seeds = " Within a row, runs are paired by seed where both sides are runs.csv." if any(
+        r.kind == "runs" for r in al.results) else ""
+    return lines + ["", f"Rows aligned on: {', '.join(al.keys)}{how}.{seeds}", ""]
+
+
+PAIRING_TEXT = ("top-1 [1] and [{i}]: each file's own mean over all its rows of the group (unpaired means; their "
+                "n may differ). Δ: [{i}] minus [1] over the seeds both files have (the *paired* column counts them); "
+                "a seed only one file has enters no Δ. Where a side has group means only (summary.csv), Δ is the "
+                "difference of the unpaired means, marked *(unpaired)*.")
 
 
 def _versus(al: _Aligned, i: int) -> list[str]:
     """The section "[i+1] vs [1]": a row per group, then the rows and seeds one side lacks, then per-seed top-1."""
     base, other = al.groups[0], al.groups[i]
     both_runs = al.results[0].kind == "runs" and al.results[i].kind == "runs"
-    header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "Δ top-1",
-                                               "Δ top-5", "Δ mean-class"]
+    header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "paired",
+                                               "Δ top-1", "Δ top-5", "Δ mean-class"]
     if both_runs:
         header.append("paired over seeds: t-test, TOST, MDE, P(improve)")
     paired = _paired_all(al, i) if both_runs else {}
@@ -184,7 +221,8 @@ def _versus(al: _Aligned, i: int) -> list[str]:
             seed_notes += notes
             per_seed += seed_rows
         rows.append(cells)
-    lines = [f"## [{i + 1}] vs [1]", "", table(header, rows), ""]
+    lines = [f"## [{i + 1}] vs [1]", "", PAIRING_TEXT.format(i=i + 1), "", table(header, rows), ""]
+    lines += _unaligned(al, i)
     if al.results[0].kind != al.results[i].kind:
         lines += ["One side has only group means (summary.csv): no per-seed test is possible.", ""]
     if one_sided or seed_notes:
@@ -198,6 +236,22 @@ def _versus(al: _Aligned, i: int) -> list[str]:
     return lines
 
 
+def _unaligned(al: _Aligned, i: int) -> list[str]:
+    """The settings [1] and [i+1] hold different values of, that the rows are not aligned on."""
+    a, b = al.results[0].frame, al.results[i].frame
+    diff = []
+    for k in ["weights", *HYPER_KEYS]:
+        if k in al.keys or k not in a.columns or k not in b.columns:
+            continue
+        va, vb = (sorted({v for v in f[k] if v != ""}, key=sort_key) for f in (a, b))
+        if va != vb:
+            diff.append(f"{k} ([1]: {', '.join(va) or '—'}; [{i + 1}]: {', '.join(vb) or '—'})")
+    if not diff:
+        return []
+    return [f"Not aligned on, and different between the files: {'; '.join(diff)}. Rows are set side by side "
+            "regardless; align on a key with --on to keep its values apart.", ""]
+
+
 def _paired_all(al: _Aligned, i: int) -> dict[tuple, tuple[PairedResult, list[str], list[str]]]:
     """Per group that both files have: `_paired` of [i+1] minus [1], Holm-adjusted across them."""
     base, other = al.groups[0], al.groups[i]
@@ -208,10 +262,22 @@ def _paired_all(al: _Aligned, i: int) -> dict[tuple, tuple[PairedResult, list[st
 
 
 def _metric_cells(a: dict | None, b: dict | None) -> list[str]:
-    """n and top-1 of each side, and the metric differences (b minus a); "—" where a side lacks the group."""
-    return ([number(a["n"], 0) if a else "—", number(b["n"], 0) if b else "—",
+    """n and the unpaired top-1 mean of each side, the paired seeds, and the metric
+    differences (b minus a) over them; between unpaired means, marked so, where a side has
+    no per-seed rows; "—" where a side lacks the group or no seed pairs."""
+    cells = [number(a["n"], 0) if a else "—", number(b["n"], 0) if b else "—",
              number(a["top1"]) if a else "—", number(b["top1"]) if b else "—"]
-            + [number(b[m] - a[m], sign=True) if a and b else "—" for m in METRICS])
+    if not (a and b):
+        return cells + ["—"] * (1 + len(METRICS))
+    if a.get("per_seed") is None or b.get("per_seed") is None:
+        return cells + ["—"] + [f"{number(b[m] - a[m], sign=True)} (unpaired)" for m in METRICS]
+    seeds = sorted(set(a["per_seed"]["top1"]) & set(b["per_seed"]["top1"]), key=sort_key)
+    deltas = []
+    for m in METRICS:
+        d = [b["per_seed"][m][s] - a["per_seed"][m][s] for s in seeds]
+        d = [x for x in d if math.isfinite(x)]
+        deltas.append(number(sum(d) / len(d), sign=True) if d else "—")
+    return cells + [str(len(seeds))] + deltas
 
 
 def _seed_rows(label: str, i: int, a: dict, b: dict, only_a: list[str], only_b: list[str]
@@ -225,15 +291,17 @@ def _seed_rows(label: str, i: int, a: dict, b: dict, only_a: list[str], only_b: 
     return notes, rows
 
 
-def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFAULT_MARGIN) -> str:
+def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFAULT_MARGIN,
+            on: Sequence[str] | None = None) -> str:
     """Markdown comparison of two or more results CSVs against the first; also written
-    to `out` when given. `margin`: the equivalence margin in accuracy points."""
+    to `out` when given. `margin`: the equivalence margin in accuracy points; `on`: the
+    keys to align rows on (default: model, method and the shared hyper-parameters)."""
     if len(paths) < 2:
         raise FGVCError(f"compare needs two or more CSV files, got {len(paths)}")
     results = [read_results(Path(p)) for p in paths]
     for line in source_warnings([(r.path, r.frame) for r in results]):
         print(line, file=sys.stderr)
-    al = _align(results, margin)
+    al = _align(results, margin, on)
     lines = _files(al)
     for i in range(1, len(al.results)):
         lines += _versus(al, i)

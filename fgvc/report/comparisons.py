@@ -67,31 +67,62 @@ def _bootstrap(res: PairedResult) -> list[str]:
 
 def _equivalence(res: PairedResult) -> list[str]:
     """TOST against ±margin, and the one conclusion the two tests allow."""
-    m = compact(res.margin) + (" point" if res.margin == 1 else " points")
+    m = _margin_text(res)
+    return [f"Equivalence (TOST, two one-sided paired t-tests against ±{m}): p = {pvalue(res.tost_p)}; "
+            f"90% t interval {number(res.ci90_low, 2, sign=True)} to {number(res.ci90_high, 2, sign=True)}."
+            ] + conclusion(res)
+
+
+def _margin_text(res: PairedResult) -> str:
+    return compact(res.margin) + (" point" if res.margin == 1 else " points")
+
+
+def conclusion(res: PairedResult) -> list[str]:
+    """The one conclusion the paired t-test and TOST allow together, in bold (with the
+    bootstrap's caveat where it applies); the verdict paragraph and the report's summary
+    both use it. Empty when there is no equivalence test (fewer than 2 seed pairs)."""
+    if res.n < 2 or not math.isfinite(res.tost_p):
+        return []
+    m = _margin_text(res)
     p = res.tost_decision
-    parts = [f"Equivalence (TOST, two one-sided paired t-tests against ±{m}): p = {pvalue(res.tost_p)}; "
-             f"90% t interval {number(res.ci90_low, 2, sign=True)} to {number(res.ci90_high, 2, sign=True)}."]
     better = "better" if res.mean_diff > 0 else "worse"
     if res.significant and res.equivalent:
-        parts.append(f"**The difference is statistically significant at the 0.05 level (center loss is {better} "
-                     f"than CE here), and also equivalent to zero within ±{m}: real, but smaller than {m}.**")
-    elif res.significant:
-        parts.append(f"**The difference is statistically significant at the 0.05 level: center loss is {better} "
-                     "than CE here.**")
-    elif res.equivalent:
-        parts.append(f"**The difference is not statistically significant, and it is equivalent to zero within "
-                     f"±{m} at the 0.05 level** (equivalence p = {pvalue(p)}): over seeds, these runs rule "
-                     f"out an effect of {m} or more in either direction.")
+        return [f"**The difference is statistically significant at the 0.05 level (center loss is {better} "
+                f"than CE here), and also equivalent to zero within ±{m}: real, but smaller than {m}.**"]
+    if res.significant:
+        return [f"**The difference is statistically significant at the 0.05 level: center loss is {better} "
+                "than CE here.**"]
+    if res.equivalent:
+        parts = [f"**The difference is not statistically significant, and it is equivalent to zero within "
+                 f"±{m} at the 0.05 level** (equivalence p = {pvalue(p)}): over seeds, these runs rule "
+                 f"out an effect of {m} or more in either direction."]
         if res.boot_resamples and (res.boot_low <= -res.margin or res.boot_high >= res.margin):
             parts.append(f"The bootstrap interval, which also counts test-image sampling, reaches beyond ±{m}: "
                          f"on another test set of this size, an effect somewhat larger than {m} is not ruled out.")
+        return parts
+    return [f"**The difference is not statistically significant, and equivalence within ±{m} "
+            f"cannot be concluded either** (equivalence p = {pvalue(p)}); these seeds would support "
+            f"equivalence only for a margin wider than ±{number(res.equivalence_bound, 2)} points (the larger end "
+            "of the 90% interval)."]
+
+
+def headline(res: PairedResult) -> str:
+    """The verdict in brief, for the top of the report: the mean difference with its 95%
+    intervals (and the 90% interval the equivalence test reads), then `conclusion`."""
+    if res.n == 0:
+        return res.note[:1].upper() + res.note[1:] + "."
+    if res.n == 1 or res.note:
+        first = _difference(res)[0]
     else:
-        bound = res.equivalence_bound
-        parts.append(f"**The difference is not statistically significant, and equivalence within ±{m} "
-                     f"cannot be concluded either** (equivalence p = {pvalue(p)}); these seeds would support "
-                     f"equivalence only for a margin wider than ±{number(bound, 2)} points (the larger end of the "
-                     "90% interval).")
-    return parts
+        boot = (f"; hierarchical bootstrap over seeds and test images {number(res.boot_low, 2, sign=True)} to "
+                f"{number(res.boot_high, 2, sign=True)}" if res.boot_resamples else "")
+        first = (f"center minus CE = {number(res.mean_diff, 2, sign=True)} points on average "
+                 f"(95% CI {number(res.ci_low, 2, sign=True)} to {number(res.ci_high, 2, sign=True)}, Student t "
+                 f"over seeds{boot}; 90% interval {number(res.ci90_low, 2, sign=True)} to "
+                 f"{number(res.ci90_high, 2, sign=True)} against the ±{_margin_text(res)} equivalence margin).")
+    holm = ([f"(Holm-adjusted across the {res.family} comparisons of this report.)"]
+            if res.family > 1 and res.n >= 2 and not res.note else [])
+    return " ".join([first] + conclusion(res) + holm)
 
 
 def _power(res: PairedResult) -> list[str]:
@@ -178,4 +209,4 @@ def comparisons_csv(rows: list[dict]) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "cell", "comparison_row", "comparisons_csv"]
+__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "cell", "comparison_row", "comparisons_csv"]

@@ -29,7 +29,8 @@ def compactness_ratio(features: np.ndarray, labels: np.ndarray) -> float:
     return float(intra / inter) if inter > 0 else math.nan
 
 
-def _silhouette(features: np.ndarray, labels: np.ndarray, metric: str) -> float:
+def silhouette(features: np.ndarray, labels: np.ndarray, metric: str = "euclidean") -> float:
+    """Mean silhouette of the features by class; NaN unless 2 <= classes <= n - 1."""
     if not 2 <= len(np.unique(labels)) <= len(labels) - 1:
         return math.nan
     return float(silhouette_score(features, labels, metric=metric))
@@ -49,11 +50,11 @@ def compactness(feats: dict[str, np.ndarray]) -> dict[str, float]:
     tx, ty = feats["train_features"].astype(np.float32), np.asarray(feats["train_labels"])
     return dict(
         compactness_ratio=compactness_ratio(x, y),
-        silhouette_euclidean=_silhouette(x, y, "euclidean"),
-        silhouette_cosine=_silhouette(x, y, "cosine"),
+        silhouette_euclidean=silhouette(x, y, "euclidean"),
+        silhouette_cosine=silhouette(x, y, "cosine"),
         knn1_acc=knn_accuracy(tx, ty, x, y, 1),
         knn5_acc=knn_accuracy(tx, ty, x, y, 5),
     )
 
 
-__all__ = ["COMPACTNESS_COLUMNS", "compactness_ratio", "knn_accuracy", "compactness"]
+__all__ = ["COMPACTNESS_COLUMNS", "compactness_ratio", "silhouette", "knn_accuracy", "compactness"]

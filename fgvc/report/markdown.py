@@ -1,6 +1,6 @@
 """Markdown formatting shared by the report, the validation sweep and `fgvc compare`:
 numbers, p-values, table cells and tables, image links, captions as plain text, and
-the slugs and tags of figure file names.
+the slugs, tags and readable stems of figure file names.
 
 Standard library only (no torch, numpy or pandas), so any report module can use it
 without import cycles.
@@ -87,4 +87,23 @@ def key_tag(values: Sequence) -> str:
     return hashlib.sha256(json.dumps(list(values)).encode()).hexdigest()[:6]
 
 
-__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "slug", "key_tag"]
+MAX_STEM = 80  # characters of a readable figure-file stem before `unique_stems` shortens it
+
+
+def unique_stems(stems: Sequence[str], keys: Sequence[Sequence]) -> list[str]:
+    """Readable file stems (`slug`ged): each as given while it is unique and short, with
+    `-<key_tag(key)>` appended only where two stems collide or one is cut at MAX_STEM
+    characters, so a hash appears only to break ties."""
+    stems = [slug(s) or "figure" for s in stems]
+    seen: dict[str, int] = {}
+    for s in stems:
+        seen[s[:MAX_STEM]] = seen.get(s[:MAX_STEM], 0) + 1
+    out = []
+    for s, k in zip(stems, keys):
+        short = s[:MAX_STEM]
+        out.append(short if seen[short] == 1 and short == s else f"{short.rstrip('_.-')}-{key_tag(k)}")
+    return out
+
+
+__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "slug", "key_tag",
+           "unique_stems", "MAX_STEM"]

@@ -1,7 +1,9 @@
 """`fgvc report OUT`: report.md, summary.csv and figures from a benchmark's output folder.
 
 The report answers "does center loss help, and what does it do to the features?" with
-statistics over seeds, and says plainly what the numbers cannot show. Rerunning it on
+statistics over seeds, and says plainly what the numbers cannot show. It leads with the
+answer (fgvc.report.summary: the question, the verdict in brief, each group's recipe, which
+runs are checks rather than results), states provenance once, then gives the evidence. Rerunning it on
 the same files gives byte-identical report.md, summary.csv and comparisons.csv (no clock;
 the bootstrap draws from a fixed RNG seed).
 """
@@ -17,33 +19,21 @@ import pandas as pd
 
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
-from fgvc.report import figures
+from fgvc.report import confusion, figures
 from fgvc.report.bootstrap import BOOT_RESAMPLES, bootstrap_interval, class_intervals, paired_correctness
-from fgvc.report.comparisons import comparison_row, comparisons_csv, verdict
+from fgvc.report.comparisons import comparison_row, comparisons_csv, headline, verdict
 from fgvc.report.features import COMPACTNESS_COLUMNS, compactness
 from fgvc.report.load import (CENTER_KEYS, class_names, group_keys, load_runs, read_features, read_metrics,
                               read_predictions, read_provenance)
-from fgvc.report.markdown import compact, image, key_tag, mean_sd, number, plain, pvalue, short_sha, slug, table
+from fgvc.report.markdown import compact, image, mean_sd, number, pvalue, short_sha, table, unique_stems
 from fgvc.report.stats import (DEFAULT_MARGIN, SUMMARY_EXTRA, SUMMARY_METRICS, PairedResult, add_mcnemar,
                                adjust_across, paired_comparison, sort_key, summarize)
+from fgvc.report.summary import (RECIPE_HEADER, REFERENCE, check_reasons, pair_heading, precision_notes, question,
+                                 recipe_row, reference_applies, shared_settings, UNRECORDED_PRECISION)
+from fgvc.report.summary import uniq as _uniq
 from fgvc.report.sweep import sweep_section
 
-# The published single runs this benchmark revisits; shown as labelled reference rows,
-# never pooled with our runs.
-REFERENCE = dict(
-    source="ModelArts community blog post \"Optimizing fine-grained classification with Center-Loss\" "
-           "(pytorch/examples imagenet/main.py + KaiyangZhou/pytorch-center-loss)",
-    setup="ResNet50, ImageNet-pretrained, 21 CUB-200-2011 sparrow classes (629 train / 615 test), "
-          "SGD lr 0.001, batch 32, 30 epochs, one run per method",
-    rows=[("CE", 73.6), ("CE + 0.001 × center loss", 75.7)],
-)
 ROUND = 4  # decimals of metric columns in summary.csv
-
-
-# --------------------------------------------------------------------------- values
-def _uniq(values) -> list[str]:
-    return sorted({str(v) for v in values if v is not None and str(v) not in ("", "nan", "None")},
-                  key=sort_key)
 
 
 # --------------------------------------------------------------------------- groups
@@ -53,6 +43,7 @@ class Group:
     values: dict
     runs: pd.DataFrame  # ok runs of the group, one per seed (the first by run_id)
     label: str = ""
+    check: str = ""  # why the group is a check and not a result ("" for a result): fgvc.report.summary
 
     @property
     def method(self) -> str:
@@ -65,17 +56,23 @@ class Panel:
 
     groups: list[Group]
     seeds: list[str]
-    slug: str
+    slug: str  # the readable stem of the panel's figure files (fgvc.report.markdown.unique_stems)
     paired: PairedResult | None = None
     notes: list[str] = field(default_factory=list)
     pairs: list = field(default_factory=list)  # per seed with both predictions: (CE right, other right, label)
     missing: list[str] = field(default_factory=list)  # matched seeds lacking a predictions.csv
 
+    @property
+    def check(self) -> str:
+        """Why the panel's runs are a check ("" when they are results)."""
+        return next((g.check for g in self.groups if g.check), "")
 
-def _labels(groups: list[Group], keys: list[str]) -> None:
-    """Readable group labels that name only what varies between groups."""
+
+def _varying(groups: list[Group], keys: list[str]) -> list[str]:
+    """The keys besides method and λ that tell groups apart (center-loss keys among the
+    center-loss groups only)."""
     if not groups:
-        return
+        return []
     vals = pd.DataFrame([g.values for g in groups])
     centre = vals[vals.method == "center"]
     show = []
@@ -85,6 +82,12 @@ def _labels(groups: list[Group], keys: list[str]) -> None:
         src = centre if k in CENTER_KEYS else vals
         if len(src) and src[k].nunique() > 1:
             show.append(k)
+    return show
+
+
+def _labels(groups: list[Group], keys: list[str]) -> None:
+    """Readable group labels that name only what varies between groups."""
+    show = _varying(groups, keys)
     for g in groups:
         v = g.values
         if v["method"] == "center":
@@ -123,26 +126,44 @@ def _panels(groups: list[Group], keys: list[str]) -> list[Panel]:
         if g.method == "ce":
             continue
         base = ce.get(tuple(g.values[k] for k in pair_keys))
-        name = slug(f"{g.values['model']}-{g.method}-lam{g.values['center_weight']}-{key_tag(g.key)}")
         if base is None:
-            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), name))
+            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), ""))
             continue
         used.add(id(base))
         seeds = sorted(set(base.runs.seed) & set(g.runs.seed), key=sort_key)
-        panels.append(Panel([base, g], seeds, name))
+        panels.append(Panel([base, g], seeds, ""))
     for g in groups:
         if g.method == "ce" and id(g) not in used:
-            name = slug(f"{g.values['model']}-ce-{key_tag(g.key)}")
-            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), name))
+            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), ""))
+    show = _varying(groups, keys)
+    stems = unique_stems([_stem(p.groups, show) for p in panels], [p.groups[-1].key for p in panels])
+    for p, stem in zip(panels, stems):
+        p.slug = stem
     return panels
+
+
+def _stem(groups: list[Group], show: list[str]) -> str:
+    """A panel's figure-file stem from what tells its groups apart: `center-lam0.001_vs_ce`,
+    with `key-value` for each other varying key (`..._lr-0.01`)."""
+    names = []
+    for g in reversed(groups):
+        v = g.values
+        name = f"{v['method']}-lam{v['center_weight']}" if v["method"] == "center" else str(v["method"])
+        names.append(name)
+    extra = [f"{k}-{groups[-1].values[k]}" for k in show
+             if not (k in CENTER_KEYS and groups[-1].method == "ce") and k != "weights"]
+    return "_vs_".join(names) + "".join(f"_{e}" for e in extra)
 
 
 # --------------------------------------------------------------------------- provenance
 class _Prov:
-    """provenance.json per run, read once."""
+    """provenance.json per run, read once. The report states backbone, weights and data
+    once (the Provenance section); a caption names them only for rows that differ."""
 
     def __init__(self, runs: pd.DataFrame):
         self.by_run = {r.run_id: read_provenance(Path(r.run_dir)) for r in runs.itertuples()}
+        ok = runs[runs.status == "ok"]
+        self.base = self._parts(ok if len(ok) else runs)
 
     def values(self, run_ids, *names: str) -> list[str]:
         out = []
@@ -155,16 +176,31 @@ class _Prov:
                     break
         return _uniq(out)
 
-    def caption(self, rows: pd.DataFrame) -> str:
-        """Backbone, weights and data of these runs, for a table or figure caption."""
+    def _parts(self, rows: pd.DataFrame) -> tuple[str, str, str, str, str]:
         ids = list(rows.run_id)
-        models = ", ".join(f"`{m}`" for m in _uniq(rows.model)) or "—"
-        weights = ", ".join(f"`{w}`" for w in _uniq(rows.weights)) or "—"
-        wsha = ", ".join(short_sha(s) for s in _uniq(rows.weights_sha256))
-        data = ", ".join(f"`{d}`" for d in self.values(ids, "dataset")) or "unknown (no provenance.json)"
-        dsha = ", ".join(short_sha(s) for s in self.values(ids, "dataset_content_sha256"))
-        return (f"Backbone {models}; weights {weights}" + (f" (sha256 {wsha})" if wsha else "")
+        return (", ".join(f"`{m}`" for m in _uniq(rows.model)) or "—",
+                ", ".join(f"`{w}`" for w in _uniq(rows.weights)) or "—",
+                ", ".join(short_sha(s) for s in _uniq(rows.weights_sha256)),
+                ", ".join(f"`{d}`" for d in self.values(ids, "dataset")) or "unknown (no provenance.json)",
+                ", ".join(short_sha(s) for s in self.values(ids, "dataset_content_sha256")))
+
+    def caption(self, rows: pd.DataFrame) -> str:
+        """" Backbone …; weights …; data …." for a caption when these runs' backbone,
+        weights or data differ from the report's (stated once, in Provenance); else ""."""
+        parts = self._parts(rows)
+        if parts == self.base:
+            return ""
+        models, weights, wsha, data, dsha = parts
+        return (f" Backbone {models}; weights {weights}" + (f" (sha256 {wsha})" if wsha else "")
                 + f"; data {data}" + (f" (content sha256 {dsha})" if dsha else "") + ".")
+
+    def title(self, rows: pd.DataFrame) -> str:
+        """A short second line for a figure's title, so a PNG opened alone says what it shows:
+        benchmark, backbone and data (no hashes)."""
+        ids = list(rows.run_id)
+        parts = [", ".join(_uniq(rows.benchmark)), ", ".join(_uniq(rows.model)),
+                 ", ".join(self.values(ids, "dataset"))]
+        return " · ".join(p for p in parts if p)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -186,6 +222,7 @@ class _Inputs:
     k: int  # number of classes
     notes: list[str]  # gathered for the "Notes" section; sections may add to it
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
+    compact: dict = field(default_factory=dict)  # run_id -> compactness numbers or None, computed once
 
     @property
     def fig_dir(self) -> Path:
@@ -203,6 +240,8 @@ def _load(out_dir: Path, margin: float = DEFAULT_MARGIN) -> _Inputs:
     prov = _Prov(runs)
     preds, feats = _run_files(ok, notes)
     names, k = _classes(ok, preds)
+    for g, reason in zip(groups, check_reasons(groups, ok, reference_applies(k))):
+        g.check = reason
     x = _Inputs(out_dir, runs, ok, keys, summary, groups, panels, prov, preds, feats, names, k, notes, margin)
     _compare_all(x)
     return x
@@ -232,8 +271,61 @@ def _classes(ok: pd.DataFrame, preds: dict) -> tuple[list[str], int]:
 # --------------------------------------------------------------------------- sections
 def _title(x: _Inputs) -> list[str]:
     return [f"# fgvc report: {', '.join(_uniq(x.runs.benchmark)) or x.out_dir.name}", "",
-            "Does center loss help fine-grained classification, and what does it do to the features? "
-            "Statistics over seeds from the runs in this folder.", ""]
+            "Statistics over seeds from the runs in this folder: the answer and each group's recipe first, then "
+            "the evidence.", ""]
+
+
+def _pairs(x: _Inputs) -> list[Panel]:
+    return [p for p in x.panels if len(p.groups) == 2]
+
+
+def _summary_section(x: _Inputs) -> list[str]:
+    """The question, the verdict in brief per comparison, each group's recipe, precision
+    warnings and the figure of per-seed pairs."""
+    pairs = _pairs(x)
+    n_test = next((len(p) for p in x.preds.values() if p is not None), 0)
+    data = x.prov.values(list(x.ok.run_id), "dataset")
+    lines = ["## Summary", "", question(_uniq(x.ok.model), data, x.k, n_test), ""]
+    if not pairs:
+        lines += ["**Answer:** none: no CE baseline and center-loss group share the same settings, so nothing is "
+                  "compared.", ""]
+    else:
+        lines += ["**Answer** (center loss minus CE in test top-1 points, paired by seed; the full verdict, with "
+                  "McNemar, power and P(improvement), is under *Center loss vs CE* below):", ""]
+        lines += [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: "
+                  f"{headline(p.paired)}" for p in pairs] + [""]
+        feats = [line for line in (_features_line(x, p) for p in pairs) if line]
+        lines += feats + ([""] if feats else [])
+        if all(p.check for p in pairs):
+            lines += ["**Every comparison here is a check**: it shows that the pipeline trains, evaluates and "
+                      "reports, not how well center loss does. Its numbers are not results.", ""]
+    rows = [recipe_row(g, f"**check**: {g.check}" if g.check else "result", x.prov.by_run) for g in x.groups]
+    lines += ["*Table: the recipe of each group of runs (runs.csv, config.yaml; precision from provenance.json).*",
+              "", table(RECIPE_HEADER, rows), ""]
+    shared = shared_settings(x.ok)
+    notes = precision_notes(x.groups, [(p.groups[0], p.groups[1]) for p in pairs], x.prov.by_run)
+    if any(UNRECORDED_PRECISION in str(r[-1]) for r in rows):
+        notes.append("fp32 (not recorded): these runs predate the `precision` key of provenance.json; runs "
+                     "then always trained in fp32 (no autocast).")
+    lines += ([shared, ""] if shared else []) + [f"- {n}" for n in notes] + ([""] if notes else [])
+    return lines + _pairs_figure(x, [p for p in pairs if p.paired.n])
+
+
+def _pairs_figure(x: _Inputs, pairs: list[Panel]) -> list[str]:
+    """The figure of per-seed paired accuracies, linked, with its caption."""
+    if not pairs:
+        return []
+    data = [dict(label_a=p.groups[0].label, label_b=p.groups[1].label, seeds=p.paired.seeds, a=p.paired.ce_top1,
+                 b=p.paired.center_top1, ci95=(p.paired.ci_low, p.paired.ci_high),
+                 ci90=(p.paired.ci90_low, p.paired.ci90_high), margin=p.paired.margin, check=p.check)
+            for p in pairs]
+    used = pd.concat([g.runs for p in pairs for g in p.groups])
+    fig = figures.paired_seeds_figure(data, f"Final-epoch test top-1 per seed, matched pairs\n{x.prov.title(used)}",
+                                      x.fig_dir / "paired_seeds_top1.png")
+    return [image("Test top-1 per seed, matched pairs", fig, x.out_dir), "",
+            "*Figure: final-epoch test top-1 of each seed's two runs, joined (green: center loss better, red: "
+            "worse); right: the per-seed differences, their mean with its 95% (thin) and 90% (thick) Student-t "
+            f"interval, and the ±{compact(x.margin)} point equivalence margin (shaded).{x.prov.caption(used)}*", ""]
 
 
 def _provenance_block(x: _Inputs) -> list[str]:
@@ -270,7 +362,8 @@ def _provenance_block(x: _Inputs) -> list[str]:
     if started:
         lines.append(f"- Runs started {started[0]} to {started[-1]}"
                      + (f", last finished {finished[-1]}" if finished else "") + ".")
-    return lines + [""]
+    return lines + ["", "These apply to every table and figure below; a caption names backbone, weights or data "
+                    "only where its runs differ from them.", ""]
 
 
 def _software(prov: _Prov, ids: list) -> list[str]:
@@ -284,33 +377,51 @@ def _software(prov: _Prov, ids: list) -> list[str]:
     return soft
 
 
-def _accuracy_section(x: _Inputs) -> list[str]:
-    label = {g.key: g.label for g in x.groups}
+def _accuracy_rows(x: _Inputs) -> tuple[list[list], list[list]]:
+    """The accuracy-table rows of the result groups and of the check groups."""
+    by_key = {g.key: g for g in x.groups}
     keys = [c for c in x.summary.columns if c not in SUMMARY_METRICS + SUMMARY_EXTRA]
-    header = ["source", "backbone", "method", "n", "top-1 mean ± std", "95% CI", "min", "max", "top-5",
-              "mean-class"]
-    rows = []
+    results, checks = [], []
     for _, s in x.summary.iterrows():
+        g = by_key[tuple(s[k] for k in keys)]
         ci = (f"[{number(s.top1_ci95_low)}, {number(s.top1_ci95_high)}]" if math.isfinite(s.top1_ci95_low)
               else "— (n < 2)")
-        rows.append(["this benchmark", s.model, label[tuple(s[k] for k in keys)], int(s.n),
-                     mean_sd(s.top1_mean, s.top1_std), ci, number(s.top1_min), number(s.top1_max),
-                     number(s.top5_mean), number(s.mean_class_acc_mean)])
-    for method, top1 in REFERENCE["rows"]:
-        rows.append(["*published reference, single run, not ours*", "ResNet50", method, 1, number(top1), "—", "—",
-                     "—", "—", "—"])
-    return [
-        "## Accuracy",
-        "",
-        f"*Table: final-epoch test accuracy (%) per group of runs differing only in seed: mean ± SD "
-        f"(ddof 1), Student-t 95% CI of the mean, min and max over seeds. {x.prov.caption(x.ok)}*",
-        "",
-        table(header, rows),
-        "",
-        f"Reference rows: {REFERENCE['source']}; {REFERENCE['setup']}. They are reported as published, are not "
-        "produced by this benchmark and enter no statistic here.",
-        "",
-    ]
+        row = [s.model, g.label, int(s.n), mean_sd(s.top1_mean, s.top1_std), ci, number(s.top1_min),
+               number(s.top1_max), number(s.top5_mean), number(s.mean_class_acc_mean)]
+        if g.check:
+            checks.append([f"check: {g.check}"] + row)
+        else:
+            results.append(["this benchmark"] + row)
+    return results, checks
+
+
+def _accuracy_section(x: _Inputs) -> list[str]:
+    header = ["source", "backbone", "method", "n", "top-1 mean ± std", "95% CI", "min", "max", "top-5",
+              "mean-class"]
+    results, checks = _accuracy_rows(x)
+    with_ref = reference_applies(x.k) and bool(results)
+    ref = [["*published reference, single run, not ours*", "ResNet50", method, 1, number(top1)] + ["—"] * 5
+           for method, top1 in REFERENCE["rows"]] if with_ref else []
+    what = ("final-epoch test accuracy (%) per group of runs differing only in seed: mean ± SD (ddof 1), Student-t "
+            "95% CI of the mean, min and max over seeds")
+    lines = ["## Accuracy", ""]
+    if results:
+        lines += [f"*Table: {what}.{x.prov.caption(x.ok)}*", "", table(header, results + ref), ""]
+    if with_ref:
+        lines += [f"Reference rows: {REFERENCE['source']}; {REFERENCE['setup']}. They are reported as published, "
+                  "are not produced by this benchmark and enter no statistic here.", ""]
+    elif results and x.k:
+        lines += [f"No published reference is shown: the one this benchmark revisits ({REFERENCE['setup']}) is on "
+                  f"{REFERENCE['num_classes']} classes, these runs on {x.k}.", ""]
+    if checks:
+        refs = ", ".join(f"{m} {number(t)}%" for m, t in REFERENCE["rows"])
+        lines += ["### Checks, not results", "",
+                  "These groups trained shorter than their benchmark is meant to, or belong to a check benchmark: "
+                  "they show that the pipeline runs, and their accuracy says nothing about the method. They are "
+                  "kept apart from the results" + (f" and from the published reference ({refs} after "
+                                                   f"{REFERENCE['epochs']} epochs)" if reference_applies(x.k) else "")
+                  + ".", "", f"*Table: {what}; checks only.{x.prov.caption(x.ok)}*", "", table(header, checks), ""]
+    return lines
 
 
 def _sweep_section(x: _Inputs) -> list[str]:
@@ -351,8 +462,10 @@ def _family_text(pairs: list[Panel]) -> str:
 def _pair(p: Panel, prov: _Prov) -> list[str]:
     """One CE/center panel: the per-seed table, the seeds left out, the verdict."""
     ce, ct = p.groups
-    lines = [f"### {ct.label} vs {ce.label}", "",
-             f"*Table: test top-1 (%) per seed. {prov.caption(pd.concat([ce.runs, ct.runs]))}*", "",
+    lines = [f"### {ct.label} vs {ce.label}" + (" (check, not a result)" if p.check else ""), ""]
+    if p.check:
+        lines += [f"*A check ({p.check}): the numbers below show that the comparison runs, not a result.*", ""]
+    lines += [f"*Table: test top-1 (%) per seed.{prov.caption(pd.concat([ce.runs, ct.runs]))}*", "",
              table(["seed", f"{ce.label}", f"{ct.label}", "difference", "McNemar b", "c", "p (exact)",
                     "p (Holm)"], _pair_rows(p.paired)), ""]
     only = sorted(set(ce.runs.seed) ^ set(ct.runs.seed), key=sort_key)
@@ -448,17 +561,17 @@ def _per_class_panel(x: _Inputs, p: Panel, acc: dict, used: pd.DataFrame) -> lis
     ci = class_intervals(p.pairs, x.k)[1:] if len(labels) == 2 and p.pairs else None
     order = sorted(range(x.k), key=lambda j: (-np.nan_to_num(diff[j], nan=-np.inf), j))
     title = " vs ".join(reversed(labels))
-    fig = figures.per_class_figure(x.names, acc, order, f"Per-class test top-1: {title}\n{plain(cap)}",
+    fig = figures.per_class_figure(x.names, acc, order, f"Per-class test top-1: {title}\n{x.prov.title(used)}",
                                    x.fig_dir / f"per_class_{p.slug}.png", diff_ci=ci)
     what = "sorted by the difference (last minus first)" if len(labels) == 2 else "sorted by accuracy"
     bars = "; bars: 95% hierarchical bootstrap interval over seeds and the class's images" if ci else ""
     return [f"### {title}", "",
             f"*Table: per-class test top-1 (%), mean over seeds {', '.join(p.seeds)}, {what}"
             + (", with the 95% hierarchical bootstrap interval of the difference (seeds, then that class's test "
-               f"images, {BOOT_RESAMPLES:,} resamples)" if ci else "") + f". {cap}*", "",
+               f"images, {BOOT_RESAMPLES:,} resamples)" if ci else "") + f".{cap}*", "",
             _per_class_table(x, acc, diff, order, used, ci), ""] + _class_interval_text(x, ci) + [
             image(f"Per-class accuracy, {title}", fig, x.out_dir), "",
-            f"*Figure: per-class test top-1 (mean over seeds) and its difference{bars}. {cap}*", ""
+            f"*Figure: per-class test top-1 (mean over seeds) and its difference{bars}.{cap}*", ""
             ] + _confusion(x, p, acc, title, cap)
 
 
@@ -503,14 +616,41 @@ def _class_interval_text(x: _Inputs, ci: tuple[np.ndarray, np.ndarray] | None) -
 
 
 def _confusion(x: _Inputs, p: Panel, acc: dict, title: str, cap: str) -> list[str]:
-    """The panel's row-normalised confusion matrices (mean over seeds), one per group in `acc`."""
-    cms = {lab: figures.confusion_mean([x.preds[r] for r in g.runs[g.runs.seed.isin(p.seeds)].run_id
-                                        if x.preds.get(r) is not None], x.k)
-           for g, lab in zip([g for g in p.groups if g.label in acc], acc)}
-    fig = figures.confusion_figure(x.names, cms, f"Confusion matrices (row-normalised, mean over seeds)\n{plain(cap)}",
-                                   x.fig_dir / f"confusion_{p.slug}.png")
-    return [image(f"Confusion matrices, {title}", fig, x.out_dir), "",
-            f"*Figure: row-normalised confusion matrices (rows: true class), mean over seeds, {title}. {cap}*", ""]
+    """The panel's confusion figures: for a pair, the difference matrix (other minus CE, in
+    test images per seed) with its largest changes listed; then each group's row-normalised
+    matrix (mean over seeds)."""
+    preds = {lab: [x.preds[r] for r in g.runs[g.runs.seed.isin(p.seeds)].run_id if x.preds.get(r) is not None]
+             for g, lab in zip([g for g in p.groups if g.label in acc], acc)}
+    used = pd.concat([g.runs for g in p.groups])
+    lines = _confusion_diff(x, p, preds, title, cap) if len(preds) == 2 else []
+    cms = {lab: confusion.confusion_mean(frames, x.k) for lab, frames in preds.items()}
+    fig = confusion.confusion_figure(x.names, cms, f"Confusion matrices (row-normalised, mean over seeds)\n"
+                                     f"{x.prov.title(used)}", x.fig_dir / f"confusion_{p.slug}.png")
+    return lines + [image(f"Confusion matrices, {title}", fig, x.out_dir), "",
+                    f"*Figure: row-normalised confusion matrices (rows: true class), mean over seeds, {title}; "
+                    f"cells of 10% or more carry their percentage.{cap}*", ""]
+
+
+def _confusion_diff(x: _Inputs, p: Panel, preds: dict, title: str, cap: str) -> list[str]:
+    """The difference matrix of a pair, linked, and its largest off-diagonal changes in words."""
+    (la, fa), (lb, fb) = preds.items()
+    diff = confusion.confusion_counts(fb, x.k) - confusion.confusion_counts(fa, x.k)
+    n = min(len(fa), len(fb))
+    used = pd.concat([g.runs for g in p.groups])
+    fig = confusion.confusion_diff_figure(x.names, diff, (la, lb), n,
+                                          f"Confusions, {lb} minus {la}\n{x.prov.title(used)}",
+                                          x.fig_dir / f"confusion_diff_{p.slug}.png")
+    top = confusion.top_changes(diff, n=5)
+    words = "; ".join(f"{x.names[i]} taken for {x.names[j]} {number(v, 1, sign=True)}" for i, j, v in top)
+    return [image(f"Confusion difference, {title}", fig, x.out_dir), "",
+            f"*Figure: confusion counts of {lb} minus those of {la} (rows: true class, columns: predicted), in test "
+            f"images per seed, mean over {n} seeds; the {confusion.TOP_CHANGES} largest off-diagonal changes carry "
+            f"their value, the grey diagonal the change in correctly classified images.{cap}*", "",
+            (f"Largest changes (images per seed, {lb} minus {la}): {words}. No cell is tested on its own: with "
+             f"about {number(len(fa[0]) / max(x.k, 1), 0)} test images a class, one image per seed is about "
+             f"{number(100 * max(x.k, 1) / len(fa[0]), 1)} points of that class's accuracy; read the cells against "
+             "the per-class intervals above.") if top else
+            "No confusion changed by 0.2 images per seed or more.", ""]
 
 
 def _curves_section(x: _Inputs) -> list[str]:
@@ -523,19 +663,22 @@ def _curves_section(x: _Inputs) -> list[str]:
                 metrics[g.label] = frames
         if not metrics:
             continue
-        cap = x.prov.caption(pd.concat([g.runs for g in p.groups]))
+        used = pd.concat([g.runs for g in p.groups])
         title = " vs ".join(reversed(list(metrics)))
-        fig = figures.curves_figure(metrics, f"{title}\n{plain(cap)}", x.fig_dir / f"curves_{p.slug}.png")
+        fig = figures.curves_figure(metrics, f"{title}\n{x.prov.title(used)}", x.fig_dir / f"curves_{p.slug}.png")
         lines += [image(f"Training curves, {title}", fig, x.out_dir), "",
-                  f"*Figure: train loss and test top-1 per epoch, {title}; line = mean over seeds, band = min to max. "
-                  f"The test set is only watched, never used to pick an epoch. {cap}*", ""]
+                  f"*Figure: per epoch, {title}: the train cross-entropy loss, the auxiliary (center-loss) term "
+                  "unweighted on a log scale (the run minimises CE + λ·term, so the total loss would make the "
+                  "auxiliary method look worse), and test top-1 (markers: the epochs it was evaluated on, where "
+                  "`eval_every` thinned them); line = mean over seeds, band = min to max. The test set is only "
+                  f"watched, never used to pick an epoch.{x.prov.caption(used)}*", ""]
     return lines
 
 
 def _compactness_section(x: _Inputs) -> list[str]:
     rows, used = [], []
     for g in x.groups:
-        row = _compactness_row(g, x.feats, x.notes)
+        row = _compactness_row(g, x)
         if row:
             rows.append(row)
             used.append(g.runs)
@@ -549,7 +692,7 @@ def _compactness_section(x: _Inputs) -> list[str]:
         "classes). Silhouette of the test features by true class (higher = better separated). k-NN: accuracy (%) "
         "of test features classified by their k nearest train features under cosine distance.",
         "",
-        f"*Table: mean ± SD over seeds. {x.prov.caption(pd.concat(used))}*",
+        f"*Table: mean ± SD over seeds.{x.prov.caption(pd.concat(used))}*",
         "",
         table(["group", "n", "centre-distance ratio", "silhouette (euclidean)", "silhouette (cosine)",
                "k-NN top-1, k=1", "k-NN top-1, k=5"], rows),
@@ -557,24 +700,48 @@ def _compactness_section(x: _Inputs) -> list[str]:
     ]
 
 
-def _compactness_row(g: Group, feats: dict, notes: list[str]) -> list | None:
+def _run_compactness(x: _Inputs, run_id: str) -> dict | None:
+    """fgvc.report.features.compactness of one run, computed once; None without complete
+    features (a note for an incomplete features.npz)."""
+    if run_id not in x.compact:
+        need = ("test_features", "test_labels", "train_features", "train_labels")
+        f, out = x.feats.get(run_id), None
+        if f is not None and any(k not in f for k in need):
+            x.notes.append(f"{run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
+        elif f is not None:
+            out = compactness(f)
+        x.compact[run_id] = out
+    return x.compact[run_id]
+
+
+def _compactness_table(x: _Inputs, runs: pd.DataFrame) -> pd.DataFrame:
+    """The compactness numbers of the runs with complete features, one row per run."""
+    per_run = [c for c in (_run_compactness(x, rid) for rid in runs.run_id) if c is not None]
+    return pd.DataFrame(per_run, columns=COMPACTNESS_COLUMNS)
+
+
+def _compactness_row(g: Group, x: _Inputs) -> list | None:
     """Label, number of runs and mean ± SD of each measure over the group's runs with
-    complete features (a note for each incomplete features.npz); None when there are none."""
-    need = ("test_features", "test_labels", "train_features", "train_labels")
-    per_run = []
-    for r in g.runs.itertuples():
-        f = feats.get(r.run_id)
-        if f is None:
-            continue
-        if any(k not in f for k in need):
-            notes.append(f"{r.run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
-            continue
-        per_run.append(compactness(f))
-    if not per_run:
+    complete features; None when there are none."""
+    t = _compactness_table(x, g.runs)
+    if not len(t):
         return None
-    t = pd.DataFrame(per_run)
     return [g.label, len(t)] + [mean_sd(t[c].mean(), t[c].std(ddof=1), 1 if c.startswith("knn") else 3)
                                 for c in COMPACTNESS_COLUMNS]
+
+
+def _features_line(x: _Inputs, p: Panel) -> str:
+    """The summary's line on what the method does to the features: the compactness means of
+    the pair over its matching seeds ("" without features)."""
+    tables = [_compactness_table(x, g.runs[g.runs.seed.isin(p.seeds)]) for g in p.groups]
+    if not all(len(t) for t in tables):
+        return ""
+    (la, ta), (lb, tb) = ((g.label, t) for g, t in zip(p.groups, tables))
+    return (f"- Features, {lb} vs {la} (mean over {min(len(ta), len(tb))} seeds): centre-distance ratio "
+            f"{number(tb.compactness_ratio.mean(), 3)} vs {number(ta.compactness_ratio.mean(), 3)} (lower = tighter "
+            f"classes), cosine silhouette {number(tb.silhouette_cosine.mean(), 3)} vs "
+            f"{number(ta.silhouette_cosine.mean(), 3)}, 5-NN top-1 {number(tb.knn5_acc.mean())} vs "
+            f"{number(ta.knn5_acc.mean())}% (*Feature compactness* below).")
 
 
 def _time_section(x: _Inputs) -> list[str]:
@@ -587,7 +754,7 @@ def _time_section(x: _Inputs) -> list[str]:
     if not rows:
         return []
     return ["## Time", "", f"*Table: training time per run and training throughput (train images per second), as "
-            f"recorded by the runner, with the device each run used. {x.prov.caption(pd.concat(used))}*", "",
+            f"recorded by the runner, with the device each run used.{x.prov.caption(pd.concat(used))}*", "",
             table(["group", "seed", "train seconds", "images/s", "device"], rows), ""]
 
 
@@ -603,7 +770,10 @@ def _embedding_section(x: _Inputs) -> list[str]:
         lines += [image(p.stem, p, x.out_dir), "",
                   f"*Figure: {'UMAP' if emb == 'umap' else 't-SNE'} of final-epoch pooled last-conv {split} features, "
                   f"seed {seed.lstrip('s')}, CE and center loss side by side (each fitted on its own; coordinates in "
-                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). {caption}*", ""]
+                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). Under each panel, numbers "
+                  "measured on the features themselves (5-NN top-1 against the train features and the cosine "
+                  "silhouette, as in the compactness table) and, for comparison, the silhouette of the 2-D map "
+                  f"itself: a map can look more or less separated than the features are.{caption}*", ""]
     return lines
 
 
@@ -634,7 +804,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         raise FGVCError(f"equivalence margin {margin!r}: must be a positive number of accuracy points, e.g. 1")
     x = _load(Path(out_dir), float(margin))
-    lines = _title(x) + _provenance_block(x)
+    lines = _title(x) + (_summary_section(x) if len(x.ok) else []) + _provenance_block(x)
     if not len(x.ok):
         lines += ["No successful runs yet: nothing to summarise.", ""]
     else:

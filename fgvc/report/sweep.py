@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from fgvc.report import figures
 from fgvc.report.load import CENTER_KEYS, canon, read_config
-from fgvc.report.markdown import image, key_tag, mean_sd, number, plain, slug, table
+from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
 from fgvc.report.stats import mean_ci, sort_key
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
@@ -206,14 +206,17 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
         return []
     fams = _families(runs, keys)
     lines = ["## Validation sweep", "", INTRO, ""]
-    for f in fams:
+    names = [f"sweep_lambda_{f.name}" for f in fams]
+    stems = unique_stems([n + (f"_{f.split}" if names.count(n) > 1 else "") for n, f in zip(names, fams)],
+                         [f.key for f in fams])
+    for f, stem in zip(fams, stems):
         cap = caption(f.runs)
         if len(fams) > 1:
             lines += [f"### {f.name}, {f.split}", ""]
         lines += _chosen_table(f, cap)
         lines += _tuned_difference(f)
         lines += _settings_table(f, cap)
-        lines += _sensitivity(f, keys, cap, fig_dir, out_dir)
+        lines += _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
     return lines
 
 
@@ -228,7 +231,7 @@ def _chosen_table(f: _Family, cap: str) -> list[str]:
                      mean_sd(dm, ds) if len(d) else "— (not in this sweep)",
                      number(b.test_mean - dm, sign=True) if len(d) else "—"])
     return [f"*Table: setting chosen per method by mean validation top-1 ({f.split}), and its final-epoch test "
-            f"top-1 (%) beside the default recipe's (lr 0.001, λ 0.001); mean ± SD (ddof 1) over seeds. {cap}*",
+            f"top-1 (%) beside the default recipe's (lr 0.001, λ 0.001); mean ± SD (ddof 1) over seeds.{cap}*",
             "",
             table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)",
                    "test top-1 (default recipe)", "chosen minus default"], rows),
@@ -254,7 +257,7 @@ def _settings_table(f: _Family, cap: str) -> list[str]:
              "; ".join(x for x in ("**chosen**" if i in mark else "", "default recipe" if _is_default(r) else "")
                        if x) or ""]
             for i, r in t.iterrows()]
-    lines = [f"*Table: every setting of the sweep, validation and test top-1 (%), mean ± SD over seeds. {cap}*",
+    lines = [f"*Table: every setting of the sweep, validation and test top-1 (%), mean ± SD over seeds.{cap}*",
              "", table(["method", "λ", "lr", "n", "validation top-1", "test top-1", ""], rows), ""]
     if t.n.nunique() > 1:
         lines += [f"Settings have different numbers of seeds ({', '.join(sorted({str(int(n)) for n in t.n}))}); "
@@ -262,15 +265,15 @@ def _settings_table(f: _Family, cap: str) -> list[str]:
     return lines
 
 
-def _sensitivity(f: _Family, keys: list[str], cap: str, fig_dir: Path, out_dir: Path) -> list[str]:
+def _sensitivity(f: _Family, keys: list[str], cap: str, fig_dir: Path, out_dir: Path, stem: str) -> list[str]:
     """The family's sensitivity figure, linked, with its caption."""
-    fig = sensitivity_figure(f.settings, keys, f"λ sensitivity: {f.name}, {f.split}\n{plain(cap)}",
-                             fig_dir / f"sweep_lambda_{slug(f.values.get('model', 'runs'))}-{key_tag(f.key)}.png",
+    title = f"λ sensitivity: {f.name}, {f.split}" + (f"\n{plain(cap).strip()}" if cap else "")
+    fig = sensitivity_figure(f.settings, keys, title, fig_dir / f"{stem}.png",
                              chosen=[b for m, b in sorted(f.by_method.items()) if m != "ce"])
     return [image(f"λ sensitivity, {f.name}", fig, out_dir), "",
             f"*Figure: final-epoch validation (left) and test (right) top-1 against the loss weight λ "
             f"(log axis), mean ± SD over seeds, one line per lr; dashed line and band: the CE baseline of that "
-            f"lr (mean ± SD); ring: the setting chosen on validation. {f.split}. {cap}*", ""]
+            f"lr (mean ± SD); ring: the setting chosen on validation. {f.split}.{cap}*", ""]
 
 
 __all__ = ["sweep_section", "sweep_runs", "sweep_table", "choose", "sensitivity_figure", "setting_keys",

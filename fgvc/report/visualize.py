@@ -18,6 +18,7 @@ import pandas as pd
 
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path
+from fgvc.report.features import knn_accuracy, silhouette
 from fgvc.report.figures import display_name, save_figure
 from fgvc.report.load import (CENTER_KEYS, GROUP_KEYS, canon, class_names, group_keys, load_runs, read_features,
                               read_provenance)
@@ -51,22 +52,50 @@ def embed(name: str, x: np.ndarray) -> np.ndarray:
         return tsne.fit_transform(x)
 
 
+MARKERS = "os^Dv"  # cycled over classes, so classes of similar colour still differ in shape
+# Seeds of the palette: tab10 without its grey, then colours picked greedily in CIELAB.
+_SEED_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+_LIGHTNESS = (25.0, 72.0)  # CIELAB L* of added colours: dark enough to read on white, light enough to tell apart
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (n, 3) to CIELAB (D65)."""
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    d = 6 / 29
+    f = np.where(xyz > d ** 3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def distinct_colors(k: int) -> list[tuple[float, float, float]]:
+    """`k` colours that stay apart on white: tab10's (grey left out), then each next colour
+    the sRGB grid point (L* within _LIGHTNESS) farthest in CIELAB from those already chosen
+    and from white. Deterministic (a glasbey-like palette without the dependency)."""
+    from matplotlib.colors import to_rgb
+
+    chosen = [to_rgb(c) for c in _SEED_COLORS[:k]]
+    if len(chosen) >= k:
+        return chosen
+    steps = np.linspace(0, 1, 12)
+    grid = np.array(np.meshgrid(steps, steps, steps, indexing="ij")).reshape(3, -1).T
+    lab = _to_lab(grid)
+    keep = (lab[:, 0] >= _LIGHTNESS[0]) & (lab[:, 0] <= _LIGHTNESS[1])
+    grid, lab = grid[keep], lab[keep]
+    ref = _to_lab(np.array(chosen + [(1.0, 1.0, 1.0)]))
+    dist = np.min(np.linalg.norm(lab[:, None, :] - ref[None, :, :], axis=2), axis=1)
+    while len(chosen) < k:
+        i = int(np.argmax(dist))
+        chosen.append(tuple(float(v) for v in grid[i]))
+        dist = np.minimum(dist, np.linalg.norm(lab - lab[i], axis=1))
+    return chosen
+
+
 def class_style(k: int) -> tuple[list, list[str]]:
-    """(colour, marker) per class: qualitative palettes, and a second marker shape once
-    colours alone stop being distinguishable (more than 10 classes)."""
-    import matplotlib
-
-    if k <= 10:
-        colors = [matplotlib.colormaps["tab10"](i) for i in range(k)]
-    elif k <= 40:
-        colors = [matplotlib.colormaps["tab20" if i < 20 else "tab20b"](i % 20) for i in range(k)]
-    else:
-        import seaborn as sns
-
-        colors = list(sns.color_palette("husl", k))
-    shapes = "o^sDvP"
-    # tab20 pairs a dark and a light shade of each hue: give the light one another shape
-    markers = ["o" if k <= 10 else shapes[(i % 2 + 2 * (i // 20)) % len(shapes)] for i in range(k)]
+    """(colour, marker) per class: `distinct_colors`, and marker shapes cycled once there
+    are more than 9 classes (MARKERS)."""
+    colors = distinct_colors(k)
+    markers = ["o" if k <= len(_SEED_COLORS) else MARKERS[i % len(MARKERS)] for i in range(k)]
     return colors, markers
 
 
@@ -145,15 +174,37 @@ def _check_choices(split: str, embeddings: Sequence[str]) -> list[str]:
     return embeddings
 
 
-def _split_features(r: pd.Series, split: str) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
-    """(run, features, labels, image ids) of one split of a run's features.npz."""
+def _split_features(r: pd.Series, split: str) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(run, features, labels, image ids, numbers) of one split of a run's features.npz;
+    numbers: `panel_numbers` of the split."""
     feats = read_features(Path(r.run_dir))
     need = (f"{split}_features", f"{split}_labels")
     if feats is None or any(k not in feats for k in need):
         raise FGVCError(f"{Path(r.run_dir) / 'features.npz'}: missing or without {', '.join(need)}; "
                         "rerun the run (fgvc benchmark skips finished runs, so delete its folder first)")
     ids = feats.get(f"{split}_ids", np.arange(len(feats[f"{split}_labels"])))
-    return r, feats[f"{split}_features"], np.asarray(feats[f"{split}_labels"]), np.asarray(ids)
+    return (r, feats[f"{split}_features"], np.asarray(feats[f"{split}_labels"]), np.asarray(ids),
+            panel_numbers(feats, split))
+
+
+def panel_numbers(feats: dict, split: str) -> dict[str, float]:
+    """What an embedding panel should show in numbers, measured on the features themselves
+    (not on the 2-D map): the cosine silhouette of the split by class and, for the test
+    split, 5-NN top-1 (%) of the test features against the train features (cosine), as in
+    the report's compactness table."""
+    x, y = feats[f"{split}_features"].astype(np.float32), np.asarray(feats[f"{split}_labels"])
+    out = {"silhouette_cosine": silhouette(x, y, "cosine")}
+    if split == "test" and "train_features" in feats and "train_labels" in feats:
+        out["knn5_acc"] = knn_accuracy(feats["train_features"].astype(np.float32), np.asarray(feats["train_labels"]),
+                                       x, y, 5)
+    return out
+
+
+def _numbers_text(numbers: dict[str, float], xy: np.ndarray, y: np.ndarray) -> str:
+    """The numbers under a panel: k-NN and silhouette of the features, and the silhouette of the 2-D map."""
+    first = [f"5-NN top-1 {numbers['knn5_acc']:.1f}% (features vs train, cosine)"] if "knn5_acc" in numbers else []
+    return "\n".join(first + [f"silhouette {numbers['silhouette_cosine']:.3f} (features, cosine) · "
+                               f"{silhouette(xy, y):.3f} (this 2-D map)"])
 
 
 def _where_suffix(where: dict[str, str] | None) -> str:
@@ -187,7 +238,7 @@ def _embedding_figure(emb: str, data: list[tuple], names: list[str], split: str,
 def _scatter(ax, emb: str, run_data: tuple, style: tuple[list, list[str]], split: str, size: float) -> pd.DataFrame:
     """Embed one run's features and draw them on `ax`, coloured and shaped by class
     (`style` from `class_style`); returns the coordinates."""
-    r, x, y, ids = run_data
+    r, x, y, ids, numbers = run_data
     colors, markers = style
     xy = embed(emb, x)
     for c in range(len(colors)):
@@ -195,7 +246,7 @@ def _scatter(ax, emb: str, run_data: tuple, style: tuple[list, list[str]], split
         if m.any():
             ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.8, linewidths=0)
     ax.set_title(_panel_title(r, split), fontsize="medium")
-    ax.set_xlabel(f"{TITLES[emb]} 1")
+    ax.set_xlabel(f"{TITLES[emb]} 1\n\n{_numbers_text(numbers, xy, y)}")
     ax.set_ylabel(f"{TITLES[emb]} 2")
     ax.set_xticks([])
     ax.set_yticks([])
