@@ -30,14 +30,21 @@ def _csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def _metrics_problem(path: Path, epochs) -> str | None:
+def _table(path: Path, needed) -> tuple[list[str], list[list[str]]] | str:
+    """(header, rows) of a run's CSV, or what is wrong with it."""
     try:
         header, rows = _csv(path)
     except (OSError, ValueError, UnicodeDecodeError, csv.Error) as e:
-        return f"metrics.csv cannot be read ({type(e).__name__}: {e})"
-    missing = [c for c in METRICS_NEEDED if c not in header]
-    if missing:
-        return f"metrics.csv lacks the columns {', '.join(missing)}"
+        return f"{path.name} cannot be read ({type(e).__name__}: {e})"
+    missing = [c for c in needed if c not in header]
+    return f"{path.name} lacks the columns {', '.join(missing)}" if missing else (header, rows)
+
+
+def _metrics_problem(path: Path, epochs) -> str | None:
+    table = _table(path, METRICS_NEEDED)
+    if isinstance(table, str):
+        return table
+    header, rows = table
     i = header.index("epoch")
     try:
         seen = [int(r[i]) for r in rows]
@@ -49,13 +56,10 @@ def _metrics_problem(path: Path, epochs) -> str | None:
 
 
 def _predictions_problem(path: Path) -> str | None:
-    try:
-        header, rows = _csv(path)
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as e:
-        return f"predictions.csv cannot be read ({type(e).__name__}: {e})"
-    missing = [c for c in PREDICTION_COLUMNS if c not in header]
-    if missing:
-        return f"predictions.csv lacks the columns {', '.join(missing)}"
+    table = _table(path, PREDICTION_COLUMNS)
+    if isinstance(table, str):
+        return table
+    header, rows = table
     if not rows or any(len(r) != len(header) for r in rows):
         return "predictions.csv has no rows or rows of the wrong length"
     return None
