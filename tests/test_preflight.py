@@ -12,6 +12,7 @@ import data_prep.prepare
 import fgvc.models
 from data_prep._cli import run
 from data_prep.preflight import main
+from tiny import make_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_all_inputs_present(offline, sparrow_dataset, tmp_path, capsys):
 
 def test_make_benchmark_checks_first():
     """The preflight is the first thing `make benchmark` does after setup (make -n: nothing runs)."""
-    lines = subprocess.run(["make", "-n", "benchmark", "VENV=/nonexistent-venv", "CUB=x.tgz"], cwd=ROOT,
+    lines = subprocess.run(["make", "-n", "benchmark", "VENV=/nonexistent-venv", "CUB=x.tgz"], cwd=ROOT, env=make_env(),
                            capture_output=True, text=True, check=True).stdout.replace("\\\n", " ").splitlines()
     steps = [i for i, line in enumerate(lines) if "data_prep.preflight" in line or "data_prep.prepare" in line
              or "fgvc benchmark" in line]

@@ -19,6 +19,7 @@ import pytest
 
 from fgvc.cli import build_parser, main
 from fgvc.config import expand_grid, load_grid, parse_overrides
+from tiny import make_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,8 @@ def test_make_command_runs_as_written(command, sparrow_dataset, tmp_path, capsys
     args = shlex.split(command)[1:]
     unknown = [a.split("=")[0] for a in args if "=" in a and a.split("=")[0] not in make_variables()]
     assert not unknown, f"{command}: the Makefile reads no {unknown}"
-    done = subprocess.run(["make", "-n", *args, "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(["make", "-n", *args, "VENV=/nonexistent-venv"], cwd=ROOT, env=make_env(),
+                          capture_output=True, text=True)
     assert done.returncode == 0, f"{command}: {done.stderr.strip()}"
     for line in done.stdout.replace("\\\n", " ").splitlines():
         argv = fgvc_argv(shlex.split(line))

@@ -29,3 +29,11 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     one method and one seed instead of the grid's lists, then `overrides`."""
     one = {k: v for k, v in TINY.items() if k not in ("seeds", "methods")}
     return one | {"method": TINY["methods"][0], "seed": TINY["seeds"][0]} | overrides
+
+
+def make_env() -> dict:
+    """The environment for a `make` the tests run, without the variables an outer make (CI's
+    `make test PYTEST_ARGS=...`) passes down, which would show up as typed overrides."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL")}
