@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -155,7 +156,7 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
 # --------------------------------------------------------------------------- report
 def device_slug(device: torch.device) -> str:
     if device.type == "cuda":
-        return "cuda-" + slug(torch.cuda.get_device_name(device)).replace(".", "_").strip("_")
+        return "cuda-" + re.sub(r"[^A-Za-z0-9]+", "_", torch.cuda.get_device_name(device)).strip("_")
     return "cpu"
 
 

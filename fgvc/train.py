@@ -27,7 +27,7 @@ from fgvc.data.loaders import RunData, build_loaders
 from fgvc.engine import checkpoint as ckpt
 from fgvc.engine.artifacts import close_logger, make_row, run_logger, write_metrics, write_outputs
 from fgvc.engine.device import configure_backends, describe_device, place_model, resolve_device, resolve_precision
-from fgvc.engine.loop import AuxTerm, NonFiniteLossError, predict_all, seed_epoch, train_one_epoch
+from fgvc.engine.loop import AuxTerm, NonFiniteLossError, evaluate_all, predict_all, seed_epoch, train_one_epoch
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.engine.trackers import open_trackers
@@ -188,8 +188,7 @@ def run_epoch(ctx: RunContext, parts: RunParts, epoch: int) -> tuple[dict, dict 
         ev = accuracy_metrics(test_out["probs"], test_out["labels"])
     val = {}
     if data.val is not None:
-        out = predict_all(parts.model, data.val, data.n_val, device, precision=ctx.precision, progress=False)
-        val = accuracy_metrics(out["probs"], out["labels"])
+        val = evaluate_all(parts.model, data.val, data.n_val, device, precision=ctx.precision, progress=False)
     rec = dict(epoch=epoch + 1, train_ce=tr["train_ce"], train_center=tr["train_center"],
                train_loss=tr["train_loss"], train_top1=tr["train_top1"], test_top1=ev["top1"],
                test_top5=ev["top5"], lr=parts.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
