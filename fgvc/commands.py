@@ -154,6 +154,8 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="the reference loop's DataLoader workers (pytorch/examples uses 4)")
     p.add_argument("--pipeline", choices=("auto", "batched", "per-sample"), default="auto", help="fgvc's data path")
+    p.add_argument("--fgvc-workers", type=int, default=None,
+                   help="fgvc's DataLoader workers (default: fgvc's own, 0 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile fgvc's model")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="fgvc's precision (default: auto = bf16 on CUDA, fp32 on CPU); the references run fp32")

@@ -80,12 +80,12 @@ def measure(train_step, eval_pass, device, warmup: int, repeats: int) -> dict:
                 train_images=train[0][1], eval_images=evals[0][1])
 
 
-def _model(args, num_classes: int, device: torch.device, channels_last: bool):
+def _model(args, num_classes: int, device: torch.device, channels_last: bool, precision: str = "fp32"):
     from fgvc.engine.device import place_model
     from fgvc.models import build_model
 
     m = build_model(args.model, num_classes, pretrained=args.pretrained, pretrained_file=args.pretrained_file, seed=0)
-    return place_model(m, device, channels_last)
+    return place_model(m, device, channels_last, precision)
 
 
 def _sgd(model, lr: float) -> torch.optim.Optimizer:
@@ -126,11 +126,12 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
     cfg = RunConfig(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size,
                     image_size=args.image_size, crop_pct=args.crop_pct, lr=args.lr, epochs=1).validate()
     precision = resolve_precision(args.precision, device)
-    model = _model(args, info.num_classes, device, channels_last=True)
+    model = _model(args, info.num_classes, device, channels_last=True, precision=precision)
     net = torch.compile(WithFeatures(model)) if args.compile else WithFeatures(model)
     frames = {"train": info.split(True), "test": info.split(False), "val": None}
     t0 = time.perf_counter()
-    data = build_loaders(cfg, info, frames, data_config(model), device, pipeline=args.pipeline)
+    data = build_loaders(cfg, info, frames, data_config(model), device, pipeline=args.pipeline,
+                         workers=args.fgvc_workers)
     setup = time.perf_counter() - t0
     opt, epoch, last = _sgd(model, args.lr), itertools.count(), {}
 
@@ -260,8 +261,8 @@ def check_args(args) -> None:
     for key in ("batch_size", "repeats", "image_size"):
         if getattr(args, key) < 1:
             raise FGVCError(f"invalid --{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
-    if args.warmup_batches < 0 or args.workers < 0 or args.jobs < 1:
-        raise FGVCError("invalid --warmup-batches/--workers/--jobs: need >= 0, >= 0 and >= 1")
+    if args.warmup_batches < 0 or args.workers < 0 or (args.fgvc_workers or 0) < 0 or args.jobs < 1:
+        raise FGVCError("invalid --warmup-batches/--workers/--fgvc-workers/--jobs: need >= 0, >= 0, >= 0 and >= 1")
 
 
 def measure_all(args, info, device, k: int, echo) -> dict:

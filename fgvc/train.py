@@ -106,7 +106,8 @@ def build_parts(ctx: RunContext) -> RunParts:
     cfg, opts = ctx.cfg, ctx.opts
     winfo = weights_info(cfg.model, cfg.pretrained, opts.pretrained_file)
     model = place_model(build_model(cfg.model, ctx.info.num_classes, pretrained=cfg.pretrained,
-                                    pretrained_file=opts.pretrained_file, seed=cfg.seed), ctx.device)
+                                    pretrained_file=opts.pretrained_file, seed=cfg.seed), ctx.device,
+                        precision=ctx.precision)
     module = build_aux_loss(cfg, ctx.info.num_classes, feature_dim(model))
     data = build_loaders(cfg, ctx.info, ctx.frames, data_config(model), ctx.device, pipeline=opts.pipeline,
                          workers=opts.workers)

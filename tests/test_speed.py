@@ -87,3 +87,23 @@ def test_run_seconds_counts_what_each_loop_does():
 def test_speed_bad_input(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
     assert main(_args(sparrow_dataset, tmp_path, tiny_grid_yaml)[:-2] + ["--out", str(tmp_path), "--repeats", "0"]) == 2
     assert "--repeats 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_speed_options_tool_measures_each_option(sparrow_dataset, tmp_path, tiny_grid_yaml):
+    import runpy
+    from pathlib import Path
+
+    tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "speed_options.py"))
+    out = tmp_path / "speed"
+    argv = _args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", "fp32,fp32-1-worker"]
+    argv[argv.index("test_resnet")] = "test_efficientnet"
+    assert tool["main"](argv) == 0
+    table = pd.read_csv(out / "cpu-test_efficientnet-options.csv")
+    assert list(table.columns) == tool["COLUMNS"] and list(table.option) == ["fp32", "fp32-1-worker"]
+    assert list(table.workers) == [0, 1] and (table.train_img_s > 0).all() and (table.run_seconds > 0).all()
+    assert table.speedup_vs_fp32.iloc[0] == 1.0
+    assert json.loads((out / "cpu-test_efficientnet-options.json").read_text())["options"]["fp32"] == ["--precision",
+                                                                                                        "fp32"]
+    with pytest.raises(SystemExit):
+        tool["main"](["--only", "fp64"])

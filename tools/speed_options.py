@@ -1,0 +1,110 @@
+"""What each CPU speed option gives fgvc's own training step and evaluation (issue 13, item 4).
+
+    python tools/speed_options.py --pretrained-file ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+
+Runs `fgvc.speed.measure_fgvc` (fgvc's loaders, `train_one_epoch` and `predict` on the real
+data, timed as `fgvc speed` times them) once per option below, and writes
+OUT/<device>-<model>-options.csv with one default run's wall time built from each option's
+rates (`fgvc.speed.run_seconds`, the recipe of --grid), plus a provenance JSON beside it.
+Each option is one `fgvc speed` command line; `bf16-plain` is the one thing the CLI cannot
+ask for: bf16 autocast without fgvc keeping the depthwise convolutions in fp32
+(fgvc.engine.device.keep_depthwise_fp32), to show what that costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+OPTIONS = {  # name: extra `fgvc speed` arguments
+    "fp32": ["--precision", "fp32"],
+    "bf16": ["--precision", "bf16"],
+    "bf16-plain": ["--precision", "bf16"],
+    "fp32-1-worker": ["--precision", "fp32", "--fgvc-workers", "1"],
+    "bf16-1-worker": ["--precision", "bf16", "--fgvc-workers", "1"],
+    "fp32-compile": ["--precision", "fp32", "--compile"],
+    "bf16-compile": ["--precision", "bf16", "--compile"],
+}
+COLUMNS = ["option", "precision", "compile", "workers", "train_img_s", "eval_img_s", "setup_seconds", "run_seconds",
+           "speedup_vs_fp32", "train_batches_timed", "repeats", "notes"]
+
+
+@contextlib.contextmanager
+def plain_bf16():
+    """bf16 autocast everywhere, depthwise convolutions included (fgvc's behaviour before)."""
+    from fgvc.engine import device
+
+    keep = device.keep_depthwise_fp32
+    device.keep_depthwise_fp32 = lambda model: 0
+    try:
+        yield
+    finally:
+        device.keep_depthwise_fp32 = keep
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from fgvc.commands import add_speed_parser
+
+    tool = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    tool.add_argument("--only", default=",".join(OPTIONS), help="comma-separated options to measure")
+    own, rest = tool.parse_known_args(argv)
+    names = [o for o in own.only.split(",") if o]
+    unknown = [o for o in names if o not in OPTIONS]
+    if unknown:
+        tool.error(f"unknown option(s) {', '.join(unknown)}: choose from {', '.join(OPTIONS)}")
+    parser = argparse.ArgumentParser(prog="fgvc")
+    add_speed_parser(parser.add_subparsers(dest="command", required=True))
+    defaults = ["speed", "--model", "tf_efficientnet_lite0", "--grid", "benchmarks/sparrows-lite0.yaml",
+                "--train-batches", "6", "--device", "cpu"]
+    return parser.parse_args(defaults + rest), names
+
+
+def main(argv: list[str]) -> int:
+    import pandas as pd
+    import torch
+
+    from fgvc.config import expand_grid, load_grid
+    from fgvc.data.dataset import load_dataset_info
+    from fgvc.io import atomic_path, atomic_write_json
+    from fgvc.names import slug
+    from fgvc.speed import device_slug, measure_fgvc, provenance, run_seconds
+
+    base, names = parse(argv)
+    device = torch.device(base.device)
+    info = load_dataset_info(base.data)
+    recipe = expand_grid(load_grid(base.grid))[0]
+    n = dict(train=int(info.manifest.is_train.sum()), test=int((info.manifest.is_train == 0).sum()))
+    n["val"] = round(recipe.val_fraction * n["train"]) if recipe.val_fraction else 0
+    rows = []
+    for name in names:
+        args, _ = parse(argv + OPTIONS[name])
+        print(f"measuring {name} ...", flush=True)
+        with plain_bf16() if name == "bf16-plain" else contextlib.nullcontext():
+            res = measure_fgvc(args, info, device, args.train_batches)
+        rows.append(dict(option=name, precision=res["precision"], compile=args.compile, workers=res["workers"],
+                         train_img_s=round(res["train_img_s"], 2), eval_img_s=round(res["eval_img_s"], 2),
+                         setup_seconds=round(res["setup_seconds"], 1),
+                         run_seconds=round(run_seconds("fgvc", res, recipe, n, args.batch_size), 1),
+                         train_batches_timed=args.train_batches, repeats=args.repeats,
+                         notes="bf16 autocast on every convolution" if name == "bf16-plain" else ""))
+        print(f"  {name}: {rows[-1]['train_img_s']} train img/s, {rows[-1]['eval_img_s']} eval img/s, "
+              f"one run {rows[-1]['run_seconds'] / 60:.1f} min", flush=True)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if "fp32" in names:
+        table["speedup_vs_fp32"] = (table.run_seconds[table.option == "fp32"].iloc[0] / table.run_seconds).round(3)
+    out = Path(base.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{device_slug(device)}-{slug(base.model)}-options"
+    with atomic_path(out / f"{stem}.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    atomic_write_json(out / f"{stem}.json", dict(provenance(base, info, device), options=OPTIONS,
+                                                 recipe=recipe.identity() | {"eval_every": recipe.eval_every}))
+    print(table.to_string(index=False))
+    print(f"wrote {stem}.csv and {stem}.json in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
