@@ -34,7 +34,7 @@ SPEED_DESCRIPTION = (
     " way: `--warmup-batches` training steps first (not timed: start-up, cudnn autotuning, caches), then "
     "`--repeats` times a fresh epoch iterator over `--train-batches` batches (an epoch's start-up, e.g. "
     "worker processes, is included, as in a real epoch) and one pass of evaluation; the median over repeats "
-    "is reported. When fewer batches than an epoch are timed, the seconds per epoch are extrapolated from the"
+    "is reported; each loop runs in a fresh process. When fewer batches than an epoch are timed, the seconds per epoch are extrapolated from the"
     " measured rates, and the CSV says so. One default run's wall time (`-run.csv`) is built from these rates"
     " as each loop runs by default: its setup (decoding), every epoch's training, the evaluations it does, "
     "and for fgvc the final feature pass and the files it writes. The grid's wall time (every run of a "
@@ -163,6 +163,9 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
                    help="training batches timed per repeat (default: a whole epoch); fewer are extrapolated")
     p.add_argument("--warmup-batches", type=int, default=3, help="untimed training batches first")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    p.add_argument("--same-process", action="store_true",
+                   help="measure every loop in this process (faster start; a loop measured after the others "
+                        "ran up to 23%% slower) instead of each in a fresh one")
     p.add_argument("--grid", default="benchmarks/sparrows.yaml",
                    help="benchmark YAML whose wall time is compared (all its runs)")
     p.add_argument("--measure-grid", action="store_true",

@@ -31,6 +31,7 @@ def tiny_grid_yaml(tmp_path):
 
 @pytest.mark.slow
 def test_speed_writes_both_pipelines_and_the_grid(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
+    """Each loop measured in its own (spawned) process, the default."""
     out = tmp_path / "speed"
     assert main(_args(sparrow_dataset, out, tiny_grid_yaml)) == 0
     speed = pd.read_csv(out / "cpu-test_resnet.csv")
@@ -57,7 +58,7 @@ def test_speed_writes_both_pipelines_and_the_grid(sparrow_dataset, tmp_path, tin
 @pytest.mark.slow
 def test_speed_measures_the_grid_for_real(sparrow_dataset, tmp_path, tiny_grid_yaml):
     out = tmp_path / "speed"
-    assert main(_args(sparrow_dataset, out, tiny_grid_yaml, "--measure-grid", "--jobs", "2",
+    assert main(_args(sparrow_dataset, out, tiny_grid_yaml, "--same-process", "--measure-grid", "--jobs", "2",
                       "--pipeline", "batched")) == 0
     speed = pd.read_csv(out / "cpu-test_resnet.csv")
     assert speed.pipeline.iloc[2] == "fgvc-batched"
@@ -96,7 +97,7 @@ def test_speed_options_tool_measures_each_option(sparrow_dataset, tmp_path, tiny
 
     tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "speed_options.py"))
     out = tmp_path / "speed"
-    argv = _args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", "fp32,fp32-1-worker"]
+    argv = _args(sparrow_dataset, out, tiny_grid_yaml, "--same-process")[1:] + ["--only", "fp32,fp32-1-worker"]
     argv[argv.index("test_resnet")] = "test_efficientnet"
     assert tool["main"](argv) == 0
     table = pd.read_csv(out / "cpu-test_efficientnet-options.csv")

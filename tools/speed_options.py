@@ -3,7 +3,7 @@
     python tools/speed_options.py --pretrained-file ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
 
 Runs `fgvc.speed.measure_fgvc` (fgvc's loaders, `train_one_epoch` and `predict` on the real
-data, timed as `fgvc speed` times them) once per option below, and writes
+data, timed as `fgvc speed` times them) once per option below, each in a fresh process, and writes
 OUT/<device>-<model>-options.csv with one default run's wall time built from each option's
 rates (`fgvc.speed.run_seconds`, the recipe of --grid), plus a provenance JSON beside it.
 Each option is one `fgvc speed` command line; `bf16-plain` is the one thing the CLI cannot
@@ -14,7 +14,6 @@ ask for: bf16 autocast without fgvc keeping the depthwise convolutions in fp32
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
@@ -31,15 +30,16 @@ COLUMNS = ["option", "precision", "compile", "workers", "train_img_s", "eval_img
            "speedup_vs_fp32", "train_batches_timed", "repeats", "notes"]
 
 
-@contextlib.contextmanager
-def plain_bf16():
-    """bf16 autocast everywhere, depthwise convolutions included (fgvc's behaviour before)."""
+def measure_plain_bf16(*args) -> dict:
+    """`measure_fgvc` with bf16 autocast on every convolution, depthwise ones included (what
+    fgvc did before keeping those in fp32)."""
     from fgvc.engine import device
+    from fgvc.speed import measure_fgvc
 
     keep = device.keep_depthwise_fp32
     device.keep_depthwise_fp32 = lambda model: 0
     try:
-        yield
+        return measure_fgvc(*args)
     finally:
         device.keep_depthwise_fp32 = keep
 
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     from fgvc.data.dataset import load_dataset_info
     from fgvc.io import atomic_path, atomic_write_json
     from fgvc.names import slug
-    from fgvc.speed import device_slug, measure_fgvc, provenance, run_seconds
+    from fgvc.speed import device_slug, in_fresh_process, measure_fgvc, provenance, run_seconds
 
     base, names = parse(argv)
     device = torch.device(base.device)
@@ -81,8 +81,9 @@ def main(argv: list[str]) -> int:
     for name in names:
         args, _ = parse(argv + OPTIONS[name])
         print(f"measuring {name} ...", flush=True)
-        with plain_bf16() if name == "bf16-plain" else contextlib.nullcontext():
-            res = measure_fgvc(args, info, device, args.train_batches)
+        fn = measure_plain_bf16 if name == "bf16-plain" else measure_fgvc
+        res = fn(args, info, device, args.train_batches) if args.same_process else \
+            in_fresh_process(fn, args, info, device, args.train_batches)
         rows.append(dict(option=name, precision=res["precision"], compile=args.compile, workers=res["workers"],
                          train_img_s=round(res["train_img_s"], 2), eval_img_s=round(res["eval_img_s"], 2),
                          setup_seconds=round(res["setup_seconds"], 1),
