@@ -69,7 +69,10 @@ def timed(fn, device: torch.device) -> tuple[float, int]:
 
 
 def measure(train_step, eval_pass, device, warmup: int, repeats: int) -> dict:
-    """Warm up, then `repeats` x (timed train batches, timed evaluation); medians."""
+    """Warm up, then `repeats` x (timed train batches, timed evaluation); medians. cudnn
+    autotuning for every loop (each runs in its own process)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     if warmup:
         train_step(warmup)
     train, evals = [], []
@@ -120,13 +123,14 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
     from fgvc.config import RunConfig
     from fgvc.data.loaders import build_loaders
     from fgvc.engine.artifacts import write_outputs
-    from fgvc.engine.device import resolve_precision
+    from fgvc.engine.device import configure_backends, resolve_precision
     from fgvc.engine.loop import predict, train_one_epoch
     from fgvc.models import WithFeatures, data_config
 
     cfg = RunConfig(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size,
                     image_size=args.image_size, crop_pct=args.crop_pct, lr=args.lr, epochs=1).validate()
     precision = resolve_precision(args.precision, device)
+    configure_backends(device, deterministic=False)  # as a run does (on CPU: keep_freed_memory)
     model = _model(args, info.num_classes, device, channels_last=True, precision=precision)
     net = torch.compile(WithFeatures(model)) if args.compile else WithFeatures(model)
     frames = {"train": info.split(True), "test": info.split(False), "val": None}
@@ -318,8 +322,6 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
         raise FGVCError(f"invalid --train-batches {args.train_batches}: must be >= 1")
     recipe = expand_grid(load_grid(args.grid))[0]  # the grid's first run stands for "one default run"
     n["val"] = 0 if not recipe.val_fraction else round(recipe.val_fraction * n["train"])
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     echo(f"speed on {device} ({torch.get_num_threads()} threads): {args.model}, batch {args.batch_size}, "
          f"{k} of {epoch_batches} training batches timed, {args.repeats} repeats after {args.warmup_batches} warm-up")
     results = measure_all(args, info, device, k, echo)

@@ -109,3 +109,15 @@ def test_a_bf16_run_on_cpu_records_its_precision_and_trains(sparrow_dataset, tmp
     assert json.loads((run_dir / "provenance.json").read_text())["precision"] == "bf16"
     row = json.loads((run_dir / "row.json").read_text())
     assert row["status"] == "ok" and 0 <= row["top1"] <= 100
+
+
+def test_keep_freed_memory_sets_glibc_and_can_be_turned_off(monkeypatch):
+    import platform
+
+    monkeypatch.setenv("FGVC_KEEP_MALLOC", "1")
+    assert device_mod.keep_freed_memory() is False
+    monkeypatch.delenv("FGVC_KEEP_MALLOC")
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert device_mod.keep_freed_memory() is True
+    big = torch.ones(64, 1024, 1024)  # 256 MB: served from the heap now, and still correct
+    assert float(big.sum()) == 64 * 1024 * 1024

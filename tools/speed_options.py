@@ -8,23 +8,38 @@ OUT/<device>-<model>-options.csv with one default run's wall time built from eac
 rates (`fgvc.speed.run_seconds`, the recipe of --grid), plus a provenance JSON beside it.
 Each option is one `fgvc speed` command line; `bf16-plain` is the one thing the CLI cannot
 ask for: bf16 autocast without fgvc keeping the depthwise convolutions in fp32
-(fgvc.engine.device.keep_depthwise_fp32), to show what that costs.
+(fgvc.engine.device.keep_depthwise_fp32), to show what that costs; `*-glibc-malloc` set
+FGVC_KEEP_MALLOC=1 (glibc's allocator defaults, fgvc.engine.device.keep_freed_memory) in the
+measured process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 OPTIONS = {  # name: extra `fgvc speed` arguments
     "fp32": ["--precision", "fp32"],
     "bf16": ["--precision", "bf16"],
+    "fp32-glibc-malloc": ["--precision", "fp32"],
+    "bf16-glibc-malloc": ["--precision", "bf16"],
     "bf16-plain": ["--precision", "bf16"],
     "fp32-1-worker": ["--precision", "fp32", "--fgvc-workers", "1"],
     "bf16-1-worker": ["--precision", "bf16", "--fgvc-workers", "1"],
     "fp32-compile": ["--precision", "fp32", "--compile"],
     "bf16-compile": ["--precision", "bf16", "--compile"],
+}
+ENV = {  # options that differ from their twin by an environment variable of the measured process
+    "fp32-glibc-malloc": {"FGVC_KEEP_MALLOC": "1"},
+    "bf16-glibc-malloc": {"FGVC_KEEP_MALLOC": "1"},
+}
+NOTES = {
+    "bf16-plain": "bf16 autocast on every convolution",
+    "fp32-glibc-malloc": "glibc's malloc defaults (FGVC_KEEP_MALLOC=1)",
+    "bf16-glibc-malloc": "glibc's malloc defaults (FGVC_KEEP_MALLOC=1)",
 }
 COLUMNS = ["option", "precision", "compile", "workers", "train_img_s", "eval_img_s", "setup_seconds", "run_seconds",
            "speedup_vs_fp32", "train_batches_timed", "repeats", "notes"]
@@ -42,6 +57,21 @@ def measure_plain_bf16(*args) -> dict:
         return measure_fgvc(*args)
     finally:
         device.keep_depthwise_fp32 = keep
+
+
+@contextlib.contextmanager
+def environment(env: dict):
+    """`env` set in os.environ (inherited by the spawned measuring process), then restored."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -82,14 +112,15 @@ def main(argv: list[str]) -> int:
         args, _ = parse(argv + OPTIONS[name])
         print(f"measuring {name} ...", flush=True)
         fn = measure_plain_bf16 if name == "bf16-plain" else measure_fgvc
-        res = fn(args, info, device, args.train_batches) if args.same_process else \
-            in_fresh_process(fn, args, info, device, args.train_batches)
+        with environment(ENV.get(name, {})):
+            res = fn(args, info, device, args.train_batches) if args.same_process else \
+                in_fresh_process(fn, args, info, device, args.train_batches)
         rows.append(dict(option=name, precision=res["precision"], compile=args.compile, workers=res["workers"],
                          train_img_s=round(res["train_img_s"], 2), eval_img_s=round(res["eval_img_s"], 2),
                          setup_seconds=round(res["setup_seconds"], 1),
                          run_seconds=round(run_seconds("fgvc", res, recipe, n, args.batch_size), 1),
                          train_batches_timed=args.train_batches, repeats=args.repeats,
-                         notes="bf16 autocast on every convolution" if name == "bf16-plain" else ""))
+                         notes=NOTES.get(name, "")))
         print(f"  {name}: {rows[-1]['train_img_s']} train img/s, {rows[-1]['eval_img_s']} eval img/s, "
               f"one run {rows[-1]['run_seconds'] / 60:.1f} min", flush=True)
     table = pd.DataFrame(rows, columns=COLUMNS)
