@@ -96,8 +96,7 @@ def keep_freed_memory() -> bool:
 def place_model(model: nn.Module, device: torch.device, channels_last: bool = True,
                 precision: str = "fp32") -> nn.Module:
     """The model on `device`; channels_last: faster convolutions on CUDA and, with oneDNN, on
-    CPU too (1.7x for Lite0 training on 2 cores). bf16 on CPU: depthwise convolutions train in
-    fp32 (`keep_depthwise_fp32`)."""
+    CPU too. bf16 on CPU: depthwise convolutions train in fp32 (`keep_depthwise_fp32`)."""
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if precision == "bf16" and device.type == "cpu":
         keep_depthwise_fp32(model)
