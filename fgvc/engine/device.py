@@ -30,7 +30,19 @@ def describe_device(device: torch.device) -> str:
     """The device as provenance records it (GPU name, or CPU model and thread count)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    return f"cpu:{cpu_name()} x{torch.get_num_threads()} threads"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo, where platform.processor() is empty)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -128,5 +140,5 @@ def _fp32_while_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return type(conv).forward(conv, x.float()).to(dtype)
 
 
-__all__ = ["resolve_device", "describe_device", "configure_backends", "place_model", "PRECISIONS", "resolve_precision",
+__all__ = ["resolve_device", "describe_device", "cpu_name", "configure_backends", "place_model", "PRECISIONS", "resolve_precision",
            "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory"]
