@@ -214,24 +214,60 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+CASES = "cases"  # a benchmark YAML's union of sub-grids (see load_grid)
+
+
 def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, list[Any]]:
-    """Read a benchmark YAML (or nothing) and apply overrides: key -> list of values."""
+    """Read a benchmark YAML (or nothing) and apply overrides: key -> list of values.
+
+    A YAML may list `cases:`, mappings whose keys replace the base keys for that case; the
+    grid is then the union of each case's product, so methods can run at settings of their
+    own (e.g. each at the lr it was tuned to). `--set` overrides win over base and cases.
+    The cases come back under CASES, each as key -> list of values."""
     raw: dict[str, Any] = {}
+    source = "--set"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise FGVCError(f"benchmark file not found: {path} (see benchmarks/*.yaml)")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise FGVCError(f"{path}: not valid YAML: {e}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise FGVCError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
-        raw.update({_check_key(str(k), str(path)): v for k, v in loaded.items()})
-    for k, v in (overrides or {}).items():
-        raw[_check_key(k, "--set")] = v
+        source = str(path)
+        raw.update({_check_key(str(k), source) if k != CASES else CASES: v for k, v in _read_yaml(path).items()})
+    cases = raw.pop(CASES, None)
+    overrides = {_check_key(k, "--set"): v for k, v in (overrides or {}).items()}
+    grid = _as_lists({**raw, **overrides})
+    if cases is not None:
+        grid[CASES] = [_as_lists({k: v for k, v in case.items() if k not in overrides})
+                       for case in _checked_cases(cases, source)]
+    return grid
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FGVCError(f"benchmark file not found: {path} (see benchmarks/*.yaml)")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise FGVCError(f"{path}: not valid YAML: {e}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise FGVCError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
+    return loaded
+
+
+def _checked_cases(cases: Any, source: str) -> list[dict[str, Any]]:
+    if not isinstance(cases, list) or not cases:
+        raise FGVCError(f"{source}: `cases` must be a non-empty list of mappings (key: value per case)")
+    out = []
+    for i, case in enumerate(cases):
+        where = f"{source} cases[{i}]"
+        if not isinstance(case, dict) or not case:
+            raise FGVCError(f"{where}: expected a non-empty mapping of keys to values, got {case!r}")
+        if CASES in case:
+            raise FGVCError(f"{where}: `cases` cannot be nested; list every case at the top level")
+        out.append({_check_key(str(k), where): v for k, v in case.items()})
+    return out
+
+
+def _as_lists(raw: dict[str, Any]) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     for key, value in raw.items():
         values = value if isinstance(value, list) else [value]
@@ -242,12 +278,15 @@ def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) 
 
 
 def expand_grid(grid: dict[str, list[Any]]) -> list[RunConfig]:
-    """The product of all list-valued keys, validated, duplicates (same run_id) dropped."""
-    keys = list(grid)
+    """The product of all list-valued keys (the union over `cases`, when given), validated,
+    duplicates (same run_id) dropped."""
+    base = {k: v for k, v in grid.items() if k != CASES}
     runs: dict[str, RunConfig] = {}
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        cfg = RunConfig(**dict(zip(keys, combo))).validate()
-        runs.setdefault(cfg.run_id, cfg)
+    for sub in ([{**base, **case} for case in grid[CASES]] if CASES in grid else [base]):
+        keys = list(sub)
+        for combo in itertools.product(*(sub[k] for k in keys)):
+            cfg = RunConfig(**dict(zip(keys, combo))).validate()
+            runs.setdefault(cfg.run_id, cfg)
     # Seeds outermost so that a partial grid finishes whole pairs first.
     return sorted(runs.values(), key=lambda c: (c.seed, c.model, c.method, c.center_weight, c.run_id))
 
@@ -279,6 +318,7 @@ __all__ = [
     "LR_SCHEDULES",
     "parse_overrides",
     "load_grid",
+    "CASES",
     "expand_grid",
     "config_from_dict",
     "save_config",

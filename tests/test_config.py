@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from fgvc.config import RunConfig, expand_grid, load_config, load_grid, parse_overrides, save_config
@@ -46,6 +48,45 @@ def test_bad_yaml(tmp_path, text, message):
     y = tmp_path / "bad.yaml"
     y.write_text(text)
     with pytest.raises(FGVCError, match=message.replace("[", r"\[").replace("(", r"\(")) as e:
+        expand_grid(load_grid(y))
+    assert "\n" not in str(e.value)
+
+
+CASES_YAML = """name: confirm
+model: test_resnet
+seeds: [5, 6]
+epochs: 2
+cases:
+  - {methods: ce, lr: 0.01}
+  - {methods: center, lr: 0.001, center_weight: [0.01, 0.1]}
+"""
+
+
+def test_cases_are_a_union_of_sub_grids(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text(CASES_YAML)
+    runs = expand_grid(load_grid(y))
+    assert len(runs) == 6 and all(r.epochs == 2 and r.benchmark == "confirm" for r in runs)
+    assert {(r.method, r.lr, r.center_weight) for r in runs if r.seed == 5} == {
+        ("ce", 0.01, 0.001), ("center", 0.001, 0.01), ("center", 0.001, 0.1)}
+    assert [r.seed for r in runs] == [5, 5, 5, 6, 6, 6]
+    # --set wins over the base and every case
+    over = expand_grid(load_grid(y, parse_overrides(["lr=0.1", "seeds=[0]"])))
+    assert {r.lr for r in over} == {0.1} and {r.seed for r in over} == {0} and len(over) == 3
+
+
+@pytest.mark.parametrize("cases, message", [
+    ("cases: []\n", "`cases` must be a non-empty list"),
+    ("cases: {lr: 0.1}\n", "`cases` must be a non-empty list"),
+    ("cases:\n  - {lr: 0.1}\n  - 3\n", "cases[1]: expected a non-empty mapping"),
+    ("cases:\n  - {lrr: 0.1}\n", "c.yaml cases[0] (did you mean 'lr'?)"),
+    ("cases:\n  - {lr: -1}\n", "invalid value lr=-1"),
+    ("cases:\n  - {cases: [{lr: 0.1}]}\n", "cannot be nested"),
+])
+def test_bad_cases(tmp_path, cases, message):
+    y = tmp_path / "c.yaml"
+    y.write_text("model: test_resnet\n" + cases)
+    with pytest.raises(FGVCError, match=re.escape(message)) as e:
         expand_grid(load_grid(y))
     assert "\n" not in str(e.value)
 
