@@ -157,3 +157,16 @@ def test_sweep_lambda_yaml_is_the_specified_grid():
         assert grid[k] == [recipe[k]], k
     configs = expand_grid(grid)
     assert len(configs) == 2 * (1 + 4) * 3 and len({c.run_id for c in configs}) == len(configs)
+
+
+@pytest.mark.slow
+def test_report_gives_the_choice_as_cases_of_a_confirmation_grid(sweep, tmp_path):
+    _, runs, md = sweep
+    text = section(md, "Validation sweep")
+    block = text[text.index("```yaml\n") + 8:text.index("```", text.index("```yaml\n") + 8)]
+    want = expected_choice(runs)
+    grid = tmp_path / "confirm.yaml"
+    grid.write_text(yaml.safe_dump(dict(TINY, seeds=[5, 6], methods=["ce"])) + block)
+    got = {(c.method, c.lr, c.center_weight if c.method != "ce" else None, c.seed) for c in expand_grid(load_grid(grid))}
+    assert got == {(m, want.loc[m].lr, want.loc[m].center_weight if m != "ce" else None, s)
+                   for m in ("ce", "center") for s in (5, 6)}

@@ -215,6 +215,7 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
             lines += [f"### {f.name}, {f.split}", ""]
         lines += _chosen_table(f, cap)
         lines += _tuned_difference(f)
+        lines += _confirm_block(f)
         lines += _settings_table(f, cap)
         lines += _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
     return lines
@@ -236,6 +237,20 @@ def _chosen_table(f: _Family, cap: str) -> list[str]:
             table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)",
                    "test top-1 (default recipe)", "chosen minus default"], rows),
             ""]
+
+
+def _confirm_block(f: _Family) -> list[str]:
+    """The chosen settings as the `cases` of a benchmark YAML (fgvc.config.load_grid), for a
+    confirmation on new seeds and the full training set."""
+    cases = []
+    for _, b in f.best.iterrows():
+        keys = {"methods": b.method, "lr": b.lr}
+        if b.method != "ce":
+            keys |= {"center_weight": b.center_weight} | {k: b[k] for k in f.extra}
+        cases.append("  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}")
+    return ["To confirm the choice on seeds that took no part in it, train each method at its chosen setting on "
+            "the full training set (`val_fraction: 0`): these `cases` in a benchmark YAML with the sweep's other "
+            "keys and new `seeds`.", "", "```yaml", "cases:", *cases, "```", ""]
 
 
 def _tuned_difference(f: _Family) -> list[str]:
