@@ -83,6 +83,8 @@ def test_run_seconds_counts_what_each_loop_does():
     assert run_seconds("cached", res, recipe, n, 32) == pytest.approx(5 + 100 + 0.5)
     assert run_seconds("fgvc", res, recipe, n, 32) == pytest.approx(5 + 100 + 2 * 0.5 + 1.0 + 1)
     assert run_seconds("fgvc", res, RunConfig(epochs=10, eval_every=0), n, 32) == pytest.approx(5 + 100 + 0.5 + 2)
+    # --compile: the compilation measured in the warm-up is charged to every run
+    assert run_seconds("fgvc", dict(res, compile_seconds=60.0), recipe, n, 32) == pytest.approx(60 + 5 + 100 + 2 * 0.5 + 1.0 + 1)
 
 
 def test_speed_bad_input(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):

@@ -40,8 +40,11 @@ NOTES = {
     "bf16-plain": "bf16 autocast on every convolution",
     "fp32-glibc-malloc": "glibc's malloc defaults (FGVC_KEEP_MALLOC=1)",
     "bf16-glibc-malloc": "glibc's malloc defaults (FGVC_KEEP_MALLOC=1)",
+    "fp32-compile": "run_seconds includes the compilation, measured in the warm-up",
+    "bf16-compile": "run_seconds includes the compilation, measured in the warm-up",
 }
-COLUMNS = ["option", "precision", "compile", "workers", "train_img_s", "eval_img_s", "setup_seconds", "run_seconds",
+COLUMNS = ["option", "precision", "compile", "workers", "train_img_s", "eval_img_s", "setup_seconds",
+           "compile_seconds", "run_seconds",
            "speedup_vs_fp32", "train_batches_timed", "repeats", "notes"]
 
 
@@ -118,6 +121,7 @@ def main(argv: list[str]) -> int:
         rows.append(dict(option=name, precision=res["precision"], compile=args.compile, workers=res["workers"],
                          train_img_s=round(res["train_img_s"], 2), eval_img_s=round(res["eval_img_s"], 2),
                          setup_seconds=round(res["setup_seconds"], 1),
+                         compile_seconds=round(res.get("compile_seconds", 0.0), 1),
                          run_seconds=round(run_seconds("fgvc", res, recipe, n, args.batch_size), 1),
                          train_batches_timed=args.train_batches, repeats=args.repeats,
                          notes=NOTES.get(name, "")))

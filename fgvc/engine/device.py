@@ -93,8 +93,9 @@ def keep_freed_memory() -> bool:
     glibc serves every allocation above 32 MB (most activations of a batch-32 CNN) with a fresh
     mmap and unmaps it when freed, so each training step faults in and zeroes gigabytes of pages
     again: 15-27% of a 2-core CPU went to the kernel. Serving them from the heap and trimming only
-    above 2 GB made a Lite0 training step 18% (fp32) to 25% (bf16) faster, at a higher peak
-    resident memory (4.9 -> 7.2 GB in fp32). Process-wide and irreversible; FGVC_KEEP_MALLOC=1
+    above 2 GB made Lite0 training 27% (fp32) and 22% (bf16) faster on 2 cores
+    (results/speed/cpu-tf_efficientnet_lite0-options.csv), at a higher peak resident memory
+    (4.9 -> 7.2 GB for a fp32 step). Process-wide and irreversible; FGVC_KEEP_MALLOC=1
     leaves glibc's defaults alone. No effect off glibc (macOS, musl)."""
     if os.environ.get("FGVC_KEEP_MALLOC") == "1" or platform.system() != "Linux":
         return False
@@ -140,5 +141,5 @@ def _fp32_while_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return type(conv).forward(conv, x.float()).to(dtype)
 
 
-__all__ = ["resolve_device", "describe_device", "cpu_name", "configure_backends", "place_model", "PRECISIONS", "resolve_precision",
-           "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory"]
+__all__ = ["resolve_device", "describe_device", "cpu_name", "configure_backends", "place_model", "PRECISIONS",
+           "resolve_precision", "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory"]
