@@ -13,7 +13,7 @@
 # Finished runs are skipped, an unfinished one resumes from its last epoch. On Linux glibc
 # keeps freed memory (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_): 22-27% faster CPU training
 # (README, "Speed and scale"); this changes the allocator, not the code or its results.
-# Copy OUT's finished run folders back (without checkpoint.pt) to commit them.
+# To commit the finished runs: python tools/collect_runs.py <worktree>/OUT OUT (no checkpoints).
 set -euo pipefail
 if [ $# -lt 3 ]; then
   sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
