@@ -309,6 +309,19 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
         pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False)
 
 
+def image_counts(info, recipe) -> dict:
+    """The train and test images, and the validation images the recipe holds out of the
+    training ones: what `run_seconds` charges a run for."""
+    train = int(info.manifest.is_train.sum())
+    return dict(train=train, test=int((info.manifest.is_train == 0).sum()),
+                val=round(recipe.val_fraction * train) if recipe.val_fraction else 0)
+
+
+def recipe_record(recipe) -> dict:
+    """The recipe a speed provenance JSON records (its identity and how often it tests)."""
+    return recipe.identity() | {"eval_every": recipe.eval_every}
+
+
 def run_speed(args, echo=print) -> tuple[Path, Path]:
     from fgvc.config import expand_grid, load_grid
     from fgvc.data.dataset import load_dataset_info
@@ -318,15 +331,14 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     check_args(args)
     device = resolve_device(args.device)
     info = load_dataset_info(args.data)
-    n = dict(train=int(info.manifest.is_train.sum()), test=int((info.manifest.is_train == 0).sum()))
+    recipe = expand_grid(load_grid(args.grid))[0]  # the grid's first run stands for "one default run"
+    n = image_counts(info, recipe)
     epoch_batches = n["train"] // args.batch_size
     if epoch_batches < 1:
         raise FGVCError(f"invalid --batch-size {args.batch_size}: larger than the {n['train']} training images")
     k = epoch_batches if args.train_batches is None else min(args.train_batches, epoch_batches)
     if k < 1:
         raise FGVCError(f"invalid --train-batches {args.train_batches}: must be >= 1")
-    recipe = expand_grid(load_grid(args.grid))[0]  # the grid's first run stands for "one default run"
-    n["val"] = 0 if not recipe.val_fraction else round(recipe.val_fraction * n["train"])
     echo(f"speed on {device} ({torch.get_num_threads()} threads): {args.model}, batch {args.batch_size}, "
          f"{k} of {epoch_batches} training batches timed, {args.repeats} repeats after {args.warmup_batches} warm-up")
     results = measure_all(args, info, device, k, echo)
@@ -344,7 +356,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     write_csv(out / f"{stem}.csv", rows, SPEED_COLUMNS)
     write_csv(out / f"{stem}-run.csv", runs, RUN_COLUMNS)
     write_csv(out / f"{stem}-grid.csv", grid, GRID_COLUMNS)
-    atomic_write_json(out / f"{stem}.json", dict(prov, recipe=recipe.identity() | {"eval_every": recipe.eval_every}))
+    atomic_write_json(out / f"{stem}.json", dict(prov, recipe=recipe_record(recipe)))
     _echo_summary(echo, rows, runs, grid, recipe)
     echo(f"wrote {stem}.csv, {stem}-run.csv, {stem}-grid.csv and {stem}.json in {out}")
     return out / f"{stem}.csv", out / f"{stem}-grid.csv"

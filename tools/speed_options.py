@@ -102,14 +102,14 @@ def main(argv: list[str]) -> int:
     from fgvc.data.dataset import load_dataset_info
     from fgvc.io import atomic_path, atomic_write_json
     from fgvc.names import slug
-    from fgvc.speed import device_slug, in_fresh_process, measure_fgvc, provenance, run_seconds
+    from fgvc.speed import (device_slug, image_counts, in_fresh_process, measure_fgvc, provenance, recipe_record,
+                            run_seconds)
 
     base, names = parse(argv)
     device = torch.device(base.device)
     info = load_dataset_info(base.data)
     recipe = expand_grid(load_grid(base.grid))[0]
-    n = dict(train=int(info.manifest.is_train.sum()), test=int((info.manifest.is_train == 0).sum()))
-    n["val"] = round(recipe.val_fraction * n["train"]) if recipe.val_fraction else 0
+    n = image_counts(info, recipe)
     rows = []
     for name in names:
         args, _ = parse(argv + OPTIONS[name])
@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
     with atomic_path(out / f"{stem}.csv") as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_json(out / f"{stem}.json", dict(provenance(base, info, device), options=OPTIONS,
-                                                 recipe=recipe.identity() | {"eval_every": recipe.eval_every}))
+                                                 recipe=recipe_record(recipe)))
     print(table.to_string(index=False))
     print(f"wrote {stem}.csv and {stem}.json in {out}")
     return 0
