@@ -44,9 +44,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (CUDA; the compile time pays back only over long runs)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="bf16 autocast or fp32 for training and evaluation (default: auto = bf16 on CUDA, fp32 on "
-                        "CPU; --precision bf16 on a CPU with bf16 instructions trades a little accuracy, see "
-                        "README, for speed). Recorded in provenance, not in the run id")
+                   help="bf16 autocast or fp32 for training and evaluation (default: auto = bf16 on CUDA and on a "
+                        "CPU with bf16 instructions, AVX-512 BF16 / AMX; fp32 on other CPUs; README: 'bf16 on "
+                        "CPU'). Recorded in provenance, not in the run id: pass fp32 to add runs to an fp32 grid")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (the one line per epoch is still printed)")
     p.add_argument("--log", dest="trackers", type=_trackers, default=(), metavar="TRACKERS",

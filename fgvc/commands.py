@@ -159,7 +159,7 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
                    help="fgvc's DataLoader workers (default: fgvc's own, 0 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile fgvc's model")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="fgvc's precision (default: auto = bf16 on CUDA, fp32 on CPU); the references run fp32")
+                   help="fgvc's precision (default: auto = bf16 on CUDA and on CPUs with bf16 instructions, else fp32); the references run fp32")
     p.add_argument("--train-batches", type=int, default=None,
                    help="training batches timed per repeat (default: a whole epoch); fewer are extrapolated")
     p.add_argument("--warmup-batches", type=int, default=3, help="untimed training batches first")

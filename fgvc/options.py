@@ -25,7 +25,8 @@ class RunOptions:
     # v2); both draw from the same distribution. "auto": batched on CUDA, per-sample on CPU.
     pipeline: str = "auto"
     compile: bool = False  # torch.compile the model (CUDA; pays for long runs only)
-    # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA, fp32 on CPU (fgvc.engine.device).
+    # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA and on CPUs with bf16 instructions, else fp32
+    # (fgvc.engine.device.resolve_precision).
     # Recorded in provenance; the report says when a group mixes precisions.
     precision: str = "auto"
     # Experiment trackers (fgvc.engine.trackers): any of "tensorboard" (event files in the run

@@ -126,7 +126,8 @@ def validate(source: Path, data: Path | None, out: Path | None = None, *, model:
         crop_pct = src.cfg.crop_pct
     if image_size < 1 or not 0 < crop_pct <= 1:
         raise FGVCError(f"invalid image size {image_size} / crop_pct {crop_pct}: need size >= 1, crop in (0, 1]")
-    view = dict(image_size=image_size, crop_pct=crop_pct, workers=workers, dcfg=dcfg)
+    view = dict(image_size=image_size, crop_pct=crop_pct, workers=workers, dcfg=dcfg,
+                precision=eval_precision(src.run_dir, dev))
     outs = _predict_splits(net, src.cfg, info, dev, view, progress)
     _write_results(outs, src, info, out, dev, view, ck_meta, sha256_file(src.ckpt_path))
     (log or (lambda m: None))(f"validated {src.ckpt_path} on {info.root} -> {out}")
@@ -186,14 +187,30 @@ def _load_model(src: Source, info, data: Path) -> tuple[nn.Module, dict]:
     return net, ck_meta
 
 
+def eval_precision(run_dir: Path | None, device: torch.device) -> str:
+    """The precision a run folder's final pass used (its provenance.json; older runs: fp32), so
+    that validating the run reproduces its files; fp32 where this device has no native bf16.
+    A bare checkpoint: this device's `auto`."""
+    from fgvc.engine.device import cpu_has_bf16, resolve_precision
+
+    if run_dir is None:
+        return resolve_precision("auto", device)
+    from fgvc.report.load import read_provenance
+    from fgvc.report.summary import precision as recorded_precision
+
+    recorded = recorded_precision(read_provenance(run_dir))
+    native = device.type == "cuda" or cpu_has_bf16()
+    return "bf16" if recorded == "bf16" and native else "fp32"
+
+
 def _predict_splits(net, cfg, info, device: torch.device, view: dict, progress: bool) -> dict:
     """The run's own final step: `predict` on the test split and the un-augmented train split."""
     from fgvc.data.loaders import build_eval_loader, eval_batch_size
-    from fgvc.engine.device import place_model, resolve_precision
+    from fgvc.engine.device import place_model
     from fgvc.engine.loop import predict
 
     net = place_model(net, device)
-    precision = resolve_precision("auto", device)
+    precision = view["precision"]
     outs = {}
     for split, is_train in (("test", False), ("train", True)):
         frame = info.split(is_train)
@@ -226,7 +243,7 @@ def _write_results(outs: dict, src: Source, info, out: Path, device: torch.devic
                 source_run_id=ck_meta.get("run_id"), source_epoch=ck_meta.get("epoch"),
                 source_dataset_content_sha256=source_prov.get("dataset_content_sha256"),
                 source_git_commit=source_prov.get("git_commit"), image_size=view["image_size"],
-                crop_pct=view["crop_pct"], workers=view["workers"], finished=now())
+                crop_pct=view["crop_pct"], workers=view["workers"], precision=view["precision"], finished=now())
 
     test_ids = test["frame"].image_id.to_numpy()
     write_outputs(out, test_ids, test, train["frame"].image_id.to_numpy(), train)

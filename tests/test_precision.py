@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -15,9 +16,15 @@ from fgvc.errors import FGVCError
 CPU = torch.device("cpu")
 
 
-def test_auto_is_fp32_on_cpu_and_bad_names_are_refused():
-    assert resolve_precision("auto", CPU) == "fp32"
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_on_cpu_is_bf16_only_with_bf16_instructions(monkeypatch, native, expected):
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: native)
+    assert resolve_precision("auto", CPU) == expected
     assert resolve_precision("fp32", CPU) == "fp32"
+
+
+def test_auto_is_bf16_on_cuda_and_bad_names_are_refused():
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     with pytest.raises(FGVCError, match="use auto, fp32 or bf16"):
         resolve_precision("fp16", CPU)
 
@@ -121,3 +128,19 @@ def test_keep_freed_memory_sets_glibc_and_can_be_turned_off(monkeypatch):
         assert device_mod.keep_freed_memory() is True
     big = torch.ones(64, 1024, 1024)  # 256 MB: served from the heap now, and still correct
     assert float(big.sum()) == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("recorded, native, expected", [
+    ("bf16", True, "bf16"),   # validating a bf16 run reproduces its bf16 final pass
+    ("bf16", False, "fp32"),  # no native bf16 here: the exact reference instead
+    ("fp32", True, "fp32"),
+    (None, True, "fp32"),     # runs before `precision` was recorded trained in fp32
+])
+def test_validate_evaluates_a_run_in_its_own_precision(tmp_path, monkeypatch, recorded, native, expected):
+    from fgvc.validate import eval_precision
+
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: native)
+    prov = {"git_commit": "x"} if recorded is None else {"precision": recorded}
+    (tmp_path / "provenance.json").write_text(json.dumps(prov))
+    assert eval_precision(tmp_path, CPU) == expected
+    assert eval_precision(None, CPU) == ("bf16" if native else "fp32")  # a bare checkpoint: auto

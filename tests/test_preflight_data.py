@@ -128,4 +128,6 @@ def test_image_size_below_the_minimum_is_a_one_line_error(sparrow_dataset, tmp_p
     assert main([argv[0], str(path), *argv[1:]]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: invalid value image_size=1: must be >= 16 (pixels of the square input)"
-    assert main([argv[0], str(path), *argv[1:-1], "image_size=16", "--set", "lr=1e-2", "--set", "batch_size=8"]) == 0
+    # fp32: under bf16 this random-init net, whose last BatchNorm sees 1x1 maps of 8 images, diverges
+    assert main([argv[0], str(path), *argv[1:-1], "image_size=16", "--set", "lr=1e-2", "--set", "batch_size=8",
+                 "--precision", "fp32"]) == 0
