@@ -80,7 +80,12 @@ def run_step(name: str, cfg: dict, device: str, work: Path) -> str:
     if name == "batched-bf16":
         out = bench(cfg, work / name, device, "--pipeline", "batched", "--precision", "auto")
         prov = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*/provenance.json"))]
-        want = "bf16" if device != "cpu" else "fp32"
+        import torch
+
+        sys.path.insert(0, str(ROOT))  # fgvc need not be installed on the device machine
+        from fgvc.engine.device import resolve_precision
+
+        want = resolve_precision("auto", torch.device(device))  # bf16 on CUDA and on CPUs with bf16 instructions
         assert all(p["pipeline"] == "batched" and p["precision"] == want for p in prov), prov
         return f"{len(prov)} runs, pipeline batched, {want}"
     if name == "jobs4":
