@@ -191,16 +191,15 @@ def eval_precision(run_dir: Path | None, device: torch.device) -> str:
     """The precision a run folder's final pass used (its provenance.json; older runs: fp32), so
     that validating the run reproduces its files; fp32 where this device has no native bf16.
     A bare checkpoint: this device's `auto`."""
-    from fgvc.engine.device import cpu_has_bf16, resolve_precision
+    from fgvc.engine.device import resolve_precision
 
     if run_dir is None:
         return resolve_precision("auto", device)
     from fgvc.report.load import read_provenance
     from fgvc.report.summary import precision as recorded_precision
 
-    recorded = recorded_precision(read_provenance(run_dir))
-    native = device.type == "cuda" or cpu_has_bf16()
-    return "bf16" if recorded == "bf16" and native else "fp32"
+    # auto is bf16 exactly where this device runs bf16 natively
+    return resolve_precision("auto", device) if recorded_precision(read_provenance(run_dir)) == "bf16" else "fp32"
 
 
 def _predict_splits(net, cfg, info, device: torch.device, view: dict, progress: bool) -> dict:
