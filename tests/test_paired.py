@@ -12,7 +12,8 @@ from scipy import optimize, stats
 
 from fgvc.report.bootstrap import (BOOT_RESAMPLES, bootstrap_interval, class_intervals, hierarchical_bootstrap,
                                    percentile_interval)
-from fgvc.report.comparisons import COMPARISON_COLUMNS, comparison_row, comparisons_csv, verdict
+from fgvc.report.comparisons import COMPARISON_COLUMNS, comparison_row, comparisons_csv, conclusion, headline, verdict
+from fgvc.report.markdown import pvalue
 from fgvc.report.stats import (adjust_across, mcnemar_exact, min_detectable_effect, p_improvement,
                                p_improvement_paired, paired_comparison, power_paired, seeds_for_power, tost_paired)
 
@@ -146,6 +147,22 @@ def test_holm_across_comparisons_by_hand():
     assert "Holm-adjusted across the 4 comparisons" in verdict(results[0])
     lone = adjust_across([paired_comparison(seeds(3), [1.0, 2.0, 3.0], [1.5, 2.1, 3.9])])[0]
     assert lone.p_holm == pytest.approx(lone.p_value) and lone.family == 1
+
+
+def test_conclusion_names_the_holm_adjustment_it_read():
+    """A 95% interval that excludes zero beside 'not significant' must say the decision read
+    Holm-adjusted p-values, with the unadjusted one (the sweep's λ 0.01 case: 3 seeds, 8 tests)."""
+    big = paired_comparison(seeds(3), [56.4, 55.0, 55.3], [65.5, 68.1, 65.5])
+    rest = [paired_comparison(seeds(3), [50.0, 51.0, 52.0], [50.2, 51.5, 51.9]) for _ in range(7)]
+    adjust_across([big, *rest])
+    assert big.p_value < 0.05 < big.p_holm and big.ci_low > 0
+    words = " ".join(conclusion(big))
+    assert "not statistically significant after Holm adjustment across the 8 comparisons" in words
+    assert f"unadjusted p = {pvalue(big.p_value)}" in words and "before adjustment" in words
+    assert headline(big).count("Holm") == 1
+    lone = paired_comparison(seeds(3), [56.4, 55.0, 55.3], [65.5, 68.1, 65.5])
+    assert "Holm" not in " ".join(conclusion(lone)) and "statistically significant at the 0.05 level:" in " ".join(
+        conclusion(lone))
 
 
 # --------------------------------------------------------------------------- bootstrap

@@ -86,24 +86,36 @@ def conclusion(res: PairedResult) -> list[str]:
     m = _margin_text(res)
     p = res.tost_decision
     better = "better" if res.mean_diff > 0 else "worse"
+    holm = _holm_text(res)
     if res.significant and res.equivalent:
-        return [f"**The difference is statistically significant at the 0.05 level (center loss is {better} "
+        return [f"**The difference is statistically significant at the 0.05 level{holm} (center loss is {better} "
                 f"than CE here), and also equivalent to zero within ±{m}: real, but smaller than {m}.**"]
     if res.significant:
-        return [f"**The difference is statistically significant at the 0.05 level: center loss is {better} "
+        return [f"**The difference is statistically significant at the 0.05 level{holm}: center loss is {better} "
                 "than CE here.**"]
     if res.equivalent:
-        parts = [f"**The difference is not statistically significant, and it is equivalent to zero within "
+        parts = [f"**The difference is not statistically significant{holm}, and it is equivalent to zero within "
                  f"±{m} at the 0.05 level** (equivalence p = {pvalue(p)}): over seeds, these runs rule "
                  f"out an effect of {m} or more in either direction."]
         if res.boot_resamples and (res.boot_low <= -res.margin or res.boot_high >= res.margin):
             parts.append(f"The bootstrap interval, which also counts test-image sampling, reaches beyond ±{m}: "
                          f"on another test set of this size, an effect somewhat larger than {m} is not ruled out.")
         return parts
-    return [f"**The difference is not statistically significant, and equivalence within ±{m} "
-            f"cannot be concluded either** (equivalence p = {pvalue(p)}); these seeds would support "
-            f"equivalence only for a margin wider than ±{number(res.equivalence_bound, 2)} points (the larger end "
-            "of the 90% interval)."]
+    return [f"**The difference is not statistically significant{holm}, and equivalence within ±{m} "
+            f"cannot be concluded either** (equivalence p = {pvalue(p)}); "
+            + (f"before adjustment, the 90% interval would support equivalence only for a margin wider than "
+               f"±{number(res.equivalence_bound, 2)} points." if holm else
+               f"these seeds would support equivalence only for a margin wider than "
+               f"±{number(res.equivalence_bound, 2)} points (the larger end of the 90% interval).")]
+
+
+def _holm_text(res: PairedResult) -> str:
+    """Where the decision read Holm-adjusted p-values, say so with the unadjusted one, so that
+    a 95% interval that excludes zero beside 'not significant' is not read as a contradiction."""
+    if res.family <= 1 or not math.isfinite(res.p_holm):
+        return ""
+    return (f" after Holm adjustment across the {res.family} comparisons of this report (p = {pvalue(res.p_holm)}; "
+            f"unadjusted p = {pvalue(res.p_value)})")
 
 
 def headline(res: PairedResult) -> str:
@@ -120,9 +132,10 @@ def headline(res: PairedResult) -> str:
                  f"(95% CI {number(res.ci_low, 2, sign=True)} to {number(res.ci_high, 2, sign=True)}, Student t "
                  f"over seeds{boot}; 90% interval {number(res.ci90_low, 2, sign=True)} to "
                  f"{number(res.ci90_high, 2, sign=True)} against the ±{_margin_text(res)} equivalence margin).")
+    words = conclusion(res)
     holm = ([f"(Holm-adjusted across the {res.family} comparisons of this report.)"]
-            if res.family > 1 and res.n >= 2 and not res.note else [])
-    return " ".join([first] + conclusion(res) + holm)
+            if res.family > 1 and res.n >= 2 and not res.note and not words else [])
+    return " ".join([first] + words + holm)
 
 
 def _power(res: PairedResult) -> list[str]:
