@@ -196,3 +196,30 @@ def test_compare_cli_on(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "Rows aligned on: model, method, center_weight (chosen with --on)." in out and "only in [" not in out
+
+
+def test_metric_val_top1_pairs_validation_not_test(tmp_path):
+    """--metric val_top1: the paired statistics read validation top-1 (the test columns only
+    shown), so two settings are compared as a sweep would choose between them."""
+    a, b = runs_csv(tmp_path / "a.csv"), runs_csv(tmp_path / "b.csv", shift={("center", s): 5.0 for s in (0, 1, 2)})
+    # validation moves the other way in b (test +5 on center; validation +5 - 8, 7, 9)
+    for path, val_shift in ((a, np.zeros(7)), (b, np.r_[0, 0, 0, -8, -7, -9, 0])):
+        df = pd.read_csv(path)
+        df["val_top1"] = df.top1 - 10 + val_shift + np.r_[[0.1, -0.2, 0.3] * 2, 0]
+        df.loc[df.status != "ok", "val_top1"] = np.nan
+        df.to_csv(path, index=False)
+    text = compare([a, b], metric="val_top1")
+    rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
+    header = text[text.index("## [2] vs [1]"):].split("\n")[4]
+    assert "validation top-1 [1]" in header and "Δ validation top-1 | Δ top-1" in header
+    assert rows["center"][9:11] == ["-3.0", "+5.0"]  # Δ validation, then Δ test (not tested)
+    x = pd.read_csv(a).query("method == 'center' and status == 'ok'").val_top1.to_numpy()
+    y = pd.read_csv(b).query("method == 'center' and status == 'ok'").val_top1.to_numpy()
+    assert f"p={stats.ttest_rel(y, x).pvalue:.3g}" in rows["center"][-1]
+    assert "Per seed (validation top-1)" in text and "read validation top-1 (--metric val_top1)" in text
+    assert compare([a, b]).count("validation") == 0  # default unchanged: test top-1
+    pd.read_csv(a).drop(columns="val_top1").to_csv(tmp_path / "noval.csv", index=False)
+    with pytest.raises(FGVCError, match=r"noval.csv: no val_top1 column .*val_fraction > 0"):
+        compare([tmp_path / "noval.csv", b], metric="val_top1")
+    with pytest.raises(FGVCError, match="unknown metric 'top5'"):
+        compare([a, b], metric="top5")

@@ -65,7 +65,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     from fgvc.report.compare import compare
 
     on = [k for k in args.on.split(",")] if args.on else None
-    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None, margin=args.margin, on=on)
+    text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None, margin=args.margin, on=on,
+                   metric=args.metric)
     print(text, end="")
     return 0
 
@@ -127,6 +128,10 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                    help="align rows on these columns only (comma-separated, e.g. --on model,method to set a smoke "
                         "grid beside the 30-epoch grid); default: model, method and every hyper-parameter column "
                         "the files share. Runs are always paired by seed within a row")
+    p.add_argument("--metric", choices=("top1", "val_top1"), default="top1",
+                   help="what the paired statistics and per-seed table read: final-epoch test top-1 (default) or "
+                        "validation top-1 (runs.csv of runs with a validation split: what a choice between two "
+                        "settings should read, leaving the test set only reported)")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown to FILE")
     p.set_defaults(func=_run_compare)
     return p

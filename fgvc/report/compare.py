@@ -14,6 +14,10 @@ is marked so. The report's paired statistics over matching seeds (fgvc.report.st
 t-test, TOST equivalence within a margin, the smallest effect detectable with 80 % power,
 P(improvement), Holm across the groups of one comparison) say whether a difference is more
 than seed noise, or rules one out.
+
+`--metric val_top1` runs all of that on validation top-1 instead of the final-epoch test
+top-1 (runs.csv of runs with a validation split): what a choice between two settings, e.g.
+two center-update rules, should read, so that the test set is only reported.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ HYPER_KEYS = ["center_weight", "center_update", "lr", "batch_size", "epochs", "i
 # metric name in the comparison -> (runs.csv column, summary.csv column)
 METRICS = {"top1": ("top1", "top1_mean"), "top5": ("top5", "top5_mean"),
            "mean_class_acc": ("mean_class_acc", "mean_class_acc_mean")}
+# what the paired statistics can read (--metric) -> how tables name it; val_top1 is in runs.csv only
+PAIRED_METRICS = {"top1": "top-1", "val_top1": "validation top-1"}
+DELTA_NAMES = {"top1": "top-1", "top5": "top-5", "mean_class_acc": "mean-class", "val_top1": "validation top-1"}
 
 
 @dataclass
@@ -55,9 +62,10 @@ class Results:
         return f"{self.kind}.csv"
 
 
-def read_results(path: Path) -> Results:
+def read_results(path: Path, metric: str = "top1") -> Results:
     """A runs.csv (ok rows only) or summary.csv; anything else is an FGVCError naming
-    the file and the columns it lacks."""
+    the file and the columns it lacks. Rows without a numeric `metric` are left out (with a
+    warning); `val_top1` needs a runs.csv with that column."""
     path = Path(path)
     if path.is_dir():
         raise FGVCError(f"{path}: is a folder; give its runs.csv or summary.csv")
@@ -82,10 +90,17 @@ def read_results(path: Path) -> Results:
     for name, (rc, sc) in METRICS.items():
         col = rc if kind == "runs" else sc
         df[name] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else math.nan
-    bad = ~np.isfinite(df["top1"].astype(float))
-    if bad.any():  # a NaN (or text) top-1 is no result: leave it out, and say so
+    if metric not in PAIRED_METRICS:
+        raise FGVCError(f"unknown metric {metric!r}: choose one of {', '.join(PAIRED_METRICS)}")
+    if metric not in METRICS:
+        if kind != "runs" or metric not in cols:
+            raise FGVCError(f"{path}: no {metric} column (--metric {metric} needs the runs.csv of runs trained "
+                            "with a validation split, val_fraction > 0)")
+        df[metric] = pd.to_numeric(df[metric], errors="coerce")
+    bad = ~np.isfinite(df[metric].astype(float))
+    if bad.any():  # a NaN (or text) accuracy is no result: leave it out, and say so
         ids = df.run_id if "run_id" in df.columns else df.index.astype(str)
-        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric top-1 left out"
+        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric {metric} left out"
               + (f" ({', '.join(map(str, ids[bad][:5]))}{', ...' if bad.sum() > 5 else ''})" if kind == "runs" else ""),
               file=sys.stderr)
         df = df[~bad]
@@ -133,18 +148,23 @@ def _dups(r: Results, keys: list[str]) -> int:
     return int(r.frame.duplicated(cols).sum())
 
 
-def _groups(r: Results, keys: list[str]) -> dict[tuple, dict]:
-    """group key -> n, metric means, and per-seed top1 (runs.csv only)."""
-    out = {}
+def _delta_metrics(metric: str) -> list[str]:
+    """The metrics with a Δ column: the paired one first, then the test metrics."""
+    return list(dict.fromkeys([metric, *METRICS]))
+
+
+def _groups(r: Results, keys: list[str], metric: str = "top1") -> dict[tuple, dict]:
+    """group key -> n, metric means, and per-seed `metric` (runs.csv only)."""
+    out, ms = {}, _delta_metrics(metric)
     for key, g in r.frame.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         if r.kind == "runs":
-            out[key] = dict(n=len(g), **{m: g[m].mean() for m in METRICS},
-                            seeds=dict(zip(g.seed, g.top1.astype(float))),
-                            per_seed={m: dict(zip(g.seed, g[m].astype(float))) for m in METRICS})
+            out[key] = dict(n=len(g), **{m: g[m].mean() for m in ms},
+                            seeds=dict(zip(g.seed, g[metric].astype(float))),
+                            per_seed={m: dict(zip(g.seed, g[m].astype(float))) for m in ms})
         else:
             row = g.iloc[0]
-            out[key] = dict(n=row.n, **{m: row[m] for m in METRICS}, seeds=None, per_seed=None)
+            out[key] = dict(n=row.n, **{m: row[m] for m in ms}, seeds=None, per_seed=None)
     return out
 
 
@@ -169,15 +189,17 @@ class _Aligned:
     shown: list[int]  # indices of the keys shown as columns: model, method and what varies
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
     chosen: bool = False  # whether the keys were chosen with --on
+    metric: str = "top1"  # what the paired statistics read (PAIRED_METRICS)
 
 
-def _align(results: list[Results], margin: float = DEFAULT_MARGIN, on: Sequence[str] | None = None) -> _Aligned:
+def _align(results: list[Results], margin: float = DEFAULT_MARGIN, on: Sequence[str] | None = None,
+           metric: str = "top1") -> _Aligned:
     keys = _keys(results, on)
-    groups = [_groups(r, keys) for r in results]
+    groups = [_groups(r, keys, metric) for r in results]
     all_keys = sorted(set().union(*groups), key=lambda k: tuple(sort_key(v) for v in k))
     shown = [i for i, k in enumerate(keys) if k in ("model", "method") or bool(on)
              or len({key[i] for key in all_keys}) > 1]
-    return _Aligned(results, keys, groups, all_keys, shown, margin, bool(on))
+    return _Aligned(results, keys, groups, all_keys, shown, margin, bool(on), metric)
 
 
 def _files(al: _Aligned) -> list[str]:
@@ -188,10 +210,12 @@ def _files(al: _Aligned) -> list[str]:
     how = " (chosen with --on)" if al.chosen else ""
     seeds = " Within a row, runs are paired by seed where both sides are runs.csv." if any(
         r.kind == "runs" for r in al.results) else ""
-    return lines + ["", f"Rows aligned on: {', '.join(al.keys)}{how}.{seeds}", ""]
+    read = ("" if al.metric == "top1" else f" The paired statistics read {PAIRED_METRICS[al.metric]} "
+            f"(--metric {al.metric}); the test columns are shown beside it, not tested.")
+    return lines + ["", f"Rows aligned on: {', '.join(al.keys)}{how}.{seeds}{read}", ""]
 
 
-PAIRING_TEXT = ("top-1 [1] and [{i}]: each file's own mean over all its rows of the group (unpaired means; their "
+PAIRING_TEXT = ("{m} [1] and [{i}]: each file's own mean over all its rows of the group (unpaired means; their "
                 "n may differ). Δ: [{i}] minus [1] over the seeds both files have (the *paired* column counts them); "
                 "a seed only one file has enters no Δ. Where a side has group means only (summary.csv), Δ is the "
                 "difference of the unpaired means, marked *(unpaired)*.")
@@ -201,8 +225,9 @@ def _versus(al: _Aligned, i: int) -> list[str]:
     """The section "[i+1] vs [1]": a row per group, then the rows and seeds one side lacks, then per-seed top-1."""
     base, other = al.groups[0], al.groups[i]
     both_runs = al.results[0].kind == "runs" and al.results[i].kind == "runs"
-    header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", "top-1 [1]", f"top-1 [{i + 1}]", "paired",
-                                               "Δ top-1", "Δ top-5", "Δ mean-class"]
+    name = PAIRED_METRICS[al.metric]
+    header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", f"{name} [1]", f"{name} [{i + 1}]", "paired",
+                                               *(f"Δ {DELTA_NAMES[m]}" for m in _delta_metrics(al.metric))]
     if both_runs:
         header.append("paired over seeds: t-test, TOST, MDE, P(improve)")
     paired = _paired_all(al, i) if both_runs else {}
@@ -214,21 +239,21 @@ def _versus(al: _Aligned, i: int) -> list[str]:
         label = ", ".join(f"{al.keys[j]}={key[j]}" for j in al.shown)
         if a is None or b is None:
             one_sided.append(f"{label}: only in [{1 if b is None else i + 1}]")
-        cells = [key[j] for j in al.shown] + _metric_cells(a, b)
+        cells = [key[j] for j in al.shown] + _metric_cells(a, b, al.metric)
         if both_runs:
             notes, seed_rows = _seed_rows(label, i, a, b, *paired[key][1:]) if key in paired else ([], [])
             cells.append(cell(paired[key][0]) if key in paired else "—")
             seed_notes += notes
             per_seed += seed_rows
         rows.append(cells)
-    lines = [f"## [{i + 1}] vs [1]", "", PAIRING_TEXT.format(i=i + 1), "", table(header, rows), ""]
+    lines = [f"## [{i + 1}] vs [1]", "", PAIRING_TEXT.format(i=i + 1, m=name), "", table(header, rows), ""]
     lines += _unaligned(al, i)
     if al.results[0].kind != al.results[i].kind:
         lines += ["One side has only group means (summary.csv): no per-seed test is possible.", ""]
     if one_sided or seed_notes:
         lines += ["Rows present on one side only:", ""] + [f"- {t}" for t in one_sided + seed_notes] + [""]
     if per_seed:
-        lines += ["Per seed (top-1):", "", table(["group", "seed", "[1]", f"[{i + 1}]", "Δ"], per_seed), ""]
+        lines += [f"Per seed ({name}):", "", table(["group", "seed", "[1]", f"[{i + 1}]", "Δ"], per_seed), ""]
     family = max((r.family for r, _, _ in paired.values()), default=0)
     if family > 1:
         lines += [f"Paired t-test and TOST p-values Holm-adjusted across the {family} groups with a t-test; the "
@@ -261,19 +286,20 @@ def _paired_all(al: _Aligned, i: int) -> dict[tuple, tuple[PairedResult, list[st
     return out
 
 
-def _metric_cells(a: dict | None, b: dict | None) -> list[str]:
-    """n and the unpaired top-1 mean of each side, the paired seeds, and the metric
+def _metric_cells(a: dict | None, b: dict | None, metric: str = "top1") -> list[str]:
+    """n and the unpaired `metric` mean of each side, the paired seeds, and the metric
     differences (b minus a) over them; between unpaired means, marked so, where a side has
     no per-seed rows; "—" where a side lacks the group or no seed pairs."""
+    ms = _delta_metrics(metric)
     cells = [number(a["n"], 0) if a else "—", number(b["n"], 0) if b else "—",
-             number(a["top1"]) if a else "—", number(b["top1"]) if b else "—"]
+             number(a[metric]) if a else "—", number(b[metric]) if b else "—"]
     if not (a and b):
-        return cells + ["—"] * (1 + len(METRICS))
+        return cells + ["—"] * (1 + len(ms))
     if a.get("per_seed") is None or b.get("per_seed") is None:
-        return cells + ["—"] + [f"{number(b[m] - a[m], sign=True)} (unpaired)" for m in METRICS]
-    seeds = sorted(set(a["per_seed"]["top1"]) & set(b["per_seed"]["top1"]), key=sort_key)
+        return cells + ["—"] + [f"{number(b[m] - a[m], sign=True)} (unpaired)" for m in ms]
+    seeds = sorted(set(a["per_seed"][metric]) & set(b["per_seed"][metric]), key=sort_key)
     deltas = []
-    for m in METRICS:
+    for m in ms:
         d = [b["per_seed"][m][s] - a["per_seed"][m][s] for s in seeds]
         d = [x for x in d if math.isfinite(x)]
         deltas.append(number(sum(d) / len(d), sign=True) if d else "—")
@@ -292,16 +318,17 @@ def _seed_rows(label: str, i: int, a: dict, b: dict, only_a: list[str], only_b: 
 
 
 def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFAULT_MARGIN,
-            on: Sequence[str] | None = None) -> str:
+            on: Sequence[str] | None = None, metric: str = "top1") -> str:
     """Markdown comparison of two or more results CSVs against the first; also written
     to `out` when given. `margin`: the equivalence margin in accuracy points; `on`: the
-    keys to align rows on (default: model, method and the shared hyper-parameters)."""
+    keys to align rows on (default: model, method and the shared hyper-parameters);
+    `metric`: what the paired statistics read (top1, or val_top1 for runs with a validation split)."""
     if len(paths) < 2:
         raise FGVCError(f"compare needs two or more CSV files, got {len(paths)}")
-    results = [read_results(Path(p)) for p in paths]
+    results = [read_results(Path(p), metric) for p in paths]
     for line in source_warnings([(r.path, r.frame) for r in results]):
         print(line, file=sys.stderr)
-    al = _align(results, margin, on)
+    al = _align(results, margin, on, metric)
     lines = _files(al)
     for i in range(1, len(al.results)):
         lines += _versus(al, i)
@@ -311,4 +338,4 @@ def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFA
     return text
 
 
-__all__ = ["compare", "read_results", "RUNS_REQUIRED", "SUMMARY_REQUIRED"]
+__all__ = ["compare", "read_results", "RUNS_REQUIRED", "SUMMARY_REQUIRED", "PAIRED_METRICS"]
