@@ -211,7 +211,7 @@ def test_metric_val_top1_pairs_validation_not_test(tmp_path):
     text = compare([a, b], metric="val_top1")
     rows = {r[1]: r for r in md_rows(text, "## [2] vs [1]")}
     header = text[text.index("## [2] vs [1]"):].split("\n")[4]
-    assert "validation top-1 [1]" in header and "Δ validation top-1 | Δ top-1" in header
+    assert "validation top-1 [1]" in header and "Δ validation top-1 | Δ test top-1 | Δ top-5" in header
     assert rows["center"][9:11] == ["-3.0", "+5.0"]  # Δ validation, then Δ test (not tested)
     x = pd.read_csv(a).query("method == 'center' and status == 'ok'").val_top1.to_numpy()
     y = pd.read_csv(b).query("method == 'center' and status == 'ok'").val_top1.to_numpy()

@@ -153,6 +153,11 @@ def _delta_metrics(metric: str) -> list[str]:
     return list(dict.fromkeys([metric, *METRICS]))
 
 
+def _delta_name(m: str, metric: str) -> str:
+    """A Δ column's name; test top-1 says "test" where the paired metric is another."""
+    return "test top-1" if m == "top1" and metric != "top1" else DELTA_NAMES[m]
+
+
 def _groups(r: Results, keys: list[str], metric: str = "top1") -> dict[tuple, dict]:
     """group key -> n, metric means, and per-seed `metric` (runs.csv only)."""
     out, ms = {}, _delta_metrics(metric)
@@ -227,7 +232,7 @@ def _versus(al: _Aligned, i: int) -> list[str]:
     both_runs = al.results[0].kind == "runs" and al.results[i].kind == "runs"
     name = PAIRED_METRICS[al.metric]
     header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", f"{name} [1]", f"{name} [{i + 1}]", "paired",
-                                               *(f"Δ {DELTA_NAMES[m]}" for m in _delta_metrics(al.metric))]
+                                               *(f"Δ {_delta_name(m, al.metric)}" for m in _delta_metrics(al.metric))]
     if both_runs:
         header.append("paired over seeds: t-test, TOST, MDE, P(improve)")
     paired = _paired_all(al, i) if both_runs else {}
