@@ -100,7 +100,7 @@ def read_results(path: Path, metric: str = "top1") -> Results:
     bad = ~np.isfinite(df[metric].astype(float))
     if bad.any():  # a NaN (or text) accuracy is no result: leave it out, and say so
         ids = df.run_id if "run_id" in df.columns else df.index.astype(str)
-        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric {metric} left out"
+        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric {PAIRED_METRICS[metric]} left out"
               + (f" ({', '.join(map(str, ids[bad][:5]))}{', ...' if bad.sum() > 5 else ''})" if kind == "runs" else ""),
               file=sys.stderr)
         df = df[~bad]
