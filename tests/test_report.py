@@ -443,6 +443,10 @@ def test_curve_panels_split_ce_and_the_auxiliary_term(out):
     assert [c for c, _, _ in curve_panels({"CE": ce})] == ["train_ce", "test_top1"]  # no auxiliary term: no panel
     old = [f.drop(columns=["train_ce"]) for f in center]
     assert [c for c, _, _ in curve_panels({"center": old})] == ["train_loss", "train_center", "test_top1"]
+    held = [f.assign(val_top1=f.test_top1 - 3) for f in ce]  # a validation split: its own panel
+    assert [c for c, _, _ in curve_panels({"CE": held})] == ["train_ce", "val_top1", "test_top1"]
+    empty = [f.assign(val_top1=np.nan) for f in ce]  # the column, but no split: no panel
+    assert [c for c, _, _ in curve_panels({"CE": empty})] == ["train_ce", "test_top1"]
 
 
 def test_rerun_is_byte_identical(out):

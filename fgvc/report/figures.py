@@ -95,12 +95,13 @@ def per_class_figure(names: Sequence[str], acc: Mapping[str, np.ndarray], order:
 # The curve panels: (metrics.csv column, y label, log scale). The auxiliary term is drawn
 # unweighted on its own axes, so CE + λ·aux never makes the auxiliary method look worse.
 CURVE_PANELS = (("train_ce", "train CE loss", False), ("train_center", "auxiliary term (unweighted)", True),
-                ("test_top1", "test top-1 (%)", False))
+                ("val_top1", "validation top-1 (%)", False), ("test_top1", "test top-1 (%)", False))
 
 
 def curve_panels(metrics: Mapping[str, Sequence[pd.DataFrame]]) -> list[tuple[str, str, bool]]:
     """CURVE_PANELS that have data: the auxiliary panel only when some run has a non-zero
-    term; the total loss instead of the CE loss for metrics.csv files without train_ce."""
+    term, the validation panel only when some run held out a validation split; the total
+    loss instead of the CE loss for metrics.csv files without train_ce."""
     frames = [f for fs in metrics.values() for f in fs]
     panels = []
     for col, label, log in CURVE_PANELS:
@@ -109,7 +110,7 @@ def curve_panels(metrics: Mapping[str, Sequence[pd.DataFrame]]) -> list[tuple[st
         values = [pd.to_numeric(f[col], errors="coerce") for f in frames if col in f.columns]
         if col == "train_center" and not any((v.abs() > 0).any() for v in values):
             continue
-        if values:
+        if values and any(v.notna().any() for v in values):
             panels.append((col, label, log))
     return panels
 
@@ -132,8 +133,8 @@ def _curve(ax, frames: Sequence[pd.DataFrame], col: str, color, label: str) -> N
 
 
 def curves_figure(metrics: Mapping[str, Sequence[pd.DataFrame]], title: str, path: Path) -> Path:
-    """Train CE loss, the auxiliary term (unweighted, log scale) and test top-1 per epoch:
-    mean over seeds, band = min..max over seeds."""
+    """Train CE loss, the auxiliary term (unweighted, log scale), validation top-1 (runs
+    with a validation split) and test top-1 per epoch: mean over seeds, band = min..max."""
     from matplotlib.ticker import MaxNLocator
 
     panels = curve_panels(metrics)

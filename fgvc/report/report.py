@@ -669,9 +669,10 @@ def _curves_section(x: _Inputs) -> list[str]:
         lines += [image(f"Training curves, {title}", fig, x.out_dir), "",
                   f"*Figure: per epoch, {title}: the train cross-entropy loss, the auxiliary (center-loss) term "
                   "unweighted on a log scale (the run minimises CE + λ·term, so the total loss would make the "
-                  "auxiliary method look worse), and test top-1 (markers: the epochs it was evaluated on, where "
-                  "`eval_every` thinned them); line = mean over seeds, band = min to max. The test set is only "
-                  f"watched, never used to pick an epoch.{x.prov.caption(used)}*", ""]
+                  "auxiliary method look worse), validation top-1 where the runs held out a validation split, and "
+                  "test top-1 (markers: the epochs it was evaluated on, where `eval_every` thinned them); line = "
+                  "mean over seeds, band = min to max. The test set is only watched, never used to pick an epoch."
+                  f"{x.prov.caption(used)}*", ""]
     return lines
 
 
