@@ -46,9 +46,9 @@ HYPER_KEYS = ["center_weight", "center_update", "lr", "batch_size", "epochs", "i
 # metric name in the comparison -> (runs.csv column, summary.csv column)
 METRICS = {"top1": ("top1", "top1_mean"), "top5": ("top5", "top5_mean"),
            "mean_class_acc": ("mean_class_acc", "mean_class_acc_mean")}
-# what the paired statistics can read (--metric) -> how tables name it; val_top1 is in runs.csv only
-PAIRED_METRICS = {"top1": "top-1", "val_top1": "validation top-1"}
+# how tables name each metric; what the paired statistics can read (--metric): val_top1 is in runs.csv only
 DELTA_NAMES = {"top1": "top-1", "top5": "top-5", "mean_class_acc": "mean-class", "val_top1": "validation top-1"}
+PAIRED_METRICS = ("top1", "val_top1")
 
 
 @dataclass
@@ -100,7 +100,7 @@ def read_results(path: Path, metric: str = "top1") -> Results:
     bad = ~np.isfinite(df[metric].astype(float))
     if bad.any():  # a NaN (or text) accuracy is no result: leave it out, and say so
         ids = df.run_id if "run_id" in df.columns else df.index.astype(str)
-        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric {PAIRED_METRICS[metric]} left out"
+        print(f"warning: {path}: {int(bad.sum())} row(s) without a numeric {DELTA_NAMES[metric]} left out"
               + (f" ({', '.join(map(str, ids[bad][:5]))}{', ...' if bad.sum() > 5 else ''})" if kind == "runs" else ""),
               file=sys.stderr)
         df = df[~bad]
@@ -215,7 +215,7 @@ def _files(al: _Aligned) -> list[str]:
     how = " (chosen with --on)" if al.chosen else ""
     seeds = " Within a row, runs are paired by seed where both sides are runs.csv." if any(
         r.kind == "runs" for r in al.results) else ""
-    read = ("" if al.metric == "top1" else f" The paired statistics read {PAIRED_METRICS[al.metric]} "
+    read = ("" if al.metric == "top1" else f" The paired statistics read {DELTA_NAMES[al.metric]} "
             f"(--metric {al.metric}); the test columns are shown beside it, not tested.")
     return lines + ["", f"Rows aligned on: {', '.join(al.keys)}{how}.{seeds}{read}", ""]
 
@@ -230,7 +230,7 @@ def _versus(al: _Aligned, i: int) -> list[str]:
     """The section "[i+1] vs [1]": a row per group, then the rows and seeds one side lacks, then per-seed top-1."""
     base, other = al.groups[0], al.groups[i]
     both_runs = al.results[0].kind == "runs" and al.results[i].kind == "runs"
-    name = PAIRED_METRICS[al.metric]
+    name = DELTA_NAMES[al.metric]
     header = [al.keys[j] for j in al.shown] + ["n [1]", f"n [{i + 1}]", f"{name} [1]", f"{name} [{i + 1}]", "paired",
                                                *(f"Δ {_delta_name(m, al.metric)}" for m in _delta_metrics(al.metric))]
     if both_runs:
