@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from fgvc.errors import FGVCError
+from fgvc.report.metric_names import PAIRED_METRICS
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -128,7 +129,7 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                    help="align rows on these columns only (comma-separated, e.g. --on model,method to set a smoke "
                         "grid beside the 30-epoch grid); default: model, method and every hyper-parameter column "
                         "the files share. Runs are always paired by seed within a row")
-    p.add_argument("--metric", choices=("top1", "val_top1"), default="top1",
+    p.add_argument("--metric", choices=PAIRED_METRICS, default="top1",
                    help="what the paired statistics and per-seed table read: final-epoch test top-1 (default) or "
                         "validation top-1 (runs.csv of runs with a validation split: what a choice between two "
                         "settings should read, leaving the test set only reported)")

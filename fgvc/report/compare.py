@@ -37,6 +37,7 @@ from fgvc.io import atomic_write_text
 from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
 from fgvc.report.comparisons import cell
 from fgvc.report.markdown import number, table
+from fgvc.report.metric_names import DELTA_NAMES, PAIRED_METRICS
 from fgvc.report.sources import source_warnings
 from fgvc.report.stats import DEFAULT_MARGIN, PairedResult, adjust_across, paired_comparison, sort_key
 
@@ -46,9 +47,6 @@ HYPER_KEYS = ["center_weight", "center_update", "lr", "batch_size", "epochs", "i
 # metric name in the comparison -> (runs.csv column, summary.csv column)
 METRICS = {"top1": ("top1", "top1_mean"), "top5": ("top5", "top5_mean"),
            "mean_class_acc": ("mean_class_acc", "mean_class_acc_mean")}
-# how tables name each metric; what the paired statistics can read (--metric): val_top1 is in runs.csv only
-DELTA_NAMES = {"top1": "top-1", "top5": "top-5", "mean_class_acc": "mean-class", "val_top1": "validation top-1"}
-PAIRED_METRICS = ("top1", "val_top1")
 
 
 @dataclass
