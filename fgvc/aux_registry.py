@@ -29,6 +29,12 @@ CENTER_DISTANCES = ("squared", "euclidean")
 Check = Callable[[Any], None]
 
 _CHECKS: dict[str, Check | None] = {}  # method -> its own check, in registration order
+# The auxiliary-loss config keys. A method reads all of them (center, contrastive_center) or
+# declares the ones it reads (register_method(keys=...)); the others are blanked in its run
+# identity (fgvc.config.RunConfig.identity), as every one is for "ce", and not checked.
+AUX_KEYS = ("center_weight", "center_update", "center_lr", "center_alpha", "center_distance", "center_normalize",
+            "center_per_class", "contrastive_delta")
+_KEYS: dict[str, tuple[str, ...]] = {}  # method -> the AUX_KEYS it reads
 
 
 # --------------------------------------------------------------------------- rules
@@ -82,15 +88,28 @@ def check_new_name(name: str) -> None:
         raise ValueError(f"loss {name!r} is already registered")
 
 
-def register_method(name: str, check: Check | None = None) -> None:
-    """Make `name` a valid `method` with an optional `check(cfg)`. Registering a loss goes
-    through `fgvc.losses.register_loss`, which also records its module factory."""
+def register_method(name: str, check: Check | None = None, keys: Sequence[str] = AUX_KEYS) -> None:
+    """Make `name` a valid `method` with an optional `check(cfg)`, reading the auxiliary-loss
+    config `keys` (always center_weight, its lambda). Registering a loss goes through
+    `fgvc.losses.register_loss`, which also records its module factory."""
     check_new_name(name)
+    unknown = [k for k in keys if k not in AUX_KEYS]
+    if unknown or "center_weight" not in keys:
+        raise ValueError(f"keys of loss {name!r} must include center_weight and come from {', '.join(AUX_KEYS)}; "
+                         f"got {', '.join(keys)}")
     _CHECKS[name] = check
+    _KEYS[name] = tuple(keys)
 
 
 def unregister_method(name: str) -> None:
     _CHECKS.pop(name, None)
+    _KEYS.pop(name, None)
+
+
+def unused_keys(method: str) -> tuple[str, ...]:
+    """The auxiliary-loss keys `method` does not read (all of them for "ce")."""
+    used = _KEYS.get(method, ())
+    return tuple(k for k in AUX_KEYS if k not in used)
 
 
 def registered_methods() -> list[str]:
@@ -104,11 +123,15 @@ def check_aux_config(cfg: Any) -> None:
     method = cfg.method
     if method != "ce" and method not in _CHECKS:
         raise _bad("method", method, f"choose one of {', '.join(['ce', *_CHECKS])}")
-    # A saved CE config has its center settings blanked (see RunConfig.identity()).
-    check_choice("center_update", cfg.center_update, CENTER_UPDATES, also=("none",) if method == "ce" else ())
-    if method != "ce":
+    # A saved config has the settings its method does not read blanked (RunConfig.identity()).
+    used = _KEYS.get(method, ())
+    check_choice("center_update", cfg.center_update, CENTER_UPDATES,
+                 also=("none",) if "center_update" not in used else ())
+    if "center_weight" in used:
         check_weight(cfg.center_weight, method)
+    if "center_lr" in used:
         check_positive("center_lr", cfg.center_lr)
+    if "center_alpha" in used:
         check_unit_interval("center_alpha", cfg.center_alpha)
     check_choice("center_distance", cfg.center_distance, CENTER_DISTANCES)
     check_positive("contrastive_delta", cfg.contrastive_delta)
@@ -132,8 +155,11 @@ def _check_contrastive(cfg: Any) -> None:
 
 register_method("center")
 register_method("contrastive_center", _check_contrastive)
+# The mechanism control of center loss: lambda * mean ||x_i||^2, i.e. center loss with every
+# centre held at zero (fgvc.losses.FeatureNormLoss). It has no centres, so only lambda.
+register_method("feature_norm", keys=("center_weight",))
 
 
-__all__ = ["CENTER_UPDATES", "GRADIENT_UPDATES", "CENTER_DISTANCES", "check_choice", "check_positive",
+__all__ = ["AUX_KEYS", "unused_keys", "CENTER_UPDATES", "GRADIENT_UPDATES", "CENTER_DISTANCES", "check_choice", "check_positive",
            "check_unit_interval", "check_weight", "check_new_name", "register_method", "unregister_method",
            "registered_methods", "check_aux_config"]

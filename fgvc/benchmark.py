@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import pandas as pd
 
-from fgvc.config import RunConfig, expand_grid, load_grid
+from fgvc.config import HALVING, RunConfig, expand_grid, load_grid
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
+from fgvc.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
 from fgvc.inputs import check_reuse
 from fgvc.io import clean_temps
 from fgvc.runs_csv import read_run_row, write_runs_csv
@@ -225,15 +227,21 @@ def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None
     return frame[frame.run_id.isin({c.run_id for c in configs})].reset_index(drop=True)
 
 
-def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfig], Shard | None]:
-    """(the whole grid, this shard's runs, the shard)."""
+def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfig], Shard | None, Halving | None]:
+    """(the whole grid, this shard's runs, the shard, the grid's halving rule)."""
     grid = load_grid(grid_path, overrides)
     if "benchmark" not in grid and grid_path is not None:
         grid["benchmark"] = [Path(grid_path).stem]
     everything = expand_grid(grid)
     if shard is not None and not isinstance(shard, Shard):
         shard = Shard(*shard)
-    return everything, select_shard(everything, shard), shard
+    halving = grid.get(HALVING)
+    if halving is not None:
+        check_halving(halving, everything)
+        if shard is not None:
+            raise FGVCError(f"shard {shard}: a grid with halving ranks every run's validation score at each rung, "
+                            "which one shard cannot see: run it whole (--jobs N for several runs at a time)")
+    return everything, select_shard(everything, shard), shard, halving
 
 
 def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
@@ -266,7 +274,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     runs.csv frame (with a shard: only that shard's rows)."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
-    everything, configs, shard = _expand(grid_path, overrides, shard)
+    everything, configs, shard, halving = _expand(grid_path, overrides, shard)
     info = load_dataset_info(opts.data)
     out = Path(opts.out)
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
@@ -283,18 +291,17 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
              f"(python -m data_prep.verify {info.root} lists what changed)")
     for line in notes + [f"  done   {c.run_id}" for c in done] + [f"  to do  {c.run_id}" for c in todo]:
         echo(line)
+    if halving is not None:
+        echo(halving_status(configs, halving, out))
     if dry_run or not todo:
         return _frame(out, configs, shard)
     preflight(todo, opts, info)
     started = time.perf_counter()
     try:
-        if jobs > 1:
-            from fgvc.jobs import run_concurrently
-
-            echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
-            run_concurrently(todo, opts, jobs, out, echo, snap)
+        if halving is not None:
+            run_halving(configs, halving, opts, info, out, echo, jobs)
         else:
-            run_serially(todo, opts, info, out, echo, snap)
+            train_runs(todo, opts, info, out, echo, jobs, snap)
     finally:
         rebuild_runs_csv(out)
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
@@ -302,11 +309,97 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
 
 
+def train_runs(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None], jobs: int,
+               snap: dict | None = None) -> None:
+    """Train `todo` (each to the end, or to `opts.stop_after`), `jobs` at a time."""
+    if jobs > 1:
+        from fgvc.jobs import run_concurrently
+
+        echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
+        run_concurrently(todo, opts, jobs, out, echo, snap)
+    else:
+        run_serially(todo, opts, info, out, echo, snap)
+
+
+# --------------------------------------------------------------------------- successive halving
+def _reached(out: Path, cfg: RunConfig, rung: int | None) -> bool:
+    """Has the run trained to `rung` (None: to the end), or ended (finished or failed)?"""
+    run_dir = out / "runs" / cfg.run_id
+    if row_status(run_dir) in ("ok", "failed"):
+        return True
+    return rung is not None and len(read_val_curve(run_dir)) >= rung
+
+
+def halving_status(configs: list[RunConfig], halving: Halving, out: Path) -> str:
+    d = decide(trials_of(configs, out), halving)
+    where = f"next rung epoch {d.next_rung}" if d.next_rung is not None else "every rung decided"
+    return f"halving ({halving}): {len(d.pruned)} run(s) pruned, {len(d.alive)} going on; {where}"
+
+
+def _mark_pruned(configs: list[RunConfig], pruned: dict, opts: RunOptions, out: Path,
+                 echo: Callable[[str], None]) -> None:
+    """Write the row.json of each newly pruned run (status pruned, its epochs, its last
+    validation top-1, why); finished and failed runs keep theirs."""
+    from fgvc.engine.artifacts import make_row
+    from fgvc.engine.device import describe_device, resolve_device
+    from fgvc.engine.provenance import git_state
+    from fgvc.io import atomic_write_json
+
+    weights = _weights_of(opts)
+    commit, _ = git_state()
+    device = describe_device(resolve_device(opts.device))
+    for cfg in configs:
+        p = pruned.get(cfg.run_id)
+        run_dir = out / "runs" / cfg.run_id
+        if p is None or row_status(run_dir) in ("ok", "failed"):
+            continue
+        row = make_row(cfg, weights(cfg), device, commit, status=PRUNED, error=p.text(), epochs=p.rung,
+                       val_top1=p.score)
+        old = read_run_row(run_dir / "row.json")[0] if (run_dir / "row.json").is_file() else None
+        if old is None or old.get("error") != row["error"]:
+            atomic_write_json(run_dir / "row.json", row)
+            echo(f"  pruned {cfg.run_id}: {p.text()}")
+
+
+def _revive(alive: list[RunConfig], out: Path, echo: Callable[[str], None]) -> None:
+    """A pruned run whose setting ranks among the kept now (the grid gained settings) goes on."""
+    for cfg in alive:
+        run_dir = out / "runs" / cfg.run_id
+        if row_status(run_dir) == PRUNED:
+            (run_dir / "row.json").unlink()
+            echo(f"  {cfg.run_id}: its setting ranks among the kept now; it resumes where it was pruned")
+
+
+def run_halving(configs: list[RunConfig], halving: Halving, opts: RunOptions, info, out: Path,
+                echo: Callable[[str], None], jobs: int) -> None:
+    """Successive halving (fgvc.halving): train the going-on runs to the next rung, decide,
+    repeat; the last rung's survivors train to the end."""
+    while True:
+        d = decide(trials_of(configs, out), halving)
+        _mark_pruned(configs, d.pruned, opts, out, echo)
+        alive = [c for c in configs if c.run_id in set(d.alive)]
+        _revive(alive, out, echo)
+        todo = [c for c in alive if not _reached(out, c, d.next_rung)]
+        if not todo:
+            if d.next_rung is None:
+                return
+            raise FGVCError(f"halving: every going-on run has reached epoch {d.next_rung} but their validation "
+                            "scores cannot be read from metrics.csv; check the runs' val_top1")
+        stage = f"to epoch {d.next_rung}" if d.next_rung is not None else "to the end"
+        echo(f"halving: training {len(todo)} of {len(alive)} going-on run(s) {stage}")
+        train_runs(todo, replace(opts, stop_after=d.next_rung), info, out, echo, jobs, snapshot(todo, out))
+        rebuild_runs_csv(out)
+        stuck = [c.run_id for c in todo if not _reached(out, c, d.next_rung)]
+        if stuck:
+            raise FGVCError(f"halving: {len(stuck)} run(s) did not reach epoch {d.next_rung or 'the end'} "
+                            f"({', '.join(stuck[:3])}{', ...' if len(stuck) > 3 else ''}); rerun to continue")
+
+
 def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: Callable[[str], None],
                  snap: dict | None = None) -> None:
     """One run after another in this process (one worker of the work queue), with an ETA
     from the epochs seen so far."""
-    remaining_epochs = sum(c.epochs for c in todo)
+    remaining_epochs = sum(min(c.epochs, opts.stop_after or c.epochs) for c in todo)
     epoch_seconds: list[float] = []
     count = 0
 
@@ -323,7 +416,7 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
         if user_hook is not None:
             user_hook(epoch, rec)
 
-    run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": on_epoch_end})
+    run_opts = replace(opts, on_epoch_end=on_epoch_end)
 
     def train(cfg: RunConfig, claim) -> dict:
         nonlocal count

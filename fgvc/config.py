@@ -21,8 +21,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from fgvc.aux_registry import check_aux_config
+from fgvc.aux_registry import check_aux_config, unused_keys
 from fgvc.errors import FGVCError
+from fgvc.halving import HALVING, parse_halving
 from fgvc.names import slug
 
 # The auxiliary-loss keys (method, center_*, contrastive_delta) and their values are
@@ -69,6 +70,9 @@ class RunConfig:
     augment: str = "standard"
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
+    # Label smoothing of the cross-entropy term (torch's `label_smoothing`), for every method:
+    # CE's own regulariser in the fair comparison (Szegedy et al. 2016; FGVC toolboxes' "CE").
+    label_smoothing: float = 0.0
     # How often the test set is evaluated for the learning curve: every k epochs and always
     # after the last (0: after the last only). It cannot change a run's final numbers, so it
     # is not part of the identity (not hashed, not in config.yaml; provenance records it).
@@ -79,16 +83,14 @@ class RunConfig:
         """The resolved per-run settings: what `run_id` hashes (all but `benchmark`; see
         run_hash) and what `save_config` writes to config.yaml.
 
-        For `ce` the auxiliary-loss settings do not matter, so they are blanked: a grid
-        over lambda runs the CE baseline once per seed, not once per lambda. `eval_every`
-        (how a run is evaluated, not what it is) is left out.
+        The auxiliary-loss settings a method does not read are blanked (all of them for
+        `ce`): a grid over lambda runs the CE baseline once per seed, not once per lambda.
+        `eval_every` (how a run is evaluated, not what it is) is left out.
         """
         d = dataclasses.asdict(self)
         for key in NOT_IDENTITY:
             d.pop(key)
-        if self.method == "ce":
-            d.update(center_weight=0.0, center_update="none", center_lr=0.0, center_alpha=0.0)
-            d.update({k: _DEFAULTS[k] for k in AUX_KEYS_ADDED})
+        d.update({k: AUX_BLANK[k] for k in unused_keys(self.method)})
         if not self.val_fraction:
             d["val_seed"] = _DEFAULTS["val_seed"]
         return d
@@ -96,7 +98,8 @@ class RunConfig:
     @property
     def run_name(self) -> str:
         lam = self.identity()["center_weight"]
-        return f"{slug(self.model)}-{self.method}-lam{lam:g}-s{self.seed}"
+        ls = f"-ls{self.label_smoothing:g}" if self.label_smoothing else ""
+        return f"{slug(self.model)}-{self.method}-lam{lam:g}{ls}-s{self.seed}"
 
     @property
     def run_hash(self) -> str:
@@ -130,6 +133,8 @@ class RunConfig:
         if not 0 <= self.warmup_epochs < max(self.epochs, 1):
             raise bad("warmup_epochs", self.warmup_epochs,
                       f"must be >= 0 and less than epochs={self.epochs} (at least one epoch at the full lr)")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", self.label_smoothing, "must be in [0, 1) (0: plain cross-entropy)")
         if self.eval_every < 0:
             raise bad("eval_every", self.eval_every, "must be >= 0 (0: test evaluated after the last epoch only)")
         if not 0 < self.crop_pct <= 1:
@@ -153,10 +158,14 @@ class RunConfig:
 
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta",
-              "lr_schedule", "warmup_epochs", "augment")
+              "lr_schedule", "warmup_epochs", "augment", "label_smoothing")
 # How a run is evaluated, not what it is: never hashed, never saved in config.yaml.
 NOT_IDENTITY = ("eval_every",)
-AUX_KEYS_ADDED = ("center_distance", "center_normalize", "center_per_class", "contrastive_delta")
+# The value an auxiliary-loss key takes in the identity of a method that does not read it:
+# "no value" for the four keys of 0.1.0 (as CE's saved configs have them), else the default.
+AUX_BLANK = {**{k: _DEFAULTS[k] for k in ("center_distance", "center_normalize", "center_per_class",
+                                          "contrastive_delta")},
+             "center_weight": 0.0, "center_update": "none", "center_lr": 0.0, "center_alpha": 0.0}
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -215,6 +224,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 
 CASES = "cases"  # a benchmark YAML's union of sub-grids (see load_grid)
+GRID_ONLY = (CASES, HALVING)  # grid keys that are not RunConfig fields
 
 
 def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, list[Any]]:
@@ -223,16 +233,22 @@ def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) 
     A YAML may list `cases:`, mappings whose keys replace the base keys for that case; the
     grid is then the union of each case's product, so methods can run at settings of their
     own (e.g. each at the lr it was tuned to). `--set` overrides win over base and cases.
-    The cases come back under CASES, each as key -> list of values."""
+    The cases come back under CASES, each as key -> list of values; a `halving` rule
+    (fgvc.halving) under HALVING, as a Halving (absent without one)."""
     raw: dict[str, Any] = {}
     source = "--set"
     if path is not None:
         path = Path(path)
         source = str(path)
-        raw.update({_check_key(str(k), source) if k != CASES else CASES: v for k, v in _read_yaml(path).items()})
+        raw.update({_check_key(str(k), source) if k not in GRID_ONLY else k: v for k, v in _read_yaml(path).items()})
     cases = raw.pop(CASES, None)
-    overrides = {_check_key(k, "--set"): v for k, v in (overrides or {}).items()}
+    overrides = dict(overrides or {})
+    from_yaml = raw.pop(HALVING, None)
+    halving = parse_halving(overrides.pop(HALVING), "--set") if HALVING in overrides else parse_halving(from_yaml, source)
+    overrides = {_check_key(k, "--set"): v for k, v in overrides.items()}
     grid = _as_lists({**raw, **overrides})
+    if halving is not None:
+        grid[HALVING] = halving
     if cases is not None:
         grid[CASES] = [_as_lists({k: v for k, v in case.items() if k not in overrides})
                        for case in _checked_cases(cases, source)]
@@ -280,7 +296,7 @@ def _as_lists(raw: dict[str, Any]) -> dict[str, list[Any]]:
 def expand_grid(grid: dict[str, list[Any]]) -> list[RunConfig]:
     """The product of all list-valued keys (the union over `cases`, when given), validated,
     duplicates (same run_id) dropped."""
-    base = {k: v for k, v in grid.items() if k != CASES}
+    base = {k: v for k, v in grid.items() if k not in GRID_ONLY}
     runs: dict[str, RunConfig] = {}
     for sub in ([{**base, **case} for case in grid[CASES]] if CASES in grid else [base]):
         keys = list(sub)
@@ -319,6 +335,7 @@ __all__ = [
     "parse_overrides",
     "load_grid",
     "CASES",
+    "HALVING",
     "expand_grid",
     "config_from_dict",
     "save_config",

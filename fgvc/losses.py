@@ -1,5 +1,6 @@
 """Auxiliary losses on the pooled features: center loss (Wen et al., ECCV 2016) with its
-variants, the contrastive-center loss (Qi and Su, 2017), and a registry for new ones.
+variants, the contrastive-center loss (Qi and Su, 2017), the feature-norm penalty (center
+loss with its centres held at zero: a control), and a registry for new ones.
 
 The formulas, their config keys and their relation to the papers are tabulated in
 ../docs/losses.md.
@@ -266,6 +267,43 @@ class ContrastiveCenterLoss(_Centers):
             return (own / (others + self.delta)).mean()
 
 
+class FeatureNormLoss(nn.Module):
+    """The feature-norm penalty, a mechanism control for center loss:
+
+        L_norm = (1/B) sum_i ||x_i||^2
+
+    i.e. center loss (default form) with every centre held at zero. It shrinks the pooled
+    features as center loss does, without pulling them towards class centres: if it helps as
+    much, the centres are not what helps. No parameters, no optimizer.
+    """
+
+    def __init__(self, feat_dim: int, weight: float):
+        super().__init__()
+        check_weight(weight, "feature_norm", key="center_weight (lambda)")
+        self.feat_dim, self.weight = int(feat_dim), float(weight)
+
+    def extra_repr(self) -> str:
+        return f"feat_dim={self.feat_dim}, weight={self.weight:g}"
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        if features.ndim != 2 or features.shape[1] != self.feat_dim:
+            raise ValueError(f"expected features of shape (B, {self.feat_dim}), got {tuple(features.shape)}")
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return features.float().pow(2).sum(dim=1).mean()
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def make_optimizer(self) -> None:
+        return None
+
+    def before_step(self) -> None:
+        """Nothing to synchronise: no parameters of its own."""
+
+    def after_step(self, features: Tensor, labels: Tensor) -> None:
+        """No state to update."""
+
+
 # --------------------------------------------------------------------------- registry
 # The method names and their config checks live in fgvc.aux_registry (torch-free, so that
 # RunConfig.validate() knows them without importing this module); the module factories here.
@@ -340,7 +378,12 @@ def _contrastive_center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> Co
                                  lr=cfg.center_lr, delta=cfg.contrastive_delta, seed=cfg.seed)
 
 
-__all__ = ["CenterLoss", "ContrastiveCenterLoss", "AUX_LOSSES", "PROTOCOL", "register_loss", "unregister_loss",
+@_factory_of("feature_norm")  # registered (lambda only) in fgvc.aux_registry
+def _feature_norm(num_classes: int, feat_dim: int, cfg: "RunConfig") -> FeatureNormLoss:
+    return FeatureNormLoss(feat_dim, cfg.center_weight)
+
+
+__all__ = ["CenterLoss", "ContrastiveCenterLoss", "FeatureNormLoss", "AUX_LOSSES", "PROTOCOL", "register_loss", "unregister_loss",
            "registered_losses", "build_aux_loss", "check_aux_config"]
 
 

@@ -33,6 +33,9 @@ class RunOptions:
     # folder's tb/) and "mlflow" (to mlflow_uri; None: a file store OUT/mlruns).
     trackers: tuple[str, ...] = ()
     mlflow_uri: str | None = None
+    # Stop after this many epochs without finishing (no row.json; the epoch checkpoint resumes
+    # it): a rung of successive halving (fgvc.halving). None: train to cfg.epochs.
+    stop_after: int | None = None
     # Called after each epoch with (epoch, record): the benchmark's ETA line, and tests that
     # simulate an interruption.
     on_epoch_end: Callable[[int, dict], None] | None = None

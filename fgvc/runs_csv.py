@@ -26,7 +26,7 @@ RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "me
                 "git_commit", "status", "error", "val_top1"]
 
 
-STATUSES = ("ok", "failed")
+STATUSES = ("ok", "failed", "pruned")  # pruned: stopped at a successive-halving rung (fgvc.halving)
 OK_NUMBERS = ("top1", "top5", "mean_class_acc")  # what every finished run's row holds as numbers
 DAMAGED = "damaged"  # the status runs.csv gives a run whose row.json or files are broken
 

@@ -182,7 +182,7 @@ def run_epoch(ctx: RunContext, parts: RunParts, epoch: int) -> tuple[dict, dict 
         group["lr"] = lr_at(cfg, epoch)
     t0 = time.perf_counter()
     tr = train_one_epoch(parts.net, parts.aux, parts.optimizer, data.train, device, precision=ctx.precision,
-                         desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=ctx.opts.progress and ctx.main)
+                         label_smoothing=cfg.label_smoothing, desc=f"{cfg.run_name} ep {epoch + 1}/{cfg.epochs}", progress=ctx.opts.progress and ctx.main)
     test_out, ev = None, dict(top1=None, top5=None)
     if tests_after(cfg, epoch):
         test_out = predict_all(parts.model, data.test, data.n_test, device, precision=ctx.precision, progress=False)
@@ -261,15 +261,29 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))
     test_out = None
+    last = cfg.epochs if opts.stop_after is None else min(cfg.epochs, opts.stop_after)
     with open_trackers(opts, cfg, ctx.run_dir, parts.history, ctx.main) as trackers:
-        for epoch in range(parts.start_epoch, cfg.epochs):
+        for epoch in range(parts.start_epoch, last):
             rec, test_out = run_epoch(ctx, parts, epoch)
             trackers.log_epoch(rec)
             if opts.on_epoch_end is not None:
                 opts.on_epoch_end(epoch, rec)
+        if last < cfg.epochs:
+            return pause(ctx, parts, last)
         row = finish(ctx, parts, prov, test_out)
         trackers.finish(row)
     return row
+
+
+def pause(ctx: RunContext, parts: RunParts, epoch: int) -> dict:
+    """Stop at a halving rung without finishing: the epoch checkpoint resumes the run later.
+    Returns a row-like record with status "paused" (nothing is written as row.json)."""
+    val = parts.history[-1].get("val_top1") if parts.history else None
+    ctx.note(f"{ctx.cfg.run_id}: paused after epoch {epoch} (a halving rung)"
+             + (f": val top1 {val:.1f}" if val is not None else ""))
+    if ctx.main:
+        close_logger(ctx.logger)
+    return dict(run_id=ctx.cfg.run_id, status="paused", epochs=epoch, val_top1=val, error="")
 
 
 def record_failure(cfg: RunConfig, opts: RunOptions, error: BaseException) -> dict:

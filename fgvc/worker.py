@@ -69,7 +69,10 @@ def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
             status = json.loads(row.read_text()).get("status")
         except (ValueError, AttributeError, OSError):
             status = None
-        if status != "failed":
+        if status == "pruned":  # by successive halving (fgvc.halving); this grid trains it on
+            row.unlink()
+            echo(f"  {run_dir.name}: was pruned by successive halving; training it on from its checkpoint")
+        elif status != "failed":
             moved = set_aside(row, "damaged")
             echo(f"  {run_dir.name}: moved its damaged row.json to {moved.name}; training it again")
 
@@ -149,6 +152,9 @@ def train_claimed(cfg: RunConfig, opts: RunOptions, claim: Claim, info=None,
 
 
 def result_text(row: dict) -> str:
+    if row["status"] == "paused":
+        val = row.get("val_top1")
+        return f"paused after epoch {row['epochs']}" + (f" (val top1 {val:.1f})" if val is not None else "")
     return f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
 
 

@@ -50,24 +50,24 @@ class FeatureNorm(nn.Module):
 def toy_loss():
     made: list[FeatureNorm] = []
 
-    @register_loss("feature_norm")
+    @register_loss("toy_norm")
     def factory(num_classes, feat_dim, cfg):
         made.append(FeatureNorm(cfg.center_weight))
         return made[-1]
 
     yield made
-    unregister_loss("feature_norm")
+    unregister_loss("toy_norm")
 
 
 @pytest.mark.slow
 def test_toy_loss_trains_through_the_real_runner(toy_loss, sparrow_dataset, tmp_path):
-    assert registered_losses()[:2] == ["center", "contrastive_center"] and "feature_norm" in registered_losses()
+    assert registered_losses()[:2] == ["center", "contrastive_center"] and "toy_norm" in registered_losses()
     opts = RunOptions(data=sparrow_dataset, out=tmp_path, progress=False)
-    grid = dict(TINY, benchmark="toy", methods=["feature_norm"], center_weight=0.01)
+    grid = dict(TINY, benchmark="toy", methods=["toy_norm"], center_weight=0.01)
     frame = run_benchmark(None, opts, grid, echo=lambda m: None)
     assert list(frame.status) == ["ok"], frame.error.tolist()
     row = frame.iloc[0]
-    assert row.method == "feature_norm" and row.center_weight == 0.01
+    assert row.method == "toy_norm" and row.center_weight == 0.01
     (toy,) = toy_loss
     batches = len(toy.values)
     n_train = int((pd.read_csv(sparrow_dataset / "manifest.csv").is_train == 1).sum())
@@ -81,7 +81,7 @@ def test_toy_loss_trains_through_the_real_runner(toy_loss, sparrow_dataset, tmp_
 
 
 def test_unknown_method_lists_registered_losses(toy_loss):
-    with pytest.raises(FGVCError, match=r"method='triplet'.*ce, center, contrastive_center, feature_norm") as e:
+    with pytest.raises(FGVCError, match=r"method='triplet'.*ce, center, contrastive_center, feature_norm, toy_norm") as e:
         expand_grid(load_grid(None, {"methods": ["triplet"]}))
     assert "\n" not in str(e.value)
     with pytest.raises(FGVCError, match=r"method='triplet'.*ce, center, contrastive_center"):

@@ -61,9 +61,9 @@ def autocast(device: torch.device, precision: str):
 
 
 def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.device, *, precision: str = "fp32",
-                    desc: str = "", progress: bool = True) -> dict:
+                    label_smoothing: float = 0.0, desc: str = "", progress: bool = True) -> dict:
     """One pass over the training data; returns mean losses, accuracy and speed (summed
-    over processes under DDP)."""
+    over processes under DDP). `label_smoothing` applies to the cross-entropy term."""
     net.train()
     multi = dist_.current().enabled
     sums = dict(ce=0.0, center=0.0, loss=0.0, correct=0, n=0)
@@ -74,7 +74,7 @@ def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.d
         y = y.to(device, non_blocking=True)
         with autocast(device, precision):
             logits, feats = net(x)
-        ce = F.cross_entropy(logits.float(), y)
+        ce = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         la = aux.module(feats, y) if aux is not None else torch.zeros((), device=device)
         loss = ce + (aux.weight if aux is not None else 0.0) * la
         bad = not torch.isfinite(loss)
