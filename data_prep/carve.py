@@ -34,8 +34,8 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_dir
 
 from data_prep._cli import run
-from data_prep.checksum import content_sha256, files_fingerprint
-from data_prep.manifest import MANIFEST_COLUMNS
+from fgvc.data.checksum import content_sha256, files_fingerprint
+from fgvc.data.manifest import MANIFEST_COLUMNS
 
 METADATA = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt")
 SPARROW_IDS = tuple(range(113, 134))
@@ -358,7 +358,7 @@ def carve(source: Path, out: Path, classes: str = "sparrows", force: bool = Fals
             "source": str(source.resolve()),
             "source_md5": source_md5,
             "content_sha256": content_sha256(tmp),
-            "files_fingerprint": files_fingerprint(tmp),  # see data_prep/checksum.py
+            "files_fingerprint": files_fingerprint(tmp),  # see fgvc/data/checksum.py
             "num_classes": len(selected),
             "num_train": sum(r.is_train for r in records),
             "num_test": sum(1 - r.is_train for r in records),

@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from data_prep._cli import run
-from data_prep.checksum import content_sha256
-from data_prep.manifest import MANIFEST_COLUMNS
+from fgvc.data.checksum import content_sha256
+from fgvc.data.manifest import MANIFEST_COLUMNS
 from fgvc.data.check import image_problem
 from fgvc.errors import FGVCError
 

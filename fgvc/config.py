@@ -1,5 +1,8 @@
-"""Run configuration: one validated dataclass per run, built from a benchmark YAML
-plus `--set` overrides, saved with the run, and hashed into its run id.
+"""Run configuration: `RunConfig`, one validated dataclass per run (what a run is), built
+from a benchmark YAML plus `--set` overrides, saved with the run and hashed into its run id;
+beside it `RunOptions` (how it runs: device, workers, pipeline, progress), which never
+changes a run's identity or its results (except `deterministic`, which makes repeated CPU
+runs identical). Torch-free.
 
 A benchmark YAML holds the keys of `RunConfig` (any of them may be a list: the grid
 is the product) with two renames that read better in a grid: `methods` (list of
@@ -17,19 +20,19 @@ import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
 from fgvc.aux_registry import check_aux_config, unused_keys
 from fgvc.errors import FGVCError
-from fgvc.halving import HALVING, parse_halving
+from fgvc.grid.halving import HALVING, parse_halving
 from fgvc.names import slug
 
 # The auxiliary-loss keys (method, center_*, contrastive_delta) and their values are
 # checked by fgvc/aux_registry.py, which owns them; the rest here.
 AUGMENTS = ("standard", "none")
-LR_SCHEDULES = ("constant", "cosine")  # see fgvc/schedule.py
+LR_SCHEDULES = ("constant", "cosine")  # see fgvc/engine/schedule.py
 
 # YAML grid keys that name a list of per-run values.
 PLURAL_KEYS = {"methods": "method", "seeds": "seed"}
@@ -156,6 +159,39 @@ class RunConfig:
         return self
 
 
+
+@dataclass
+class RunOptions:
+    """How to run (not what): these never change a run's identity."""
+
+    data: Path
+    out: Path
+    pretrained_file: Path | None = None
+    device: str = "auto"
+    workers: int | None = None
+    deterministic: bool = False
+    progress: bool = True
+    # Data path: "batched" keeps the decoded images on the device and augments whole batches
+    # there (fgvc.data.batched), "per-sample" augments each image in a DataLoader (torchvision
+    # v2); both draw from the same distribution. "auto": batched on CUDA, per-sample on CPU.
+    pipeline: str = "auto"
+    compile: bool = False  # torch.compile the model (CUDA; pays for long runs only)
+    # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA and on CPUs with bf16 instructions, else fp32
+    # (fgvc.engine.device.resolve_precision).
+    # Recorded in provenance; the report says when a group mixes precisions.
+    precision: str = "auto"
+    # Experiment trackers (fgvc.engine.trackers): any of "tensorboard" (event files in the run
+    # folder's tb/) and "mlflow" (to mlflow_uri; None: a file store OUT/mlruns).
+    trackers: tuple[str, ...] = ()
+    mlflow_uri: str | None = None
+    # Stop after this many epochs without finishing (no row.json; the epoch checkpoint resumes
+    # it): a rung of successive halving (fgvc.grid.halving). None: train to cfg.epochs.
+    stop_after: int | None = None
+    # Called after each epoch with (epoch, record): the benchmark's ETA line, and tests that
+    # simulate an interruption.
+    on_epoch_end: Callable[[int, dict], None] | None = None
+
+
 _DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 ADDED_KEYS = ("val_seed", "center_distance", "center_normalize", "center_per_class", "contrastive_delta",
               "lr_schedule", "warmup_epochs", "augment", "label_smoothing")
@@ -234,7 +270,7 @@ def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) 
     grid is then the union of each case's product, so methods can run at settings of their
     own (e.g. each at the lr it was tuned to). `--set` overrides win over base and cases.
     The cases come back under CASES, each as key -> list of values; a `halving` rule
-    (fgvc.halving) under HALVING, as a Halving (absent without one)."""
+    (fgvc.grid.halving) under HALVING, as a Halving (absent without one)."""
     raw: dict[str, Any] = {}
     source = "--set"
     if path is not None:
@@ -331,6 +367,7 @@ def load_config(path: str | Path) -> RunConfig:
 
 __all__ = [
     "RunConfig",
+    "RunOptions",
     "LR_SCHEDULES",
     "parse_overrides",
     "load_grid",

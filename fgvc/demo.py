@@ -37,12 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fgvc.cli.defaults import DEMO_CENTER_WEIGHT, DEMO_DATASETS, DEMO_EPOCHS, DEMO_OUT
 from fgvc.errors import FGVCError
 
-DATASETS = ("digits", "mnist")
-DEFAULT_OUT = Path("results") / "demo"
-DEFAULT_EPOCHS = {"digits": 40, "mnist": 5}
-DEFAULT_CENTER_WEIGHT = 0.1
 CENTER_LR = 0.5
 LR = 3e-3
 BATCH_SIZE = 64
@@ -79,8 +76,8 @@ def load_mnist_split(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 def load_data(dataset: str, root: Path) -> tuple[torch.Tensor, ...]:
     """Standardised with the training set's mean and std."""
-    if dataset not in DATASETS:
-        raise FGVCError(f"unknown demo dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    if dataset not in DEMO_DATASETS:
+        raise FGVCError(f"unknown demo dataset {dataset!r}: choose one of {', '.join(DEMO_DATASETS)}")
     xtr, ytr, xte, yte = load_digits_split() if dataset == "digits" else load_mnist_split(root)
     mean, std = xtr.mean(), xtr.std()
     return (xtr - mean) / std, ytr.long(), (xte - mean) / std, yte.long()
@@ -201,8 +198,8 @@ def plot_features(results: dict[str, dict], titles: dict[str, str], path: Path, 
 
 
 # --------------------------------------------------------------------------- main
-def demo(out: Path = DEFAULT_OUT, *, dataset: str = "digits", epochs: int | None = None, seed: int = 0,
-         center_weight: float = DEFAULT_CENTER_WEIGHT, data_root: Path = Path("data") / "mnist") -> dict:
+def demo(out: Path = DEMO_OUT, *, dataset: str = "digits", epochs: int | None = None, seed: int = 0,
+         center_weight: float = DEMO_CENTER_WEIGHT, data_root: Path = Path("data") / "mnist") -> dict:
     """Train CE and CE + center loss, write OUT/demo_features.png and OUT/demo_accuracy.csv.
 
     Returns dict(png, csv, rows (the CSV's rows), results (method -> features, labels,
@@ -211,9 +208,9 @@ def demo(out: Path = DEFAULT_OUT, *, dataset: str = "digits", epochs: int | None
     """
     from fgvc.io import atomic_path
 
-    if dataset not in DATASETS:
-        raise FGVCError(f"unknown demo dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
-    epochs = DEFAULT_EPOCHS[dataset] if epochs is None else epochs
+    if dataset not in DEMO_DATASETS:
+        raise FGVCError(f"unknown demo dataset {dataset!r}: choose one of {', '.join(DEMO_DATASETS)}")
+    epochs = DEMO_EPOCHS[dataset] if epochs is None else epochs
     if not (isinstance(epochs, int) and epochs >= 1):
         raise FGVCError(f"invalid --epochs {epochs!r}: must be an integer >= 1")
     if not (math.isfinite(center_weight) and center_weight > 0):

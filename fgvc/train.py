@@ -7,7 +7,7 @@ for the learning curve and always after the last; only the final epoch is report
 nothing is selected on it. With `val_fraction` > 0 a stratified part of the training
 images (fixed by `val_seed`) is held out and evaluated every epoch; sweeps select on
 that, never on the test set. Under torchrun every process trains its share
-(fgvc.distributed); rank 0 writes.
+(fgvc.engine.distributed); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -19,25 +19,25 @@ from typing import Callable
 
 import torch
 
-from fgvc import distributed as dist_
+from fgvc.engine import distributed as dist_
 from fgvc.config import RunConfig, save_config
 from fgvc.data.dataset import (DatasetInfo, check_batch_fits, load_dataset_info, split_table,
                                stratified_val_split)
 from fgvc.data.loaders import RunData, build_loaders
 from fgvc.engine import checkpoint as ckpt
-from fgvc.engine.artifacts import close_logger, make_row, run_logger, write_metrics, write_outputs
+from fgvc.runs.write import close_logger, make_row, run_logger, write_metrics, write_outputs
 from fgvc.engine.device import configure_backends, describe_device, place_model, resolve_device, resolve_precision
 from fgvc.engine.loop import AuxTerm, NonFiniteLossError, evaluate_all, predict_all, seed_epoch, train_one_epoch
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.engine.trackers import open_trackers
 from fgvc.errors import FGVCError
-from fgvc.inputs import write_inputs
+from fgvc.runs.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses import build_aux_loss
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
-from fgvc.options import RunOptions
-from fgvc.schedule import lr_at
+from fgvc.config import RunOptions
+from fgvc.engine.schedule import lr_at
 
 
 @dataclass
@@ -178,7 +178,7 @@ def run_epoch(ctx: RunContext, parts: RunParts, epoch: int) -> tuple[dict, dict 
     cfg, data, device = ctx.cfg, parts.data, ctx.device
     seed_epoch(cfg.seed, epoch)
     data.set_epoch(epoch)
-    for group in parts.optimizer.param_groups:  # stateless (fgvc/schedule.py): a resumed run gets the same lr
+    for group in parts.optimizer.param_groups:  # stateless (fgvc/engine/schedule.py): a resumed run gets the same lr
         group["lr"] = lr_at(cfg, epoch)
     t0 = time.perf_counter()
     tr = train_one_epoch(parts.net, parts.aux, parts.optimizer, data.train, device, precision=ctx.precision,
@@ -257,7 +257,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
                 eval_every=cfg.eval_every, precision=ctx.precision)
     write_static(ctx)
     if ctx.main:
-        write_inputs(ctx.run_dir, ctx.info, parts.winfo)  # checked before this folder is reused (fgvc/inputs.py)
+        write_inputs(ctx.run_dir, ctx.info, parts.winfo)  # checked before this folder is reused (fgvc/runs/inputs.py)
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))
     test_out = None

@@ -21,9 +21,9 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from fgvc.cli.defaults import VALIDATE_BARE_OUT
 from fgvc.errors import FGVCError
 
-DEFAULT_BARE_OUT = Path("results") / "validate"
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
 
@@ -90,7 +90,7 @@ def _trained_on(run_dir: Path | None, source: Path) -> Path:
 def default_out(source: Path) -> Path:
     """`<run folder>/validate/`, or `results/validate/<checkpoint stem>/` for a bare file."""
     source = Path(source)
-    return source / "validate" if source.is_dir() else DEFAULT_BARE_OUT / source.stem
+    return source / "validate" if source.is_dir() else VALIDATE_BARE_OUT / source.stem
 
 
 # --------------------------------------------------------------------------- main
@@ -147,7 +147,7 @@ class Source:
 
 def _read_source(source: Path, model: str | None) -> Source:
     from fgvc.config import RunConfig, load_config
-    from fgvc.engine.artifacts import read_row
+    from fgvc.runs.write import read_row
 
     if not source.exists():
         raise FGVCError(f"checkpoint or run folder not found: {source}")
@@ -223,7 +223,7 @@ def _predict_splits(net, cfg, info, device: torch.device, view: dict, progress: 
 def _write_results(outs: dict, src: Source, info, out: Path, device: torch.device, view: dict, ck_meta: dict,
                    sha: str) -> None:
     from fgvc.config import save_config
-    from fgvc.engine.artifacts import write_outputs
+    from fgvc.runs.write import write_outputs
     from fgvc.engine.metrics import accuracy_metrics
     from fgvc.engine.provenance import now, provenance
     from fgvc.io import atomic_write_json, atomic_write_text
@@ -261,14 +261,14 @@ def _write_results(outs: dict, src: Source, info, out: Path, device: torch.devic
     atomic_write_json(out / "row.json", _row(src, out, final, prov, ck_meta, sha, info))
     atomic_write_json(out / "provenance.json", prov)
     if out.parent.name == "runs":  # so `fgvc report <benchmark>` sees it at once
-        from fgvc.benchmark import rebuild_runs_csv
+        from fgvc.grid.benchmark import rebuild_runs_csv
 
         rebuild_runs_csv(out.parent.parent)
 
 
 def _row(src: Source, out: Path, final: dict, prov: dict, ck_meta: dict, sha: str, info) -> dict:
     """row.json: the source run's row (training facts) with this evaluation's metrics."""
-    from fgvc.engine.artifacts import blank_row
+    from fgvc.runs.write import blank_row
 
     row = blank_row()
     if src.row:

@@ -9,12 +9,12 @@ import torch
 from tiny import TINY
 from torch import nn
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.losses import (AUX_LOSSES, CenterLoss, ContrastiveCenterLoss, build_aux_loss, register_loss,
                          registered_losses, unregister_loss)
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 
 # --------------------------------------------------------------------------- registry

@@ -1,4 +1,4 @@
-"""Work-queue claims (fgvc/claims.py): atomic, exclusive, dead holders taken over."""
+"""Work-queue claims (fgvc/grid/claims.py): atomic, exclusive, dead holders taken over."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from fgvc import claims
-from fgvc.claims import Claim, Holder, claim_path, read_holder, try_claim
+from fgvc.grid import claims
+from fgvc.grid.claims import Claim, Holder, claim_path, read_holder, try_claim
 from fgvc.io import clean_temps
 
 
@@ -142,9 +142,9 @@ def test_clean_temps_removes_only_our_temporaries(tmp_path):
 
 
 def test_a_run_whose_claim_was_taken_over_stops_at_its_next_epoch(sparrow_dataset, tmp_path):
-    from fgvc.benchmark import run_benchmark
+    from fgvc.grid.benchmark import run_benchmark
     from fgvc.config import expand_grid, load_grid
-    from fgvc.options import RunOptions
+    from fgvc.config import RunOptions
 
     grid = {"model": "test_resnet", "pretrained": False, "epochs": 3, "batch_size": 8, "image_size": 32,
             "seeds": [0], "methods": ["ce"], "lr": 0.01, "benchmark": "lost"}

@@ -1,7 +1,7 @@
 """`fgvc --help` and `fgvc <command> --help` import no torch (nor the other heavy libraries).
 
 Importing torch alone takes seconds, so the parsers live in torch-free modules
-(fgvc/cli.py, fgvc/commands.py, fgvc/report/cli.py) and each command imports its
+(the fgvc.cli package) and each command imports its
 implementation only when it runs. Each case runs in a fresh interpreter and checks
 sys.modules afterwards: a check on imports, not a timing test.
 """
@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 import fgvc
-from fgvc import commands
 from fgvc.cli import build_parser
 
 ROOT = Path(fgvc.__file__).resolve().parent.parent
@@ -77,15 +76,16 @@ def test_python_m_fgvc_help_imports_no_torch():
     assert _heavy_modules(proc) == []
 
 
-def test_copied_defaults_match_the_implementations():
-    """fgvc/commands.py copies these (for the help texts) to avoid importing torch."""
-    from fgvc import demo, speed, validate
+def test_the_implementations_read_the_defaults_the_help_shows():
+    """Defined once, in fgvc/cli/defaults.py (and speed's text in fgvc/speed/__init__.py)."""
+    import inspect
 
-    assert commands.VALIDATE_DEFAULT_BARE_OUT == validate.DEFAULT_BARE_OUT
-    assert commands.DEMO_DATASETS == demo.DATASETS
-    assert commands.DEMO_DEFAULT_OUT == demo.DEFAULT_OUT
-    assert commands.DEMO_DEFAULT_EPOCHS == demo.DEFAULT_EPOCHS
-    assert commands.DEMO_DEFAULT_CENTER_WEIGHT == demo.DEFAULT_CENTER_WEIGHT
-    # The speed description is the first three paragraphs of fgvc.speed's docstring (argparse
-    # collapses whitespace, so compare word by word).
-    assert commands.SPEED_DESCRIPTION.split() == " ".join(speed.__doc__.split("\n\n")[:3]).split()
+    from fgvc import demo, validate
+    from fgvc.cli import defaults
+
+    params = inspect.signature(demo.demo).parameters
+    assert params["out"].default == defaults.DEMO_OUT
+    assert params["center_weight"].default == defaults.DEMO_CENTER_WEIGHT
+    assert validate.default_out(Path("x.pt")) == defaults.VALIDATE_BARE_OUT / "x"
+    speed = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["speed"]
+    assert "against two reference loops" in speed.description

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from tiny import TINY
 
-from fgvc.benchmark import run_benchmark
-from fgvc.options import RunOptions
+from fgvc.grid.benchmark import run_benchmark
+from fgvc.config import RunOptions
 
 TOOL = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "collect_runs.py"))
 

@@ -137,7 +137,7 @@ def test_malformed_inputs(tmp_path):
 
 
 def test_compare_cli(tmp_path, capsys):
-    from fgvc.report.cli import add_compare_parser
+    from fgvc.cli.report import add_compare_parser
 
     parser = argparse.ArgumentParser(prog="fgvc")
     add_compare_parser(parser.add_subparsers(dest="command"))
@@ -187,7 +187,7 @@ def test_on_chooses_the_alignment_keys(tmp_path):
 
 
 def test_compare_cli_on(tmp_path, capsys):
-    from fgvc.report.cli import add_compare_parser
+    from fgvc.cli.report import add_compare_parser
 
     parser = argparse.ArgumentParser(prog="fgvc")
     add_compare_parser(parser.add_subparsers(dest="command"))

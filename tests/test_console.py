@@ -7,10 +7,10 @@ import pytest
 import yaml
 from tiny import TINY, tiny_config
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.cli import main
 from fgvc.config import RunConfig
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 pytestmark = pytest.mark.slow
 

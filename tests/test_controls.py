@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import RunConfig, config_from_dict
 from fgvc.errors import FGVCError
 from fgvc.losses import CenterLoss, FeatureNormLoss, build_aux_loss
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 from tiny import TINY
 
 

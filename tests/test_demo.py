@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fgvc.commands import add_demo_parser
+from fgvc.cli.tools import add_demo_parser
 from fgvc.demo import CSV_COLUMNS, LeNetPP, compactness, demo, load_data
 from fgvc.errors import FGVCError
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from tiny import tiny_config
 
-from fgvc import distributed as dist_
+from fgvc.engine import distributed as dist_
 from fgvc.errors import FGVCError
 from fgvc.data.sampling import drop_last_batch
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from tiny import TINY as _TINY
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.cli import main
-from fgvc.engine.artifacts import METRICS_COLUMNS, ROW_COLUMNS
-from fgvc.options import RunOptions
+from fgvc.runs.write import METRICS_COLUMNS, ROW_COLUMNS
+from fgvc.config import RunOptions
 
 # every test here trains a model or reads one trained by a module fixture
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Successive halving (fgvc/halving.py, the grid key `halving`): the rule on hand-made scores,
+"""Successive halving (fgvc/grid/halving.py, the grid key `halving`): the rule on hand-made scores,
 its parsing, and a real grid whose survivor equals an uninterrupted run."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import math
 import pandas as pd
 import pytest
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import HALVING, expand_grid, load_grid
 from fgvc.errors import FGVCError
-from fgvc.halving import Halving, Trial, decide, parse_halving, replay
-from fgvc.options import RunOptions
+from fgvc.grid.halving import Halving, Trial, decide, parse_halving, replay
+from fgvc.config import RunOptions
 from tiny import TINY
 
 

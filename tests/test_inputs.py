@@ -10,14 +10,14 @@ import shutil
 import pytest
 import torch
 
-import data_prep.checksum
+import fgvc.data.checksum
 from data_prep.carve import carve
 from data_prep.verify import verify
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.models import build_model
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 TINY = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
         "seeds": [0], "methods": ["ce", "center"], "lr": 0.01, "benchmark": "inputs"}
@@ -115,7 +115,7 @@ def test_a_fresh_dataset_is_not_rehashed(sparrow_dataset, tmp_path, monkeypatch)
     assert load_dataset_info(ds).stale is None
     monkeypatch.setattr("fgvc.data.identity.content_sha256", no_hashing)
     assert load_dataset_info(ds).stale is None
-    assert data_prep.checksum.files_fingerprint(ds) != json.loads((ds / "dataset.json").read_text())["files_fingerprint"]
+    assert fgvc.data.checksum.files_fingerprint(ds) != json.loads((ds / "dataset.json").read_text())["files_fingerprint"]
 
 
 def test_train_does_not_resume_a_checkpoint_of_other_data(sparrow_dataset, other_dataset, tmp_path, capsys):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from tiny import TINY
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.errors import FGVCError
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 GRID = dict(TINY, epochs=2, methods=["ce", "center"], benchmark="jobs")
 TIMINGS = {"seconds", "train_seconds", "images_per_second"}

@@ -107,7 +107,7 @@ def test_a_bf16_run_on_cpu_records_its_precision_and_trains(sparrow_dataset, tmp
     from tiny import tiny_config
 
     from fgvc.config import RunConfig
-    from fgvc.options import RunOptions
+    from fgvc.config import RunOptions
     from fgvc.train import run
 
     cfg = RunConfig(**tiny_config(model="test_efficientnet", method="center", epochs=2, lr=0.05))

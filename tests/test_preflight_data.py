@@ -10,11 +10,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.cli import main
 from fgvc.config import load_grid, parse_overrides
 from fgvc.errors import FGVCError
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 TINY = {"model": "test_resnet", "pretrained": False, "epochs": 1, "batch_size": 8, "image_size": 32,
         "seeds": [0], "methods": ["ce"], "lr": 0.01, "benchmark": "preflight"}

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.cli import main
 from fgvc.engine import checkpoint as ckpt
-from fgvc.options import RunOptions
-from fgvc.runs_csv import RUNS_COLUMNS
+from fgvc.config import RunOptions
+from fgvc.runs.table import RUNS_COLUMNS
 
 TINY = {"model": "test_resnet", "pretrained": False, "epochs": 2, "batch_size": 8, "image_size": 32,
         "seeds": [0], "methods": ["ce"], "lr": 0.01, "benchmark": "recovery"}

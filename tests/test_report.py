@@ -458,7 +458,7 @@ def test_rerun_is_byte_identical(out):
 
 @pytest.mark.slow
 def test_report_cli(out):
-    from fgvc.report.cli import add_report_parser
+    from fgvc.cli.report import add_report_parser
 
     parser = argparse.ArgumentParser(prog="fgvc")
     add_report_parser(parser.add_subparsers(dest="command"))
@@ -470,7 +470,7 @@ def test_report_cli(out):
 
 
 def test_margin_option(tmp_path, out):
-    from fgvc.report.cli import add_report_parser
+    from fgvc.cli.report import add_report_parser
 
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -575,7 +575,7 @@ def test_no_ok_runs_still_writes_report(tmp_path):
 
 
 def test_missing_artifacts_are_noted(tmp_path):
-    """A finished run whose features were deleted is damaged (fgvc/health.py): left out of
+    """A finished run whose features were deleted is damaged (fgvc/runs/health.py): left out of
     the statistics and listed with the reason; its row.json is not rewritten."""
     out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
     run = next(iter(runs_of(out, "center").values()))

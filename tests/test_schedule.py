@@ -10,12 +10,12 @@ import yaml
 from report_fixtures import make_out
 from tiny import TINY
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import RunConfig, expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.report.load import group_keys, load_runs
-from fgvc.schedule import lr_at
-from fgvc.options import RunOptions
+from fgvc.engine.schedule import lr_at
+from fgvc.config import RunOptions
 
 
 def lrs(**kw) -> list[float]:

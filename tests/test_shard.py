@@ -11,14 +11,14 @@ import yaml
 from report_fixtures import make_out
 from tiny import TINY
 
-from fgvc.benchmark import Shard, parse_shard, rebuild_runs_csv, run_benchmark, select_shard, shard_from_env
+from fgvc.grid.benchmark import Shard, parse_shard, rebuild_runs_csv, run_benchmark, select_shard, shard_from_env
 from fgvc.cli import main
 from fgvc.config import expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.report.load import RUNS_COLUMNS, load_runs, sync_runs_csv
 from fgvc.report.report import write_report
-from fgvc.engine.artifacts import ROW_COLUMNS
-from fgvc.options import RunOptions
+from fgvc.runs.write import ROW_COLUMNS
+from fgvc.config import RunOptions
 
 GRID = dict(TINY, methods=["ce", "center"], seeds=[0, 1, 2], center_weight=[0.001, 0.01], benchmark="shards")
 

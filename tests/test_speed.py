@@ -11,7 +11,7 @@ from tiny import TINY
 
 from fgvc.cli import main
 from fgvc.config import RunConfig
-from fgvc.speed import GRID_COLUMNS, RUN_COLUMNS, SPEED_COLUMNS, epoch_seconds, run_seconds
+from fgvc.speed.measure import GRID_COLUMNS, RUN_COLUMNS, SPEED_COLUMNS, epoch_seconds, run_seconds
 
 
 def _args(data, out, grid, *extra):

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from tiny import TINY
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import expand_grid, load_grid
 from fgvc.report.report import write_report
 from fgvc.report.sweep import choose, sweep_table
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

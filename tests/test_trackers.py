@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from tiny import TINY, tiny_config
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.cli import build_parser, main
 from fgvc.config import RunConfig
 from fgvc.engine import trackers
 from fgvc.errors import FGVCError
-from fgvc.options import RunOptions
+from fgvc.config import RunOptions
 
 
 class Stop(KeyboardInterrupt):

@@ -12,13 +12,13 @@ import pytest
 import yaml
 from tiny import TINY
 
-from fgvc.benchmark import run_benchmark
+from fgvc.grid.benchmark import run_benchmark
 from fgvc.cli import main
 from fgvc.config import RunConfig
 from fgvc.data.dataset import load_dataset_info, stratified_val_split
 from fgvc.errors import FGVCError
-from fgvc.engine.artifacts import METRICS_COLUMNS, ROW_COLUMNS
-from fgvc.options import RunOptions
+from fgvc.runs.write import METRICS_COLUMNS, ROW_COLUMNS
+from fgvc.config import RunOptions
 
 SIZES = {0: 6, 1: 10, 2: 3, 3: 7, 4: 2}
 

@@ -12,11 +12,11 @@ import torch
 import yaml
 from tiny import tiny_config
 
-from fgvc.commands import add_validate_parser
+from fgvc.cli.tools import add_validate_parser
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.engine.artifacts import ROW_COLUMNS
-from fgvc.options import RunOptions
+from fgvc.runs.write import ROW_COLUMNS
+from fgvc.config import RunOptions
 from fgvc.train import run
 from fgvc.validate import validate
 

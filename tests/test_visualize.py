@@ -42,7 +42,7 @@ def test_umap_and_tsne_written_and_reproducible(out):
 
 
 def test_train_split_tsne_and_cli(out):
-    from fgvc.report.cli import add_visualize_parser
+    from fgvc.cli.report import add_visualize_parser
 
     parser = argparse.ArgumentParser(prog="fgvc")
     add_visualize_parser(parser.add_subparsers(dest="command"))

@@ -23,7 +23,7 @@ GRID = {"name": "workers", "model": "test_resnet", "pretrained": False, "epochs"
 DRIVER = """
 import sys, time
 from pathlib import Path
-import torch, fgvc.cli, fgvc.benchmark, fgvc.train, fgvc.jobs
+import torch, fgvc.cli, fgvc.grid.benchmark, fgvc.train, fgvc.grid.pool
 torch.set_num_threads(1)
 go = Path(sys.argv[1])
 while not go.exists():

@@ -4,7 +4,7 @@
 
 A grid trained elsewhere (`tools/pinned_grid.sh`'s worktree, another machine) writes its run
 folders there; this copies each finished, whole run (row.json status ok and every file a
-finished run has, fgvc.runs_csv.read_run_row) into DST/runs/, without checkpoints (never
+finished run has, fgvc.runs.table.read_run_row) into DST/runs/, without checkpoints (never
 committed), each folder through a temporary name and one rename, then rebuilds DST/runs.csv.
 Unfinished, failed and damaged runs are listed and left where they are; a run already in DST
 is replaced only when its row.json differs. Torch-free.
@@ -22,7 +22,7 @@ SKIP = ("checkpoint*.pt", "*.ckpt", "*.pth", "*.tmp", "*.unreadable-*")  # never
 
 def finished_runs(src: Path) -> tuple[list[Path], list[str]]:
     """(whole finished run folders, one line per run left out and why)."""
-    from fgvc.runs_csv import read_run_row
+    from fgvc.runs.table import read_run_row
 
     done, left = [], []
     for run in sorted(p for p in (src / "runs").iterdir() if p.is_dir()):
@@ -60,7 +60,7 @@ def copy_run(run: Path, dst_runs: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    from fgvc.runs_csv import write_runs_csv
+    from fgvc.runs.table import write_runs_csv
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("src", type=Path, help="benchmark output folder the runs were trained in")

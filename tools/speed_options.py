@@ -2,10 +2,10 @@
 
     python tools/speed_options.py --pretrained-file ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
 
-Runs `fgvc.speed.measure_fgvc` (fgvc's loaders, `train_one_epoch` and `predict` on the real
+Runs `fgvc.speed.measure.measure_fgvc` (fgvc's loaders, `train_one_epoch` and `predict` on the real
 data, timed as `fgvc speed` times them) once per option below, each in a fresh process, and writes
 OUT/<device>-<model>-options.csv with one default run's wall time built from each option's
-rates (`fgvc.speed.run_seconds`, the recipe of --grid), plus a provenance JSON beside it.
+rates (`fgvc.speed.measure.run_seconds`, the recipe of --grid), plus a provenance JSON beside it.
 Each option is one `fgvc speed` command line; `bf16-plain` is the one thing the CLI cannot
 ask for: bf16 autocast without fgvc keeping the depthwise convolutions in fp32
 (fgvc.engine.device.keep_depthwise_fp32), to show what that costs; `*-glibc-malloc` set
@@ -52,7 +52,7 @@ def measure_plain_bf16(*args) -> dict:
     """`measure_fgvc` with bf16 autocast on every convolution, depthwise ones included (what
     fgvc did before keeping those in fp32)."""
     from fgvc.engine import device
-    from fgvc.speed import measure_fgvc
+    from fgvc.speed.measure import measure_fgvc
 
     keep = device.keep_depthwise_fp32
     device.keep_depthwise_fp32 = lambda model: 0
@@ -78,7 +78,7 @@ def environment(env: dict):
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    from fgvc.commands import add_speed_parser
+    from fgvc.cli.tools import add_speed_parser
 
     tool = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     tool.add_argument("--only", default=",".join(OPTIONS), help="comma-separated options to measure")
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     from fgvc.data.dataset import load_dataset_info
     from fgvc.io import atomic_path, atomic_write_json
     from fgvc.names import slug
-    from fgvc.speed import (device_slug, image_counts, in_fresh_process, measure_fgvc, provenance, recipe_record,
+    from fgvc.speed.measure import (device_slug, image_counts, in_fresh_process, measure_fgvc, provenance, recipe_record,
                             run_seconds)
 
     base, names = parse(argv)

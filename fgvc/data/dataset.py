@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
+from fgvc.data.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
 from fgvc.data.check import check_manifest, one_line
 from fgvc.data.identity import Identity, dataset_identity
 from fgvc.errors import FGVCError

@@ -1,6 +1,6 @@
 """Which data a run sees: the dataset's content checksum as the files are now, found
 cheaply. dataset.json records `content_sha256` (and, since carve records it,
-`files_fingerprint`: data_prep/checksum.py). When the files' fingerprint (one stat per
+`files_fingerprint`: fgvc/data/checksum.py). When the files' fingerprint (one stat per
 image) equals the recorded one, the recorded checksum stands without reading an image.
 Otherwise the checksum is recomputed from the files once and remembered under
 `$FGVC_CACHE_DIR/checksums/` (default `~/.cache/fgvc/checksums/`) by fingerprint, so a
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from data_prep.checksum import content_sha256, files_fingerprint
+from fgvc.data.checksum import content_sha256, files_fingerprint
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 

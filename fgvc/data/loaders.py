@@ -3,7 +3,7 @@ chooses between the per-sample DataLoader (fgvc.data.per_sample) and the batched
 augmentation (fgvc.data.batched), so the training loop never asks which it has.
 
 Evaluation loaders are deterministic (resize + center crop, no shuffling) and hold this
-process's `eval_chunk` only under torchrun (fgvc.distributed gathers their outputs).
+process's `eval_chunk` only under torchrun (fgvc.engine.distributed gathers their outputs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from fgvc import distributed as dist_
+from fgvc.engine import distributed as dist_
 from fgvc.config import RunConfig
 from fgvc.data.dataset import DatasetInfo
 from fgvc.data.decode import decode_all

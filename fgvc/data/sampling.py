@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fgvc import distributed as dist_
+from fgvc.engine import distributed as dist_
 
 
 def sample_seed(*keys: int) -> int:
@@ -36,7 +36,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
 
 class DealtSampler(torch.utils.data.Sampler[int]):
-    """This process's share of every global batch of a seeded permutation (see fgvc.distributed)."""
+    """This process's share of every global batch of a seeded permutation (see fgvc.engine.distributed)."""
 
     def __init__(self, base: EpochSampler, global_batch: int, d: dist_.Dist, drop_last: bool):
         self.base, self.global_batch, self.d, self.drop_last = base, global_batch, d, drop_last

@@ -4,8 +4,10 @@
 - `loop`: `train_one_epoch`, `predict` (probabilities and features), the auxiliary loss the loop carries;
 - `metrics`: accuracy from probabilities (kept out of the loop);
 - `checkpoint`: the one checkpoint format (each epoch, resume, the final model);
-- `artifacts`: a run folder's files (metrics, predictions, features, row, log);
+- `distributed`: DDP under torchrun (one process per GPU), rank 0 writes;
+- `schedule`: the lr of an epoch (constant, or cosine with warm-up), stateless;
+- `trackers`: TensorBoard / MLflow logging;
 - `provenance`: where a result came from (code, environment, weights, data).
 
-`fgvc.train`, `fgvc.validate` and `fgvc.speed` all use these, so their outputs stay identical.
+`fgvc.train`, `fgvc.validate` and `fgvc.speed.measure` all use these, so their outputs stay identical.
 """

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from fgvc import distributed as dist_
+from fgvc.engine import distributed as dist_
 from fgvc.data.sampling import sample_seed
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.losses import optimizer_step

@@ -2,5 +2,5 @@
 
 Entry points (import them from their modules; this package stays import-free so that
 `fgvc --help` is fast): `fgvc.report.report.write_report`, `fgvc.report.visualize.visualize`,
-`fgvc.report.compare.compare`, and the CLI wiring in `fgvc.report.cli`.
+`fgvc.report.compare.compare`, and the CLI wiring in `fgvc.cli.report`.
 """

@@ -19,7 +19,7 @@ import yaml
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.runs_csv import DAMAGED, RUNS_COLUMNS, row_files, write_runs_csv
+from fgvc.runs.table import DAMAGED, RUNS_COLUMNS, row_files, write_runs_csv
 # Rows that differ only in seed form one group (DESIGN.md, summary.csv).
 GROUP_KEYS = ["model", "weights", "method", "center_weight", "center_update", "lr", "batch_size", "epochs",
               "image_size"]
@@ -113,7 +113,7 @@ def load_runs(out_dir: Path) -> pd.DataFrame:
 
 def damaged_runs(out_dir: Path) -> dict[str, str]:
     """run_id -> why, for the runs runs.csv marks damaged (a broken row.json or missing /
-    broken files; see fgvc/health.py)."""
+    broken files; see fgvc/runs/health.py)."""
     path = Path(out_dir) / "runs.csv"
     if not path.is_file():
         return {}
@@ -149,7 +149,7 @@ def _config(path: str, mtime: float) -> dict:
     try:
         loaded = yaml.safe_load(Path(path).read_text())
     except (yaml.YAMLError, UnicodeDecodeError):
-        return {}  # a damaged run (fgvc/health.py): runs.csv says so, nothing reads its settings
+        return {}  # a damaged run (fgvc/runs/health.py): runs.csv says so, nothing reads its settings
     return loaded if isinstance(loaded, dict) else {}
 
 
@@ -164,7 +164,7 @@ def read_provenance(run_dir: Path) -> dict:
     try:
         prov = _json(run_dir / "provenance.json")
     except FGVCError:
-        return {}  # a damaged run (fgvc/health.py), marked so in runs.csv
+        return {}  # a damaged run (fgvc/runs/health.py), marked so in runs.csv
     return prov if isinstance(prov, dict) else {}
 
 

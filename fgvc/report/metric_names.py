@@ -1,6 +1,6 @@
 """The metrics `fgvc compare` can pair on, and how its tables name each metric.
 
-Import-free, so `fgvc/report/cli.py` can list the `--metric` choices without loading pandas
+Import-free, so `fgvc/cli/report.py` can list the `--metric` choices without loading pandas
 (`fgvc --help` stays fast) while `fgvc/report/compare.py` reads the same definitions.
 """
 

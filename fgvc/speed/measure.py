@@ -1,26 +1,5 @@
-"""`fgvc speed`: fgvc's training pipeline against two reference loops, on the same data,
-model, batch size and device.
-
-The references (fgvc.reference_loops) are the pytorch/examples `imagenet/main.py` loop
-(`examples`: PIL decode of every JPEG on every access, fp32 NCHW, test evaluated every epoch)
-and the loop a competent user writes (`cached`: decode once into memory, torchvision v2 in
-DataLoader workers, channels_last, fp32, test evaluated once at the end). fgvc's side is its
-own code: `fgvc.data.loaders.build_loaders` (decode once; batched augmentation on the device
-or per-sample from memory), `train_one_epoch` (in the run's precision, channels_last) and
-`predict`.
-
-All are timed the same way: `--warmup-batches` training steps first (not timed: start-up,
-cudnn autotuning, caches), then `--repeats` times a fresh epoch iterator over
-`--train-batches` batches (an epoch's start-up, e.g. worker processes, is included, as in a
-real epoch) and one pass of evaluation; the median over repeats is reported. Each loop is
-measured in a fresh process (`--same-process` to skip that). When fewer
-batches than an epoch are timed, the seconds per epoch are extrapolated from the measured
-rates, and the CSV says so. One default run's wall time (`-run.csv`) is built from these
-rates as each loop runs by default: its setup (decoding), every epoch's training, the
-evaluations it does, and for fgvc the final feature pass and the files it writes. The grid's
-wall time (every run of a benchmark YAML, one after another) is extrapolated the same way
-unless `--measure-grid` runs fgvc's grid for real.
-"""
+"""`fgvc speed`: the measurements (the package docstring, fgvc/speed/__init__.py, says what is
+timed and how; the command line shows it as the help text)."""
 
 from __future__ import annotations
 
@@ -35,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fgvc import reference_loops as ref
+from fgvc.speed import reference_loops as ref
 from fgvc.errors import FGVCError
 from fgvc.names import slug
 
@@ -124,7 +103,7 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
     """fgvc's own loaders, loop and predict; also its setup (decoding) and the files a run writes."""
     from fgvc.config import RunConfig
     from fgvc.data.loaders import build_loaders
-    from fgvc.engine.artifacts import write_outputs
+    from fgvc.runs.write import write_outputs
     from fgvc.engine.device import configure_backends, resolve_precision
     from fgvc.engine.loop import predict, train_one_epoch
     from fgvc.models import WithFeatures, data_config
@@ -245,8 +224,8 @@ def grid_rows(grid: Path, results: dict, n: dict, batch_size: int, jobs: int, me
 
 
 def measure_grid(args, device) -> float:
-    from fgvc.benchmark import run_benchmark
-    from fgvc.options import RunOptions
+    from fgvc.grid.benchmark import run_benchmark
+    from fgvc.config import RunOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = RunOptions(data=args.data, out=Path(tmp), pretrained_file=args.pretrained_file, device=str(device),

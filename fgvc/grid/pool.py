@@ -1,12 +1,12 @@
-"""`fgvc benchmark --jobs N`: N worker processes on one device, each a fgvc.worker.Worker
+"""`fgvc benchmark --jobs N`: N worker processes on one device, each a fgvc.grid.worker.Worker
 over the same run list (claims keep them from training a run twice), reporting to the
 parent through a pipe.
 
 Stopping: Ctrl-C (SIGINT to the whole terminal process group) or SIGTERM to the parent
 (`kill`, Slurm) stops every worker where it is (each keeps its last completed epoch and
 releases its claim); the parent waits for them, rebuilds runs.csv and raises
-fgvc.stopping.Stopped, which the CLI turns into one line and exit status 130 / 143. A
-worker whose parent dies, however it died, stops too (fgvc.stopping.die_with_parent), so
+fgvc.grid.signals.Stopped, which the CLI turns into one line and exit status 130 / 143. A
+worker whose parent dies, however it died, stops too (fgvc.grid.signals.die_with_parent), so
 no worker outlives the benchmark process.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from fgvc.config import RunConfig
-from fgvc.options import RunOptions
-from fgvc.runs_csv import write_runs_csv
-from fgvc.stopping import Stopped, die_with_parent, stop_on_signals
-from fgvc.worker import Worker, result_text, snapshot, train_claimed
+from fgvc.config import RunOptions
+from fgvc.runs.table import write_runs_csv
+from fgvc.grid.signals import Stopped, die_with_parent, stop_on_signals
+from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to leave before it is killed
 

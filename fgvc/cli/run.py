@@ -1,26 +1,16 @@
-"""`fgvc` command line: benchmark | train | validate | report | visualize | compare | demo | speed.
-
-User errors (FGVCError) are printed on one line and exit with status 2.
-
-Torch-free on purpose: each subcommand's parser lives in a module that imports no torch
-(here, fgvc/commands.py, fgvc/report/cli.py) and imports its implementation only when the
-command runs, so `fgvc --help` and `fgvc <command> --help` start fast
-(tests/test_cli_fast.py checks it).
-"""
+"""`fgvc benchmark` and `fgvc train`: their parsers (torch-free) and commands (which import
+the trainer when they run). The options a run takes are defined once here, for both."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from fgvc import __version__
-from fgvc.commands import add_demo_parser, add_speed_parser, add_validate_parser
+from fgvc.cli.defaults import DEFAULT_DATA
 from fgvc.errors import FGVCError
-from fgvc.report.cli import add_compare_parser, add_report_parser, add_visualize_parser
-
-DEFAULT_DATA = Path("data/cub_sparrows")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -69,8 +59,8 @@ def _trackers(text: str) -> tuple[str, ...]:
 
 
 def _options(args, out: Path):
+    from fgvc.config import RunOptions
     from fgvc.engine.trackers import check_available
-    from fgvc.options import RunOptions
 
     check_available(args.trackers)
     return RunOptions(data=args.data, out=out, pretrained_file=args.pretrained_file, device=args.device,
@@ -80,10 +70,10 @@ def _options(args, out: Path):
 
 
 def cmd_benchmark(args) -> int:
-    from fgvc.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
+    from fgvc.grid.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
     from fgvc.config import load_grid, parse_overrides
-    from fgvc.distributed import launched_by_torchrun
-    from fgvc.stopping import stop_on_signals
+    from fgvc.engine.distributed import launched_by_torchrun
+    from fgvc.grid.signals import stop_on_signals
 
     if launched_by_torchrun():
         raise FGVCError("`fgvc benchmark` runs whole grids and is not for torchrun: train one run on several "
@@ -93,7 +83,7 @@ def cmd_benchmark(args) -> int:
     shard = parse_shard(args.shard) if args.shard is not None else shard_from_env(os.environ)
     name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
     out = args.out or default_out(name)
-    with stop_on_signals():  # Ctrl-C and SIGTERM (kill, Slurm) stop every worker: fgvc/stopping.py
+    with stop_on_signals():  # Ctrl-C and SIGTERM (kill, Slurm) stop every worker: fgvc/grid/signals.py
         frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
                               shard=shard)
     failed = int((frame.status == "failed").sum()) if len(frame) else 0
@@ -103,10 +93,9 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from fgvc import distributed as dist_
+    from fgvc.engine import distributed as dist_
     from fgvc.config import expand_grid, load_grid, parse_overrides
-    from fgvc.engine.artifacts import console
-    from fgvc.options import RunOptions
+    from fgvc.runs.write import console
     from fgvc.train import run
 
     configs = expand_grid(load_grid(args.config, parse_overrides(args.overrides)))
@@ -121,15 +110,15 @@ def cmd_train(args) -> int:
     try:
         if not args.resume and d.main:
             (out / "runs" / cfg.run_id / "checkpoint.pt").unlink(missing_ok=True)
-        elif args.resume:  # a checkpoint of other data or weights is not resumed (fgvc/inputs.py)
+        elif args.resume:  # a checkpoint of other data or weights is not resumed (fgvc/runs/inputs.py)
             from fgvc.data.dataset import load_dataset_info
-            from fgvc.inputs import check_reuse
+            from fgvc.runs.inputs import check_reuse
             from fgvc.models import weights_info
 
             check_reuse([cfg], out, load_dataset_info(args.data),
                         lambda c: weights_info(c.model, c.pretrained, args.pretrained_file))
         dist_.barrier()
-        row = run(cfg, RunOptions(**{**opts.__dict__, "device": args.device}), log=console)
+        row = run(cfg, replace(opts, device=args.device), log=console)
     finally:
         dist_.shutdown()
     if d.main:
@@ -138,14 +127,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fgvc",
-        description="Fine-grained visual classification benchmarks: fine-tune ImageNet CNNs with "
-                    "cross-entropy and with center loss, then compare them honestly.")
-    parser.add_argument("--version", action="version", version=f"fgvc {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+
+def add_benchmark_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="run a YAML grid of runs (skips finished runs, resumes interrupted ones)",
                        description="Expand a benchmark YAML (any key may be a list: the grid is the product) "
                                    "and run every run not yet finished. Results: OUT/runs/<run_id>/ and OUT/runs.csv.")
@@ -164,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "otherwise the whole grid. --shard 0/1 runs the whole grid even in an array")
     _add_run_options(p)
     p.set_defaults(func=cmd_benchmark)
+    return p
 
+
+def add_train_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (several GPUs: torchrun --nproc_per_node N -m fgvc train ...)",
                        description="Train one configuration (the defaults are the published recipe: "
                                    "resnet50.tv_in1k, SGD lr 0.001 momentum 0.9 wd 1e-4, batch 32, 30 epochs). "
@@ -178,47 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from scratch even if an interrupted checkpoint exists")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
-
-    add_validate_parser(sub)
-    add_report_parser(sub)
-    add_visualize_parser(sub)
-    add_compare_parser(sub)
-    add_demo_parser(sub)
-    add_speed_parser(sub)
-    return parser
+    return p
 
 
-def _quiet_stdout() -> None:
-    """After the reader of a pipe left (`fgvc ... | head`): no more output, and no
-    BrokenPipeError when Python flushes stdout at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
-
-def main(argv: list[str] | None = None) -> int:
-    from fgvc.stopping import Stopped, message
-
-    args = build_parser().parse_args(argv)
-    try:
-        code = int(args.func(args) or 0)
-        sys.stdout.flush()
-        return code
-    except FGVCError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Stopped as e:
-        print(message(e.signum), file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(message(2), file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 141  # 128 + SIGPIPE, as a command killed by the closed pipe would end
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["add_benchmark_parser", "add_train_parser", "cmd_benchmark", "cmd_train"]

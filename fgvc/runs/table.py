@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from fgvc.health import run_problems
+from fgvc.runs.health import run_problems
 from fgvc.io import atomic_write_text
 
 # The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions in README
@@ -26,7 +26,7 @@ RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "me
                 "git_commit", "status", "error", "val_top1"]
 
 
-STATUSES = ("ok", "failed", "pruned")  # pruned: stopped at a successive-halving rung (fgvc.halving)
+STATUSES = ("ok", "failed", "pruned")  # pruned: stopped at a successive-halving rung (fgvc.grid.halving)
 OK_NUMBERS = ("top1", "top5", "mean_class_acc")  # what every finished run's row holds as numbers
 DAMAGED = "damaged"  # the status runs.csv gives a run whose row.json or files are broken
 

@@ -1,11 +1,11 @@
 """Subcommands `fgvc validate`, `fgvc demo`, `fgvc speed`.
 
 Each `add_*_parser(subparsers)` adds one subcommand and sets `func(args) -> int`, as
-fgvc/report/cli.py does for report, visualize and compare. This module imports no torch:
-the implementation (fgvc.validate, fgvc.demo, fgvc.speed, all of which import torch) is
-imported only when the command runs, so `fgvc --help` and `fgvc <command> --help` start
-fast. The defaults and texts shown in the help that come from those modules are copied
-here; tests/test_cli_fast.py checks that the copies match.
+fgvc/cli/report.py does for report, visualize and compare. This module imports no torch:
+the implementation (fgvc.validate, fgvc.demo, fgvc.speed.measure, all of which import torch)
+is imported only when the command runs, so `fgvc --help` and `fgvc <command> --help` start
+fast. The defaults come from fgvc.cli.defaults and speed's description from the docstring of
+the import-free package fgvc.speed, which the implementations read too.
 """
 
 from __future__ import annotations
@@ -14,34 +14,9 @@ import argparse
 import os
 from pathlib import Path
 
-# Copies of fgvc.validate.DEFAULT_BARE_OUT and of fgvc.demo's DATASETS, DEFAULT_OUT,
-# DEFAULT_EPOCHS, DEFAULT_CENTER_WEIGHT (importing those modules imports torch).
-VALIDATE_DEFAULT_BARE_OUT = Path("results") / "validate"
-DEMO_DATASETS = ("digits", "mnist")
-DEMO_DEFAULT_OUT = Path("results") / "demo"
-DEMO_DEFAULT_EPOCHS = {"digits": 40, "mnist": 5}
-DEMO_DEFAULT_CENTER_WEIGHT = 0.1
-
-# The first three paragraphs of fgvc.speed's docstring, on one line.
-SPEED_DESCRIPTION = (
-    "`fgvc speed`: fgvc's training pipeline against two reference loops, on the same data, model, batch size "
-    "and device. The references (fgvc.reference_loops) are the pytorch/examples `imagenet/main.py` loop "
-    "(`examples`: PIL decode of every JPEG on every access, fp32 NCHW, test evaluated every epoch) and the "
-    "loop a competent user writes (`cached`: decode once into memory, torchvision v2 in DataLoader workers, "
-    "channels_last, fp32, test evaluated once at the end). fgvc's side is its own code: "
-    "`fgvc.data.loaders.build_loaders` (decode once; batched augmentation on the device or per-sample from "
-    "memory), `train_one_epoch` (in the run's precision, channels_last) and `predict`. All are timed the same"
-    " way: `--warmup-batches` training steps first (not timed: start-up, cudnn autotuning, caches), then "
-    "`--repeats` times a fresh epoch iterator over `--train-batches` batches (an epoch's start-up, e.g. "
-    "worker processes, is included, as in a real epoch) and one pass of evaluation; the median over repeats "
-    "is reported. Each loop is measured in a fresh process (`--same-process` to skip that). When fewer "
-    "batches than an epoch are timed, the seconds per epoch are extrapolated from the measured rates, and "
-    "the CSV says so. One default run's wall time (`-run.csv`) is built from these rates"
-    " as each loop runs by default: its setup (decoding), every epoch's training, the evaluations it does, "
-    "and for fgvc the final feature pass and the files it writes. The grid's wall time (every run of a "
-    "benchmark YAML, one after another) is extrapolated the same way unless `--measure-grid` runs fgvc's grid"
-    " for real.")
-
+import fgvc.speed
+from fgvc.cli.defaults import (DEFAULT_DATA, DEMO_CENTER_WEIGHT, DEMO_DATASETS, DEMO_EPOCHS, DEMO_OUT,
+                               VALIDATE_BARE_OUT)
 
 # --------------------------------------------------------------------------- validate
 def _run_validate(args: argparse.Namespace) -> int:
@@ -74,7 +49,7 @@ def add_validate_parser(subparsers) -> argparse.ArgumentParser:
                         "was trained on, from its provenance.json; required for a checkpoint file)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: SOURCE/validate/ for a run folder, "
-                        f"{VALIDATE_DEFAULT_BARE_OUT}/<checkpoint stem>/ for a checkpoint file)")
+                        f"{VALIDATE_BARE_OUT}/<checkpoint stem>/ for a checkpoint file)")
     p.add_argument("--model", default=None, metavar="NAME",
                    help="timm model name of a bare checkpoint, e.g. resnet50.tv_in1k (the tag picks the "
                         "normalisation); the class count comes from the dataset")
@@ -111,14 +86,14 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "seed 0) or MNIST via torchvision (downloaded to --data-root). Writes OUT/demo_features.png "
                     "and OUT/demo_accuracy.csv (method, lambda, epochs, seed, train_acc, test_acc in percent, "
                     "dataset, compactness: test intra/inter-class squared-distance ratio).")
-    p.add_argument("--out", type=Path, default=DEMO_DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=DEMO_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--dataset", choices=DEMO_DATASETS, default="digits",
                    help="digits (bundled 8x8, default) or mnist (torchvision download; several minutes on CPU)")
     p.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs per method (default: {DEMO_DEFAULT_EPOCHS['digits']} for digits, "
-                        f"{DEMO_DEFAULT_EPOCHS['mnist']} for mnist)")
+                   help=f"training epochs per method (default: {DEMO_EPOCHS['digits']} for digits, "
+                        f"{DEMO_EPOCHS['mnist']} for mnist)")
     p.add_argument("--seed", type=int, default=0, help="init and batch-order seed (default: 0)")
-    p.add_argument("--center-weight", type=float, default=DEMO_DEFAULT_CENTER_WEIGHT, metavar="LAMBDA",
+    p.add_argument("--center-weight", type=float, default=DEMO_CENTER_WEIGHT, metavar="LAMBDA",
                    help="center loss weight lambda (default: %(default)s = the paper's 0.003 at batch 64; "
                         "for runs under ~30 epochs 0.01 is safer)")
     p.add_argument("--data-root", type=Path, default=Path("data") / "mnist",
@@ -129,7 +104,7 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- speed
 def _run_speed(args: argparse.Namespace) -> int:
-    from fgvc.speed import run_speed
+    from fgvc.speed.measure import run_speed
 
     run_speed(args)
     return 0
@@ -138,10 +113,10 @@ def _run_speed(args: argparse.Namespace) -> int:
 def add_speed_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "speed", help="time fgvc's training pipeline against a pytorch/examples-style reference loop",
-        description=SPEED_DESCRIPTION + " Writes OUT/<device>-<model>.csv, "
+        description=" ".join(fgvc.speed.__doc__.split("\n\nModules:")[0].split()) + " Writes OUT/<device>-<model>.csv, "
                     "OUT/<device>-<model>-grid.csv and a provenance JSON beside them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("data/cub_sparrows"), help="prepared dataset folder")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="prepared dataset folder")
     p.add_argument("--model", default="resnet50.tv_in1k", help="timm model name")
     p.add_argument("--pretrained-file", type=Path, default=None, metavar="PATH",
                    help="local weights for --model (else timm's download; speed does not depend on the weights)")

@@ -1,9 +1,9 @@
-"""One worker of a grid: claim each run (fgvc.claims), train it only while holding the claim,
+"""One worker of a grid: claim each run (fgvc.grid.claims), train it only while holding the claim,
 skip runs other workers hold, then wait for those and take over the claims of workers
 that died, until every run of its list is finished (or failed) by someone.
 
 The benchmark runs one such worker in its own process (`--jobs 1`) or N in child
-processes (`--jobs N`, fgvc.jobs); uncoordinated benchmark processes on one OUT are just
+processes (`--jobs N`, fgvc.grid.pool); uncoordinated benchmark processes on one OUT are just
 more workers. A run whose row.json changed after this worker planned the grid was
 finished (or failed) by another worker meanwhile and is not trained again.
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fgvc.claims import Claim, Holder, try_claim
+from fgvc.grid.claims import Claim, Holder, try_claim
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
 from fgvc.io import clean_temps, set_aside
-from fgvc.options import RunOptions
-from fgvc.runs_csv import read_run_row, write_runs_csv
+from fgvc.config import RunOptions
+from fgvc.runs.table import read_run_row, write_runs_csv
 
 POLL_S = float(os.environ.get("FGVC_CLAIM_POLL", 5))
 
@@ -69,7 +69,7 @@ def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
             status = json.loads(row.read_text()).get("status")
         except (ValueError, AttributeError, OSError):
             status = None
-        if status == "pruned":  # by successive halving (fgvc.halving); this grid trains it on
+        if status == "pruned":  # by successive halving (fgvc.grid.halving); this grid trains it on
             row.unlink()
             echo(f"  {run_dir.name}: was pruned by successive halving; training it on from its checkpoint")
         elif status != "failed":

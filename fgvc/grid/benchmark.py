@@ -4,8 +4,8 @@ ones, with `runs.csv` rebuilt from the run folders after every run.
 A grid can be split between N jobs (`--shard I/N`, or a Slurm job array): each runs
 every N-th run of the expanded grid into the same OUT, and `fgvc report` merges them.
 Whoever runs (a process, a `--jobs` slot, a shard) trains a run only while holding its
-claim (fgvc/claims.py, fgvc/worker.py), so any number of them can share one OUT. Before
-any training: the run folders' inputs (fgvc/inputs.py), damaged runs (fgvc/health.py) and
+claim (fgvc/grid/claims.py, fgvc/grid/worker.py), so any number of them can share one OUT. Before
+any training: the run folders' inputs (fgvc/runs/inputs.py), damaged runs (fgvc/runs/health.py) and
 a preflight of everything a run reads.
 """
 
@@ -22,13 +22,13 @@ import pandas as pd
 from fgvc.config import HALVING, RunConfig, expand_grid, load_grid
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
-from fgvc.inputs import check_reuse
+from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
+from fgvc.runs.inputs import check_reuse
 from fgvc.io import clean_temps
-from fgvc.runs_csv import read_run_row, write_runs_csv
-from fgvc.engine.artifacts import ROW_COLUMNS, console
-from fgvc.options import RunOptions
-from fgvc.worker import Worker, result_text, snapshot, train_claimed
+from fgvc.runs.table import read_run_row, write_runs_csv
+from fgvc.runs.write import ROW_COLUMNS, console
+from fgvc.config import RunOptions
+from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 
 def default_out(grid_name: str) -> Path:
@@ -152,7 +152,7 @@ def _repair_final_checkpoint(run_dir: Path, cfg: RunConfig, echo: Callable[[str]
 def plan(configs: list[RunConfig], out: Path,
          echo: Callable[[str], None] = lambda m: None) -> tuple[list[RunConfig], list[RunConfig]]:
     """(to do, already done) by the run folders' row.json status. A run whose row.json says
-    ok but is malformed or whose files are broken (fgvc.health) is damaged: it is to do,
+    ok but is malformed or whose files are broken (fgvc.runs.health) is damaged: it is to do,
     and `echo` says which and why."""
     todo, done = [], []
     for cfg in configs:
@@ -313,7 +313,7 @@ def train_runs(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: C
                snap: dict | None = None) -> None:
     """Train `todo` (each to the end, or to `opts.stop_after`), `jobs` at a time."""
     if jobs > 1:
-        from fgvc.jobs import run_concurrently
+        from fgvc.grid.pool import run_concurrently
 
         echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
         run_concurrently(todo, opts, jobs, out, echo, snap)
@@ -340,7 +340,7 @@ def _mark_pruned(configs: list[RunConfig], pruned: dict, opts: RunOptions, out: 
                  echo: Callable[[str], None]) -> None:
     """Write the row.json of each newly pruned run (status pruned, its epochs, its last
     validation top-1, why); finished and failed runs keep theirs."""
-    from fgvc.engine.artifacts import make_row
+    from fgvc.runs.write import make_row
     from fgvc.engine.device import describe_device, resolve_device
     from fgvc.engine.provenance import git_state
     from fgvc.io import atomic_write_json
@@ -372,7 +372,7 @@ def _revive(alive: list[RunConfig], out: Path, echo: Callable[[str], None]) -> N
 
 def run_halving(configs: list[RunConfig], halving: Halving, opts: RunOptions, info, out: Path,
                 echo: Callable[[str], None], jobs: int) -> None:
-    """Successive halving (fgvc.halving): train the going-on runs to the next rung, decide,
+    """Successive halving (fgvc.grid.halving): train the going-on runs to the next rung, decide,
     repeat; the last rung's survivors train to the end."""
     while True:
         d = decide(trials_of(configs, out), halving)

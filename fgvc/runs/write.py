@@ -14,7 +14,7 @@ import pandas as pd
 
 from fgvc.config import RunConfig
 from fgvc.io import atomic_path
-from fgvc.runs_csv import RUNS_COLUMNS
+from fgvc.runs.table import RUNS_COLUMNS
 
 METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
                    "test_top1", "test_top5", "lr", "seconds", "val_top1", "val_top5"]
