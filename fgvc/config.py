@@ -24,13 +24,13 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from fgvc.aux_registry import check_aux_config, unused_keys
+from fgvc.losses.registry import check_aux_config, unused_keys
 from fgvc.errors import FGVCError
 from fgvc.grid.halving import HALVING, parse_halving
 from fgvc.names import slug
 
 # The auxiliary-loss keys (method, center_*, contrastive_delta) and their values are
-# checked by fgvc/aux_registry.py, which owns them; the rest here.
+# checked by fgvc/losses/registry.py, which owns them; the rest here.
 AUGMENTS = ("standard", "none")
 LR_SCHEDULES = ("constant", "cosine")  # see fgvc/engine/schedule.py
 
@@ -123,7 +123,7 @@ class RunConfig:
             return FGVCError(f"invalid value {key}={value!r}: {why}")
 
         # The method (ce or a registered auxiliary loss) and its settings, then the loss's own
-        # check (e.g. contrastive_center refuses ema): fgvc/aux_registry.py.
+        # check (e.g. contrastive_center refuses ema): fgvc/losses/registry.py.
         check_aux_config(self)
         if self.augment not in AUGMENTS:
             raise bad("augment", self.augment, f"choose one of {', '.join(AUGMENTS)}")

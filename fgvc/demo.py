@@ -16,9 +16,9 @@ Choices (differences from the port, which trains 100 epochs on MNIST):
   features), FC to 10.
 - Optimiser: Adam, lr 3e-3, cosine decay to 0 over the run, batch 64 (the port's SGD at
   lr 0.001 does not get off the ground in a minute on 1437 images).
-- Center loss: `fgvc.losses.CenterLoss`, `learned` update with the port's center lr 0.5,
+- Center loss: `fgvc.losses.center.CenterLoss`, `learned` update with the port's center lr 0.5,
   lambda 0.1 by default: Wen et al.'s MNIST lambda 0.003 (half-sum form) at batch 64 in
-  this module's mean form (0.003 * 64 / 2 = 0.096; see fgvc/losses.py). The port's lambda 1
+  this module's mean form (0.003 * 64 / 2 = 0.096; see fgvc/losses/center.py). The port's lambda 1
   merges classes here. With lambda 0.1, 30+ epochs gave the picture for seeds 0-2; shorter
   runs can leave two classes merged (use --center-weight 0.01 for runs of ~10 epochs).
 - Compactness (the CSV's `compactness`): on the test features, the mean squared distance
@@ -125,7 +125,8 @@ def _features(net: nn.Module, x: torch.Tensor, batch: int = 1024) -> tuple[np.nd
 def train_one(data: tuple[torch.Tensor, ...], *, center_weight: float, epochs: int, seed: int) -> dict:
     """One model (CE if center_weight == 0); the same seed gives the same init and batch order
     for both methods. The global RNG is left as it was."""
-    from fgvc.losses import CenterLoss, optimizer_step
+    from fgvc.engine.loop import optimizer_step
+    from fgvc.losses.center import CenterLoss
 
     xtr, ytr, xte, yte = data
     with torch.random.fork_rng(devices=[]):

@@ -34,7 +34,7 @@ from fgvc.engine.trackers import open_trackers
 from fgvc.errors import FGVCError
 from fgvc.runs.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
-from fgvc.losses import build_aux_loss
+from fgvc.losses.registry import build_aux_loss
 from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
 from fgvc.config import RunOptions
 from fgvc.engine.schedule import lr_at

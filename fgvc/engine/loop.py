@@ -15,13 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from fgvc.engine import distributed as dist_
 from fgvc.data.sampling import sample_seed
 from fgvc.engine.metrics import accuracy_metrics
-from fgvc.losses import optimizer_step
 from fgvc.models import forward_with_features
 
 EPOCH_STREAM = 0xE90C  # third key of sample_seed for the global RNGs of an epoch
@@ -42,6 +41,23 @@ class AuxTerm:
     @property
     def weight(self) -> float:
         return float(self.module.weight)
+
+
+def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, aux: nn.Module | None,
+                   aux_optimizer: torch.optim.Optimizer | None, features: Tensor, labels: Tensor) -> None:
+    """One step of the model and its auxiliary loss, in the order the protocol needs
+    (fgvc/losses/__init__.py): backward, `before_step`, both optimizers, `after_step`."""
+    optimizer.zero_grad(set_to_none=True)
+    if aux_optimizer is not None:
+        aux_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if aux is not None:
+        aux.before_step()
+    optimizer.step()
+    if aux_optimizer is not None:
+        aux_optimizer.step()
+    if aux is not None:
+        aux.after_step(features.detach().float(), labels)
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -130,5 +146,5 @@ def evaluate_all(model, loader, n: int, device: torch.device, **kw) -> dict:
     return accuracy_metrics(out["probs"], out["labels"])
 
 
-__all__ = ["NonFiniteLossError", "AuxTerm", "seed_epoch", "autocast", "train_one_epoch", "predict", "predict_all",
+__all__ = ["NonFiniteLossError", "AuxTerm", "optimizer_step", "seed_epoch", "autocast", "train_one_epoch", "predict", "predict_all",
            "evaluate_all"]
