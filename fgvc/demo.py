@@ -168,7 +168,7 @@ def plot_features(results: dict[str, dict], titles: dict[str, str], path: Path, 
     """Rows train / test, one column per method; class k has the same colour everywhere."""
     from matplotlib.figure import Figure
 
-    from fgvc.report.figures import save_figure
+    from fgvc.io import save_figure
 
     colors = [f"C{k}" for k in range(10)]
     fig = Figure(figsize=(5.2 * len(results), 9.4))

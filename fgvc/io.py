@@ -138,3 +138,15 @@ def set_aside(path: str | os.PathLike, why: str) -> Path:
         target, n = path.with_name(f"{path.name}.{why}-{stamp}-{n}"), n + 1
     os.replace(path, target)
     return target
+
+
+FIGURE_DPI = 120  # every PNG fgvc writes (the report's figures, the demo's)
+
+
+def save_figure(fig, path: str | Path, dpi: int = FIGURE_DPI) -> Path:
+    """Write a matplotlib figure as PNG atomically; no software/date metadata, so reruns give
+    the same bytes."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return path

@@ -31,7 +31,6 @@ from fgvc.engine.loop import AuxTerm, NonFiniteLossError, evaluate_all, predict_
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.engine.trackers import open_trackers
-from fgvc.errors import FGVCError
 from fgvc.runs.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses.registry import build_aux_loss

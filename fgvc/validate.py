@@ -65,7 +65,7 @@ def check_state_dict(sd: dict[str, Tensor], model: nn.Module, name: str, path: P
 
 def _check_classes(run_dir: Path, classes: list[str], data: Path) -> None:
     """Same count is not enough: label k must name the same class in both."""
-    from fgvc.report.load import read_classes
+    from fgvc.runs.read import read_classes
 
     saved = read_classes(run_dir)
     if saved is None or saved == classes:
@@ -79,7 +79,7 @@ def _check_classes(run_dir: Path, classes: list[str], data: Path) -> None:
 
 
 def _trained_on(run_dir: Path | None, source: Path) -> Path:
-    from fgvc.report.load import read_provenance
+    from fgvc.runs.read import read_provenance
 
     where = read_provenance(run_dir).get("dataset") if run_dir is not None else None
     if not where:
@@ -195,8 +195,7 @@ def eval_precision(run_dir: Path | None, device: torch.device) -> str:
 
     if run_dir is None:
         return resolve_precision("auto", device)
-    from fgvc.report.load import read_provenance
-    from fgvc.report.summary import precision as recorded_precision
+    from fgvc.runs.read import read_provenance, recorded_precision
 
     # auto is bf16 exactly where this device runs bf16 natively
     return resolve_precision("auto", device) if recorded_precision(read_provenance(run_dir)) == "bf16" else "fp32"
@@ -223,10 +222,10 @@ def _predict_splits(net, cfg, info, device: torch.device, view: dict, progress: 
 def _write_results(outs: dict, src: Source, info, out: Path, device: torch.device, view: dict, ck_meta: dict,
                    sha: str) -> None:
     from fgvc.config import save_config
-    from fgvc.runs.write import write_outputs
     from fgvc.engine.metrics import accuracy_metrics
     from fgvc.engine.provenance import now, provenance
     from fgvc.io import atomic_write_json, atomic_write_text
+    from fgvc.runs.write import write_outputs
 
     test, train = outs["test"], outs["train"]
     final = accuracy_metrics(test["probs"], test["labels"])
@@ -234,7 +233,7 @@ def _write_results(outs: dict, src: Source, info, out: Path, device: torch.devic
     prov = provenance(src.name, info, device, winfo, deterministic=False)
     source_prov = {}
     if src.run_dir is not None and (src.run_dir / "provenance.json").is_file():
-        from fgvc.report.load import read_provenance
+        from fgvc.runs.read import read_provenance
 
         source_prov = read_provenance(src.run_dir)
     prov.update(command="validate", checkpoint=str(src.ckpt_path.resolve()), checkpoint_sha256=sha,

@@ -12,7 +12,7 @@ from scipy import optimize, stats
 
 from fgvc.report.bootstrap import (BOOT_RESAMPLES, bootstrap_interval, class_intervals, hierarchical_bootstrap,
                                    percentile_interval)
-from fgvc.report.comparisons import COMPARISON_COLUMNS, comparison_row, comparisons_csv, conclusion, headline, verdict
+from fgvc.report.verdicts import COMPARISON_COLUMNS, comparison_row, comparisons_csv, conclusion, headline, verdict
 from fgvc.report.markdown import pvalue
 from fgvc.report.stats import (adjust_across, mcnemar_exact, min_detectable_effect, p_improvement,
                                p_improvement_paired, paired_comparison, power_paired, seeds_for_power, tost_paired)

@@ -288,7 +288,7 @@ def test_summary_block_leads_with_the_answer_and_the_recipe(out):
     assert f"center minus CE = {row.mean_diff:+.2f} points" in answer
     assert f"95% CI {row.ci95_low:+.2f} to {row.ci95_high:+.2f}" in answer
     assert f"90% interval {row.ci90_low:+.2f} to {row.ci90_high:+.2f} against the ±1 point" in answer
-    # the same bold conclusion as the verdict paragraph (fgvc.report.comparisons.conclusion)
+    # the same bold conclusion as the verdict paragraph (fgvc.report.verdicts.conclusion)
     bold = answer[answer.index("**The difference"):].split("**")[1]
     assert bold in section(md, "Center loss vs CE")
     comp = {r[0]: r for r in table_rows(section(md, "Feature compactness"))}

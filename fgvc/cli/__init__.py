@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from fgvc import __version__
 from fgvc.cli.report import add_compare_parser, add_report_parser, add_visualize_parser

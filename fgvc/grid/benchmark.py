@@ -11,7 +11,6 @@ a preflight of everything a run reads.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,11 +34,11 @@ import pandas as pd
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
-from fgvc.report.comparisons import cell
 from fgvc.report.markdown import number, table
 from fgvc.report.metric_names import DELTA_NAMES, PAIRED_METRICS
 from fgvc.report.sources import source_warnings
 from fgvc.report.stats import DEFAULT_MARGIN, PairedResult, adjust_across, paired_comparison, sort_key
+from fgvc.report.verdicts import cell
 
 RUNS_REQUIRED = ["model", "method", "seed", "top1"]
 SUMMARY_REQUIRED = ["model", "method", "n", "top1_mean"]

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fgvc.report.figures import save_figure, short_names
+from fgvc.io import save_figure
+from fgvc.report.figures import short_names
 
 TOP_CHANGES = 12  # off-diagonal cells annotated in the difference matrix
 MIN_CHANGE = 0.2  # ... when they changed by at least this many images per seed

@@ -14,17 +14,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fgvc.io import atomic_path
+from fgvc.io import save_figure
 
-DPI = 120
 METHOD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-
-
-def save_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
-    """Atomic PNG write; no software/date metadata, so reruns give the same bytes."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    return path
 
 
 def display_name(name: str) -> str:

@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from fgvc.report.stats import sort_key
+from fgvc.runs.read import UNRECORDED_PRECISION, recorded_precision
 
 # The published single runs this benchmark revisits; shown as labelled reference rows,
 # never pooled with our runs, and only beside results on the same classes.
@@ -36,7 +37,6 @@ REFERENCE = dict(
     num_classes=21,
 )
 CHECK_WORDS = ("smoke", "check", "demo", "debug")
-UNRECORDED_PRECISION = "fp32 (not recorded)"
 RECIPE_HEADER = ["group", "status", "seeds", "epochs", "lr", "schedule", "batch", "image px", "λ",
                  "center update", "precision"]
 
@@ -82,17 +82,11 @@ def check_reasons(groups: Sequence, ok: pd.DataFrame, with_reference: bool) -> l
 
 
 # --------------------------------------------------------------------------- precision
-def precision(prov: Mapping) -> str:
-    """A run's numeric precision from its provenance.json; older runs ran fp32."""
-    value = str(prov.get("precision") or "").strip()
-    return value or UNRECORDED_PRECISION
-
-
 def precision_counts(run_ids: Iterable[str], prov: Mapping[str, Mapping]) -> dict[str, int]:
     """How many of the runs ran at each precision (as `precision` names them)."""
     counts: dict[str, int] = {}
     for rid in run_ids:
-        p = precision(prov.get(rid, {}))
+        p = recorded_precision(prov.get(rid, {}))
         counts[p] = counts.get(p, 0) + 1
     return dict(sorted(counts.items()))
 
@@ -173,6 +167,6 @@ def pair_heading(label_a: str, label_b: str, n: int, check: str) -> str:
     return lead + (f", *check, not a result ({check})*" if check else "")
 
 
-__all__ = ["REFERENCE", "CHECK_WORDS", "RECIPE_HEADER", "UNRECORDED_PRECISION", "reference_applies", "uniq",
-           "check_reason", "check_reasons", "precision", "precision_counts", "precision_notes", "recipe_row",
+__all__ = ["REFERENCE", "CHECK_WORDS", "RECIPE_HEADER", "reference_applies", "uniq",
+           "check_reason", "check_reasons", "precision_counts", "precision_notes", "recipe_row",
            "shared_settings", "question", "pair_heading"]

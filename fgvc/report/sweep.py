@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fgvc.io import save_figure
 from fgvc.report import figures
-from fgvc.report.load import CENTER_KEYS, canon, read_config
+from fgvc.report.load import CENTER_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
 from fgvc.report.stats import mean_ci, sort_key
+from fgvc.runs.read import read_config
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
 DEFAULT_RECIPE = {"lr": 0.001, "center_weight": 0.001}
@@ -144,7 +146,7 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
         axes[1].legend(handles, labels, fontsize="small", loc="best")
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    return figures.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 INTRO = ("Runs with a validation split hold out a stratified part of each class's training images (`val_fraction`, "

@@ -19,10 +19,11 @@ import pandas as pd
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path
 from fgvc.report.features import knn_accuracy, silhouette
-from fgvc.report.figures import display_name, save_figure
-from fgvc.report.load import (CENTER_KEYS, GROUP_KEYS, canon, class_names, group_keys, load_runs, read_features,
-                              read_provenance)
+from fgvc.io import save_figure
+from fgvc.report.figures import display_name
+from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, group_keys, load_runs
 from fgvc.report.markdown import short_sha
+from fgvc.runs.read import class_names, read_features, read_provenance
 
 EMBEDDINGS = ("umap", "tsne")
 SPLITS = ("test", "train")

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from fgvc.runs.health import run_problems
 from fgvc.io import atomic_write_text
+from fgvc.runs.health import run_problems
 
 # The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions in README
 # "Layout"); a run's row.json holds one such row.

@@ -1,0 +1,136 @@
+"""The report's units: a *group* is the runs that differ only in seed; a *panel* is the groups
+shown together in one section (a CE baseline and the group compared with it, or a lone
+group), with the paired statistics the report computes for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from fgvc.report.load import CENTER_KEYS
+from fgvc.report.markdown import unique_stems
+from fgvc.report.stats import PairedResult, sort_key
+
+
+@dataclass
+class Group:
+    key: tuple
+    values: dict
+    runs: pd.DataFrame  # ok runs of the group, one per seed (the first by run_id)
+    label: str = ""
+    check: str = ""  # why the group is a check and not a result ("" for a result): fgvc.report.summary
+
+    @property
+    def method(self) -> str:
+        return self.values["method"]
+
+
+@dataclass
+class Panel:
+    """The groups shown together in one section: a CE/center pair, or a lone group."""
+
+    groups: list[Group]
+    seeds: list[str]
+    slug: str  # the readable stem of the panel's figure files (fgvc.report.markdown.unique_stems)
+    paired: PairedResult | None = None
+    notes: list[str] = field(default_factory=list)
+    pairs: list = field(default_factory=list)  # per seed with both predictions: (CE right, other right, label)
+    missing: list[str] = field(default_factory=list)  # matched seeds lacking a predictions.csv
+
+    @property
+    def check(self) -> str:
+        """Why the panel's runs are a check ("" when they are results)."""
+        return next((g.check for g in self.groups if g.check), "")
+
+
+def _varying(groups: list[Group], keys: list[str]) -> list[str]:
+    """The keys besides method and λ that tell groups apart (center-loss keys among the
+    center-loss groups only)."""
+    if not groups:
+        return []
+    vals = pd.DataFrame([g.values for g in groups])
+    centre = vals[vals.method == "center"]
+    show = []
+    for k in keys:
+        if k in ("method", "center_weight"):
+            continue
+        src = centre if k in CENTER_KEYS else vals
+        if len(src) and src[k].nunique() > 1:
+            show.append(k)
+    return show
+
+
+def _labels(groups: list[Group], keys: list[str]) -> None:
+    """Readable group labels that name only what varies between groups."""
+    show = _varying(groups, keys)
+    for g in groups:
+        v = g.values
+        if v["method"] == "center":
+            base = f"center λ={v['center_weight']}"
+        else:
+            base = v["method"].upper() if v["method"] == "ce" else v["method"]
+        extra = [f"{k}={v[k]}" for k in show
+                 if not (k in CENTER_KEYS and v["method"] != "center") and k not in ("model", "weights")]
+        if "model" in show:
+            extra.insert(0, v["model"])
+        if "weights" in show:
+            extra.insert(1 if "model" in show else 0, f"weights={v['weights']}")
+        g.label = base + (f" ({', '.join(extra)})" if extra else "")
+
+
+def group_runs(ok: pd.DataFrame, keys: list[str], notes: list[str]) -> list[Group]:
+    groups = []
+    for key, g in ok.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values("run_id", kind="stable")
+        dup = g[g.seed.duplicated()]
+        for _, r in dup.iterrows():
+            notes.append(f"run {r.run_id} repeats seed {r.seed} of its group; only the first run per seed "
+                         "is used in paired tests and per-seed tables")
+        groups.append(Group(key=key, values=dict(zip(keys, key)), runs=g.drop_duplicates("seed")))
+    groups.sort(key=lambda g: tuple(sort_key(x) for x in g.key))
+    _labels(groups, keys)
+    return groups
+
+
+def make_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
+    pair_keys = [k for k in keys if k != "method" and k not in CENTER_KEYS]
+    ce = {tuple(g.values[k] for k in pair_keys): g for g in groups if g.method == "ce"}
+    used, panels = set(), []
+    for g in groups:
+        if g.method == "ce":
+            continue
+        base = ce.get(tuple(g.values[k] for k in pair_keys))
+        if base is None:
+            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), ""))
+            continue
+        used.add(id(base))
+        seeds = sorted(set(base.runs.seed) & set(g.runs.seed), key=sort_key)
+        panels.append(Panel([base, g], seeds, ""))
+    for g in groups:
+        if g.method == "ce" and id(g) not in used:
+            panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), ""))
+    show = _varying(groups, keys)
+    stems = unique_stems([_stem(p.groups, show) for p in panels], [p.groups[-1].key for p in panels])
+    for p, stem in zip(panels, stems):
+        p.slug = stem
+    return panels
+
+
+def _stem(groups: list[Group], show: list[str]) -> str:
+    """A panel's figure-file stem from what tells its groups apart: `center-lam0.001_vs_ce`,
+    with `key-value` for each other varying key (`..._lr-0.01`)."""
+    names = []
+    for g in reversed(groups):
+        v = g.values
+        name = f"{v['method']}-lam{v['center_weight']}" if v["method"] == "center" else str(v["method"])
+        names.append(name)
+    extra = [f"{k}-{groups[-1].values[k]}" for k in show
+             if not (k in CENTER_KEYS and groups[-1].method == "ce") and k != "weights"]
+    return "_vs_".join(names) + "".join(f"_{e}" for e in extra)
+
+
+def group_name(g: Group) -> str:
+    """A group as summary.csv names it: its key columns, `key=value` joined by `;`."""
+    return ";".join(f"{k}={v}" for k, v in g.values.items())
