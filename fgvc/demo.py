@@ -106,7 +106,7 @@ class LeNetPP(nn.Module):
         return self.fc2(feats), feats
 
 
-def compactness(features: np.ndarray, labels: np.ndarray) -> float:
+def squared_compactness(features: np.ndarray, labels: np.ndarray) -> float:
     """Mean squared distance to the class mean / mean squared distance between class means."""
     classes = np.unique(labels)
     means = np.stack([features[labels == k].mean(0) for k in classes])
@@ -224,7 +224,7 @@ def demo(out: Path = DEMO_OUT, *, dataset: str = "digits", epochs: int | None = 
                "center": train_one(data, center_weight=center_weight, epochs=epochs, seed=seed)}
     rows = [dict(method=m, **{"lambda": center_weight if m == "center" else 0.0}, epochs=epochs, seed=seed,
                  train_acc=round(r["train_acc"], 2), test_acc=round(r["test_acc"], 2), dataset=dataset,
-                 compactness=round(compactness(r["test_features"], r["test_labels"]), 5))
+                 compactness=round(squared_compactness(r["test_features"], r["test_labels"]), 5))
             for m, r in results.items()]
     titles = {"ce": "softmax (cross-entropy) only",
               "center": f"cross-entropy + center loss (lambda={center_weight:g})"}
@@ -235,4 +235,4 @@ def demo(out: Path = DEMO_OUT, *, dataset: str = "digits", epochs: int | None = 
     return dict(png=png, csv=csv, rows=rows, results=results)
 
 
-__all__ = ["demo", "LeNetPP", "compactness", "train_one", "load_data", "plot_features"]
+__all__ = ["demo", "LeNetPP", "squared_compactness", "train_one", "load_data", "plot_features"]

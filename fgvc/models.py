@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -251,6 +252,25 @@ class WithFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return forward_with_features(self.model, x)
+
+
+@dataclass
+class Backbone:
+    """One backbone as a run uses it, built once: the timm model (with its seeded head), the
+    width of its pooled features, the data config of its weights and their provenance
+    (`weights_info`). `WithFeatures(backbone.model)` gives logits and features in one pass."""
+
+    model: nn.Module
+    feature_dim: int
+    data_config: dict
+    weights: dict
+
+
+def load_backbone(name: str, num_classes: int, *, pretrained: bool | str | None = True,
+                  pretrained_file: str | Path | None = None, seed: int = 0) -> Backbone:
+    """`build_model` and what a run needs to know about the result, in one call."""
+    model = build_model(name, num_classes, pretrained=pretrained, pretrained_file=pretrained_file, seed=seed)
+    return Backbone(model, feature_dim(model), data_config(model), weights_info(name, pretrained, pretrained_file))
 
 
 def feature_dim(model: nn.Module) -> int:

@@ -34,7 +34,7 @@ from fgvc.engine.trackers import open_trackers
 from fgvc.runs.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses.registry import build_aux_loss
-from fgvc.models import WithFeatures, build_model, data_config, feature_dim, weights_info
+from fgvc.models import WithFeatures, load_backbone, weights_info
 from fgvc.config import RunOptions
 from fgvc.engine.schedule import lr_at
 
@@ -103,14 +103,13 @@ def open_run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None, log) ->
 def build_parts(ctx: RunContext) -> RunParts:
     """The model (seeded head), the auxiliary loss of cfg.method (None for "ce") and the loaders."""
     cfg, opts = ctx.cfg, ctx.opts
-    winfo = weights_info(cfg.model, cfg.pretrained, opts.pretrained_file)
-    model = place_model(build_model(cfg.model, ctx.info.num_classes, pretrained=cfg.pretrained,
-                                    pretrained_file=opts.pretrained_file, seed=cfg.seed), ctx.device,
-                        precision=ctx.precision)
-    module = build_aux_loss(cfg, ctx.info.num_classes, feature_dim(model))
-    data = build_loaders(cfg, ctx.info, ctx.frames, data_config(model), ctx.device, pipeline=opts.pipeline,
+    backbone = load_backbone(cfg.model, ctx.info.num_classes, pretrained=cfg.pretrained,
+                             pretrained_file=opts.pretrained_file, seed=cfg.seed)
+    model = place_model(backbone.model, ctx.device, precision=ctx.precision)
+    module = build_aux_loss(cfg, ctx.info.num_classes, backbone.feature_dim)
+    data = build_loaders(cfg, ctx.info, ctx.frames, backbone.data_config, ctx.device, pipeline=opts.pipeline,
                          workers=opts.workers)
-    parts = RunParts(model=model, data=data, winfo=winfo)
+    parts = RunParts(model=model, data=data, winfo=backbone.weights)
     if module is not None:
         parts.aux = AuxTerm(module.to(ctx.device), None)
     return parts

@@ -22,9 +22,9 @@ import yaml
 from torch import Tensor, nn
 
 from fgvc.cli.defaults import VALIDATE_BARE_OUT
+from fgvc.engine.checkpoint import CHECKPOINT
 from fgvc.errors import FGVCError
 
-CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
 
 
@@ -87,7 +87,7 @@ def _trained_on(run_dir: Path | None, source: Path) -> Path:
     return Path(where)
 
 
-def default_out(source: Path) -> Path:
+def validate_out(source: Path) -> Path:
     """`<run folder>/validate/`, or `results/validate/<checkpoint stem>/` for a bare file."""
     source = Path(source)
     return source / "validate" if source.is_dir() else VALIDATE_BARE_OUT / source.stem
@@ -112,7 +112,7 @@ def validate(source: Path, data: Path | None, out: Path | None = None, *, model:
     source = Path(source)
     dev = resolve_device(device)
     src = _read_source(source, model)
-    out = Path(out) if out is not None else default_out(source)
+    out = Path(out) if out is not None else validate_out(source)
     if src.run_dir is not None and out.resolve() == src.run_dir.resolve():
         raise FGVCError(f"--out {out} is the run folder itself: its own results would be overwritten; "
                         "choose another folder (default: <run folder>/validate)")
@@ -260,9 +260,9 @@ def _write_results(outs: dict, src: Source, info, out: Path, device: torch.devic
     atomic_write_json(out / "row.json", _row(src, out, final, prov, ck_meta, sha, info))
     atomic_write_json(out / "provenance.json", prov)
     if out.parent.name == "runs":  # so `fgvc report <benchmark>` sees it at once
-        from fgvc.grid.benchmark import rebuild_runs_csv
+        from fgvc.runs.table import write_runs_csv
 
-        rebuild_runs_csv(out.parent.parent)
+        write_runs_csv(out.parent.parent)
 
 
 def _row(src: Source, out: Path, final: dict, prov: dict, ck_meta: dict, sha: str, info) -> dict:
@@ -284,4 +284,4 @@ def _row(src: Source, out: Path, final: dict, prov: dict, ck_meta: dict, sha: st
     return row
 
 
-__all__ = ["validate", "check_state_dict", "classifier_key", "default_out"]
+__all__ = ["validate", "check_state_dict", "classifier_key", "validate_out"]

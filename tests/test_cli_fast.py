@@ -86,6 +86,6 @@ def test_the_implementations_read_the_defaults_the_help_shows():
     params = inspect.signature(demo.demo).parameters
     assert params["out"].default == defaults.DEMO_OUT
     assert params["center_weight"].default == defaults.DEMO_CENTER_WEIGHT
-    assert validate.default_out(Path("x.pt")) == defaults.VALIDATE_BARE_OUT / "x"
+    assert validate.validate_out(Path("x.pt")) == defaults.VALIDATE_BARE_OUT / "x"
     speed = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["speed"]
     assert "against two reference loops" in speed.description

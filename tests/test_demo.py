@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fgvc.cli.tools import add_demo_parser
-from fgvc.demo import CSV_COLUMNS, LeNetPP, compactness, demo, load_data
+from fgvc.demo import CSV_COLUMNS, LeNetPP, squared_compactness, demo, load_data
 from fgvc.errors import FGVCError
 
 
@@ -64,7 +64,7 @@ def test_digits_demo_end_to_end(tmp_path):
     # center loss makes the 2-D test features more compact relative to their separation
     r_ce = _ratio(ce["test_features"], ce["test_labels"])
     r_center = _ratio(center["test_features"], center["test_labels"])
-    assert compactness(ce["test_features"], ce["test_labels"]) == pytest.approx(r_ce, rel=1e-4)
+    assert squared_compactness(ce["test_features"], ce["test_labels"]) == pytest.approx(r_ce, rel=1e-4)
     assert frame.compactness.tolist() == pytest.approx([r_ce, r_center], rel=1e-3, abs=1e-5)
     assert r_center < 0.7 * r_ce, (r_center, r_ce)
 

@@ -1,5 +1,7 @@
-"""The package's shape: no import cycle among fgvc's modules (lazy imports included), and
-no function longer than 80 lines except argument-parser builders."""
+"""The package's shape: no import cycle among fgvc's modules (lazy imports included), no
+function longer than 80 lines except argument-parser builders, no private name imported
+across modules, fgvc never importing data_prep, at most 12 modules at the fgvc/ root, no
+module over 450 lines, and each public name defined once."""
 
 from __future__ import annotations
 
@@ -80,3 +82,52 @@ def test_no_private_name_imported_across_modules():
                 bad += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
                         if a.name.startswith("_") and a.name != "__version__"]
     assert not bad, bad
+
+
+# --------------------------------------------------------------------------- house rules (issue 24)
+MAX_ROOT_MODULES = 12
+MAX_MODULE_LINES = 450
+
+
+def test_fgvc_never_imports_data_prep():
+    """data_prep (download, carve, verify) builds on fgvc; fgvc never reaches back into it."""
+    bad = []
+    for path in sorted((ROOT / "fgvc").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "data_prep"]
+    assert not bad, bad
+
+
+def test_the_package_root_stays_small():
+    root = sorted(p.name for p in (ROOT / "fgvc").glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, f"{len(root)} modules at the fgvc/ root (at most {MAX_ROOT_MODULES}): {root}"
+
+
+def test_no_module_is_too_long():
+    long = [f"{p.relative_to(ROOT)} ({n} lines)" for p in sorted((ROOT / "fgvc").rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: " + "; ".join(long)
+
+
+def _public_definitions(path: Path) -> list[str]:
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return [n for n in names if not n.startswith("_")]
+
+
+def test_each_public_name_is_defined_once():
+    """One definition of each function, class and constant (e.g. one `provenance`)."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "fgvc").rglob("*.py")):
+        for name in _public_definitions(path):
+            where.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    twice = {n: ps for n, ps in where.items() if len(ps) > 1}
+    assert not twice, twice

@@ -11,7 +11,9 @@ import yaml
 from report_fixtures import make_out
 from tiny import TINY
 
-from fgvc.grid.benchmark import Shard, parse_shard, rebuild_runs_csv, run_benchmark, select_shard, shard_from_env
+from fgvc.grid.benchmark import run_benchmark
+from fgvc.grid.shards import Shard, parse_shard, select_shard, shard_from_env
+from fgvc.runs.table import write_runs_csv
 from fgvc.cli import main
 from fgvc.config import expand_grid, load_grid
 from fgvc.errors import FGVCError
@@ -168,9 +170,9 @@ def test_report_reads_runs_csv_alone(tmp_path):
 def test_unchanged_runs_csv_is_not_rewritten(tmp_path):
     assert RUNS_COLUMNS == ROW_COLUMNS  # the report rebuilds runs.csv exactly as the runner does
     out = make_out(tmp_path / "o", seeds=(0,), failed=True)
-    rebuild_runs_csv(out)
+    write_runs_csv(out)
     text = (out / "runs.csv").read_text()
     os.utime(out / "runs.csv", ns=(1, 1))
     sync_runs_csv(out)
-    rebuild_runs_csv(out)
+    write_runs_csv(out)
     assert (out / "runs.csv").stat().st_mtime_ns == 1 and (out / "runs.csv").read_text() == text

@@ -102,8 +102,8 @@ def main(argv: list[str]) -> int:
     from fgvc.data.dataset import load_dataset_info
     from fgvc.io import atomic_path, atomic_write_json
     from fgvc.names import slug
-    from fgvc.speed.measure import (device_slug, image_counts, in_fresh_process, measure_fgvc, provenance, recipe_record,
-                            run_seconds)
+    from fgvc.speed.measure import (device_slug, image_counts, in_fresh_process, measure_fgvc, recipe_record,
+                                    run_seconds, speed_provenance)
 
     base, names = parse(argv)
     device = torch.device(base.device)
@@ -135,7 +135,7 @@ def main(argv: list[str]) -> int:
     stem = f"{device_slug(device)}-{slug(base.model)}-options"
     with atomic_path(out / f"{stem}.csv") as tmp:
         table.to_csv(tmp, index=False)
-    atomic_write_json(out / f"{stem}.json", dict(provenance(base, info, device), options=OPTIONS,
+    atomic_write_json(out / f"{stem}.json", dict(speed_provenance(base, info, device), options=OPTIONS,
                                                  recipe=recipe_record(recipe)))
     print(table.to_string(index=False))
     print(f"wrote {stem}.csv and {stem}.json in {out}")

@@ -70,7 +70,8 @@ def _options(args, out: Path):
 
 
 def cmd_benchmark(args) -> int:
-    from fgvc.grid.benchmark import default_out, parse_shard, run_benchmark, shard_from_env
+    from fgvc.grid.benchmark import default_out, run_benchmark
+    from fgvc.grid.shards import parse_shard, shard_from_env
     from fgvc.config import load_grid, parse_overrides
     from fgvc.engine.distributed import launched_by_torchrun
     from fgvc.grid.signals import stop_on_signals

@@ -63,4 +63,12 @@ def provenance(model: str, info: DatasetInfo, device: torch.device, winfo: dict,
                 deterministic=deterministic, started=now(), finished=None)
 
 
-__all__ = ["git_state", "environment", "dataset_provenance", "provenance", "now", "REPO_ROOT"]
+def measurement_provenance(model: str, winfo: dict, info: DatasetInfo, device: torch.device, command: dict) -> dict:
+    """A measurement's provenance (`fgvc speed`): a run's environment, weights and data, plus
+    the machine's size and the command that measured."""
+    return dict(**environment(device), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), model=model,
+                **winfo, **dataset_provenance(info), command=command, measured=now())
+
+
+__all__ = ["git_state", "environment", "dataset_provenance", "provenance", "measurement_provenance", "now",
+           "REPO_ROOT"]

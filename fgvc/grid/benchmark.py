@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Callable
 
 import pandas as pd
 
 from fgvc.config import HALVING, RunConfig, expand_grid, load_grid
+from fgvc.grid.shards import Shard, select_shard
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
@@ -32,88 +33,6 @@ from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 def default_out(grid_name: str) -> Path:
     return Path("results") / grid_name
-
-
-# --------------------------------------------------------------------------- shards
-class Shard(NamedTuple):
-    """Run `index`, `index + count`, `index + 2*count`, ... of the expanded grid (0-based)."""
-
-    index: int
-    count: int
-    origin: str = "--shard"  # where it came from, for messages
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-def parse_shard(text: str) -> Shard:
-    """`--shard I/N` -> Shard(I, N); I is 0-based, so N jobs use I = 0 .. N-1."""
-    i, sep, n = str(text).strip().partition("/")
-    try:
-        shard = Shard(int(i), int(n))
-    except ValueError:
-        shard = None
-    if not sep or shard is None or shard.count < 1 or not 0 <= shard.index < shard.count:
-        raise FGVCError(f"invalid --shard {text!r}: expected I/N with 0 <= I < N (I is 0-based), "
-                        "e.g. --shard 0/4 ... --shard 3/4 for four jobs")
-    return shard
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
-    raw = env.get(name)
-    if raw is None or not str(raw).strip():
-        if default is not None:
-            return default
-        raise FGVCError(f"{name} is not set although SLURM_ARRAY_TASK_ID is: run inside a Slurm job array "
-                        "(sbatch --array=...) or pass --shard I/N")
-    try:
-        return int(raw)
-    except ValueError:
-        raise FGVCError(f"invalid {name}={raw!r}: expected an integer; pass --shard I/N instead") from None
-
-
-def shard_from_env(env: Mapping[str, str]) -> Shard | None:
-    """The shard of a Slurm job array task, or None outside an array.
-
-    Task ids need not start at 0 and may be stepped (`--array=1-9:2`): the shard is the
-    task's position in the array, (ID - MIN) / STEP, out of SLURM_ARRAY_TASK_COUNT.
-    Arrays that are not one evenly spaced range (`--array=1,4,5`) cannot be mapped.
-    """
-    if env.get("SLURM_ARRAY_TASK_ID") is None:
-        return None
-    task = _env_int(env, "SLURM_ARRAY_TASK_ID")
-    low = _env_int(env, "SLURM_ARRAY_TASK_MIN")
-    step = _env_int(env, "SLURM_ARRAY_TASK_STEP", 1)
-    count = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
-    high = _env_int(env, "SLURM_ARRAY_TASK_MAX", low + (count - 1) * step)
-    origin = f"Slurm array task {task} of {low}-{high}" + (f":{step}" if step != 1 else "")
-    fix = "use one evenly spaced range (sbatch --array=MIN-MAX[:STEP]) or pass --shard I/N"
-    if step < 1 or count < 1:
-        raise FGVCError(f"invalid Slurm array: SLURM_ARRAY_TASK_STEP={step}, SLURM_ARRAY_TASK_COUNT={count}; {fix}")
-    if high != low + (count - 1) * step:
-        raise FGVCError(f"Slurm array {low}-{high} with step {step} does not hold {count} tasks "
-                        f"(SLURM_ARRAY_TASK_COUNT={count}): not one evenly spaced range; {fix}")
-    offset = task - low
-    if offset < 0 or offset % step or offset // step >= count:
-        raise FGVCError(f"SLURM_ARRAY_TASK_ID={task} is not in the array {low}-{high}:{step}; {fix}")
-    return Shard(offset // step, count, origin)
-
-
-def select_shard(configs: Sequence[RunConfig], shard: Shard | tuple[int, int] | None) -> list[RunConfig]:
-    """`configs[i::n]`: every job expands the same grid in the same order, so the
-    shards are disjoint and together cover the grid (whatever is already done)."""
-    if shard is None:
-        return list(configs)
-    i, n = shard[0], shard[1]
-    if n < 1 or not 0 <= i < n:
-        raise FGVCError(f"invalid shard {i}/{n}: expected I/N with 0 <= I < N (I is 0-based)")
-    return list(configs[i::n])
-
-
-def rebuild_runs_csv(out: Path) -> Path:
-    """One row per run folder that has a row.json; written atomically, so concurrent
-    jobs or shards never lose a row and Ctrl-C never leaves a half file."""
-    return write_runs_csv(out, ROW_COLUMNS)
 
 
 # Temporaries in folders others may be writing to at this moment are removed only when
@@ -259,7 +178,7 @@ def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
 def _frame(out: Path, configs: list[RunConfig], shard: Shard | None) -> pd.DataFrame:
     if (out / "runs").is_dir():
         try:
-            rebuild_runs_csv(out)
+            write_runs_csv(out)
         except OSError:
             pass  # a read-only results folder with nothing to do: its runs.csv is read as it is
     frame = pd.read_csv(out / "runs.csv") if (out / "runs.csv").is_file() else pd.DataFrame(columns=ROW_COLUMNS)
@@ -302,7 +221,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
         else:
             train_runs(todo, opts, info, out, echo, jobs, snap)
     finally:
-        rebuild_runs_csv(out)
+        write_runs_csv(out)
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
          f"results in {out / 'runs.csv'}")
     return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)
@@ -315,7 +234,7 @@ def train_runs(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo: C
         from fgvc.grid.pool import run_concurrently
 
         echo(f"running {len(todo)} runs, {min(jobs, len(todo))} at a time")
-        run_concurrently(todo, opts, jobs, out, echo, snap)
+        run_concurrently(todo, opts, jobs, out, echo, snap, info)
     else:
         run_serially(todo, opts, info, out, echo, snap)
 
@@ -387,7 +306,7 @@ def run_halving(configs: list[RunConfig], halving: Halving, opts: RunOptions, in
         stage = f"to epoch {d.next_rung}" if d.next_rung is not None else "to the end"
         echo(f"halving: training {len(todo)} of {len(alive)} going-on run(s) {stage}")
         train_runs(todo, replace(opts, stop_after=d.next_rung), info, out, echo, jobs, snapshot(todo, out))
-        rebuild_runs_csv(out)
+        write_runs_csv(out)
         stuck = [c.run_id for c in todo if not _reached(out, c, d.next_rung)]
         if stuck:
             raise FGVCError(f"halving: {len(stuck)} run(s) did not reach epoch {d.next_rung or 'the end'} "
@@ -428,5 +347,4 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
 
     Worker(out, snapshot(todo, out) if snap is None else snap, train, echo).work(todo)
 
-__all__ = ["run_benchmark", "rebuild_runs_csv", "plan", "default_out", "Shard", "parse_shard", "shard_from_env",
-           "select_shard"]
+__all__ = ["run_benchmark", "plan", "default_out", "train_runs", "run_halving", "halving_status"]

@@ -13,6 +13,7 @@ no worker outlives the benchmark process.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import signal
 import sys
 from pathlib import Path
@@ -27,8 +28,9 @@ from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to leave before it is killed
 
 
-def worker_main(todo: list[RunConfig], opts: RunOptions, threads: int, snap: dict, conn, parent: int) -> None:
-    """A --jobs worker process: work through `todo`, sending ("line", text) and
+def worker_main(todo: list[RunConfig], opts: RunOptions, info, threads: int, snap: dict, conn, parent: int) -> None:
+    """A --jobs worker process: work through `todo` (on the dataset `info` the parent loaded,
+    so no worker reads and fingerprints it again), sending ("line", text) and
     ("result", run_id, text) messages to the parent; exit 128 + signal when stopped."""
     die_with_parent(parent)
     code = 0
@@ -46,7 +48,7 @@ def worker_main(todo: list[RunConfig], opts: RunOptions, threads: int, snap: dic
             torch.set_num_threads(threads)
 
             def train(cfg: RunConfig, claim) -> dict:
-                row = train_claimed(cfg, opts, claim, log=lambda text: send("line", text))
+                row = train_claimed(cfg, opts, claim, info, log=lambda text: send("line", text))
                 send("result", cfg.run_id, result_text(row))
                 return row
 
@@ -93,7 +95,7 @@ def _stop(procs: list) -> list[int | None]:
 
 
 def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Path,
-                     echo: Callable[[str], None], snap: dict | None = None) -> None:
+                     echo: Callable[[str], None], snap: dict | None = None, info=None) -> None:
     """Run `jobs` runs at a time, each worker in its own process on the same device.
 
     A run does not depend on what runs beside it: its random draws are seeded by its own
@@ -106,14 +108,14 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
     import torch
 
     threads = max(1, torch.get_num_threads() // jobs)
-    job_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": None, "progress": False})
+    job_opts = replace(opts, on_epoch_end=None, progress=False)
     ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
     snap = snapshot(todo, out) if snap is None else snap
     procs, conns = [], []
     try:
         for k in range(min(jobs, len(todo))):
             recv, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=worker_main, args=(todo, job_opts, threads, snap, send, os.getpid()),
+            p = ctx.Process(target=worker_main, args=(todo, job_opts, info, threads, snap, send, os.getpid()),
                             name=f"fgvc-job-{k}")
             procs.append(p)
             p.start()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -142,7 +142,7 @@ def train_claimed(cfg: RunConfig, opts: RunOptions, claim: Claim, info=None,
     becomes a failed row, as in any grid. runs.csv is rebuilt afterwards, whatever happened."""
     from fgvc.train import NonFiniteLossError, record_failure, run
 
-    run_opts = RunOptions(**{**opts.__dict__, "on_epoch_end": guard(claim, opts.on_epoch_end)})
+    run_opts = replace(opts, on_epoch_end=guard(claim, opts.on_epoch_end))
     try:
         return run(cfg, run_opts, info=info, log=log)
     except (NonFiniteLossError, RuntimeError, FGVCError) as e:

@@ -21,7 +21,7 @@ Auxiliary-loss protocol (what the training loop calls; every registered loss fol
     aux.after_step(feats.detach(), labels)   # e.g. a non-gradient update of its state
 
 `weight` is lambda (cfg.center_weight). A new loss is a module with these five methods
-and `weight`: a file here with a `build(num_classes, feat_dim, cfg)` factory and one entry
+and `weight`: a file here with a `build_<name>(num_classes, feat_dim, cfg)` factory and one entry
 in `registry.BUILTIN` (its keys and check), or, from outside the package,
 `@register_loss("name")` on a factory (docs/losses.md has a ten-line example); `method:
 name` in a YAML then selects it. Its state_dict goes into the run's checkpoint.

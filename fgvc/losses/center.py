@@ -202,11 +202,11 @@ class CenterLoss(Centers):
             c.sub_(self.alpha * delta)
 
 
-def build(num_classes: int, feat_dim: int, cfg: "RunConfig") -> CenterLoss:
+def build_center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> CenterLoss:
     """Method "center" (fgvc.losses.registry)."""
     return CenterLoss(num_classes, feat_dim, cfg.center_weight, update=cfg.center_update, lr=cfg.center_lr,
                       alpha=cfg.center_alpha, seed=cfg.seed, distance=cfg.center_distance,
                       normalize=cfg.center_normalize, per_class=cfg.center_per_class)
 
 
-__all__ = ["Centers", "CenterLoss", "build", "distributed", "safe_sqrt", "same_class_counts"]
+__all__ = ["Centers", "CenterLoss", "build_center", "distributed", "safe_sqrt", "same_class_counts"]

@@ -55,10 +55,10 @@ class ContrastiveCenterLoss(Centers):
             return (own / (others + self.delta)).mean()
 
 
-def build(num_classes: int, feat_dim: int, cfg: "RunConfig") -> ContrastiveCenterLoss:
+def build_contrastive_center(num_classes: int, feat_dim: int, cfg: "RunConfig") -> ContrastiveCenterLoss:
     """Method "contrastive_center" (fgvc.losses.registry; its check: check_contrastive there)."""
     return ContrastiveCenterLoss(num_classes, feat_dim, cfg.center_weight, update=cfg.center_update,
                                  lr=cfg.center_lr, delta=cfg.contrastive_delta, seed=cfg.seed)
 
 
-__all__ = ["ContrastiveCenterLoss", "build"]
+__all__ = ["ContrastiveCenterLoss", "build_contrastive_center"]

@@ -51,9 +51,9 @@ class FeatureNormLoss(nn.Module):
         """No state to update."""
 
 
-def build(num_classes: int, feat_dim: int, cfg: "RunConfig") -> FeatureNormLoss:
+def build_feature_norm(num_classes: int, feat_dim: int, cfg: "RunConfig") -> FeatureNormLoss:
     """Method "feature_norm" (fgvc.losses.registry: it reads lambda only)."""
     return FeatureNormLoss(feat_dim, cfg.center_weight)
 
 
-__all__ = ["FeatureNormLoss", "build"]
+__all__ = ["FeatureNormLoss", "build_feature_norm"]

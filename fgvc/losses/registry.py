@@ -6,7 +6,7 @@ before any run starts) and `unused_keys` for the run identity; neither imports t
 built-in losses' factories are named by their module path and imported only when a run
 builds its loss (`build_aux_loss`); a loss registered at run time with `@register_loss`
 passes its factory itself. Adding a built-in loss: one file in fgvc/losses/ with the module
-and a `build(num_classes, feat_dim, cfg)` factory, and one `LossSpec` in BUILTIN below.
+and a `build_<name>(num_classes, feat_dim, cfg)` factory, and one `LossSpec` in BUILTIN below.
 """
 
 from __future__ import annotations
@@ -157,10 +157,10 @@ def check_contrastive(cfg: Any) -> None:
 
 
 BUILTIN = (
-    LossSpec("center", "fgvc.losses.center:build"),
-    LossSpec("contrastive_center", "fgvc.losses.contrastive_center:build", check=check_contrastive),
+    LossSpec("center", "fgvc.losses.center:build_center"),
+    LossSpec("contrastive_center", "fgvc.losses.contrastive_center:build_contrastive_center", check=check_contrastive),
     # The mechanism control of center loss (its centres held at zero): lambda only.
-    LossSpec("feature_norm", "fgvc.losses.feature_norm:build", keys=("center_weight",)),
+    LossSpec("feature_norm", "fgvc.losses.feature_norm:build_feature_norm", keys=("center_weight",)),
 )
 for _spec in BUILTIN:
     _add(_spec)

@@ -38,7 +38,7 @@ from fgvc.report.markdown import number, table
 from fgvc.report.metric_names import DELTA_NAMES, PAIRED_METRICS
 from fgvc.report.sources import source_warnings
 from fgvc.report.stats import DEFAULT_MARGIN, PairedResult, adjust_across, paired_comparison, sort_key
-from fgvc.report.verdicts import cell
+from fgvc.report.verdicts import compare_cell
 
 RUNS_REQUIRED = ["model", "method", "seed", "top1"]
 SUMMARY_REQUIRED = ["model", "method", "n", "top1_mean"]
@@ -244,7 +244,7 @@ def _versus(al: _Aligned, i: int) -> list[str]:
         cells = [key[j] for j in al.shown] + _metric_cells(a, b, al.metric)
         if both_runs:
             notes, seed_rows = _seed_rows(label, i, a, b, *paired[key][1:]) if key in paired else ([], [])
-            cells.append(cell(paired[key][0]) if key in paired else "—")
+            cells.append(compare_cell(paired[key][0]) if key in paired else "—")
             seed_notes += notes
             per_seed += seed_rows
         rows.append(cells)

@@ -75,7 +75,7 @@ def short_sha(sha: str, n: int = 12) -> str:
     return f"{sha[:n]}…" if sha and len(sha) > n else (sha or MISSING)
 
 
-def slug(text: str) -> str:
+def file_part(text: str) -> str:
     """`text` as a file-name part: each run of characters other than letters, digits,
     `_`, `.` and `-` becomes one `_`, with none at either end."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
@@ -91,10 +91,10 @@ MAX_STEM = 80  # characters of a readable figure-file stem before `unique_stems`
 
 
 def unique_stems(stems: Sequence[str], keys: Sequence[Sequence]) -> list[str]:
-    """Readable file stems (`slug`ged): each as given while it is unique and short, with
+    """Readable file stems (`file_part`ged): each as given while it is unique and short, with
     `-<key_tag(key)>` appended only where two stems collide or one is cut at MAX_STEM
     characters, so a hash appears only to break ties."""
-    stems = [slug(s) or "figure" for s in stems]
+    stems = [file_part(s) or "figure" for s in stems]
     seen: dict[str, int] = {}
     for s in stems:
         seen[s[:MAX_STEM]] = seen.get(s[:MAX_STEM], 0) + 1
@@ -105,5 +105,5 @@ def unique_stems(stems: Sequence[str], keys: Sequence[Sequence]) -> list[str]:
     return out
 
 
-__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "slug", "key_tag",
+__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "file_part", "key_tag",
            "unique_stems", "MAX_STEM"]

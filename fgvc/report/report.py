@@ -28,7 +28,7 @@ from fgvc.report.summary import REFERENCE
 from fgvc.report.sweep import sweep_section
 from fgvc.report.verdicts import comparisons_csv
 
-ROUND = 4  # decimals of metric columns in summary.csv
+SUMMARY_DECIMALS = 4  # decimals of metric columns in summary.csv
 
 
 def _sweep_section(x: Inputs) -> list[str]:
@@ -38,7 +38,7 @@ def _sweep_section(x: Inputs) -> list[str]:
 def summary_csv(summary: pd.DataFrame) -> str:
     s = summary.copy()
     metric_cols = [c for c in SUMMARY_METRICS + SUMMARY_EXTRA if c != "n"]
-    s[metric_cols] = s[metric_cols].astype(float).round(ROUND)
+    s[metric_cols] = s[metric_cols].astype(float).round(SUMMARY_DECIMALS)
     return s.to_csv(index=False, lineterminator="\n")
 
 

@@ -21,6 +21,7 @@ from fgvc.io import save_figure
 from fgvc.report import figures
 from fgvc.report.load import CENTER_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
+from fgvc.grid.halving import TIE_DECIMALS
 from fgvc.report.stats import mean_ci, sort_key
 from fgvc.runs.read import read_config
 
@@ -28,7 +29,6 @@ from fgvc.runs.read import read_config
 DEFAULT_RECIPE = {"lr": 0.001, "center_weight": 0.001}
 # Means are compared at this precision, so float noise never breaks a tie that the
 # accuracies (multiples of 100 / validation images) make exact.
-TIE_DECIMALS = 6
 SWEEP_COLUMNS = ["n", "val_mean", "val_std", "test_mean", "test_std", "seeds"]
 
 

@@ -22,7 +22,7 @@ COMPARISON_COLUMNS = ["a", "b", "n_pairs", "mean_diff", "sd_diff", "ci95_low", "
 COMPARISON_EXTRA = ["a_label", "b_label", "seeds", "t_stat", "ci90_low", "ci90_high", "tost_p_holm",
                     "equivalence_bound", "holm_family", "boot_seeds", "boot_resamples", "boot_rng_seed",
                     "seeds_for_1pt", "seeds_for_observed", "p_improve_all", "n_a_runs", "n_b_runs"]
-ROUND = 4  # decimals of point and share columns; p-values keep 4 significant digits
+COMPARISON_DECIMALS = 4  # decimals of point and share columns; p-values keep 4 significant digits
 
 
 # --------------------------------------------------------------------------- words
@@ -171,7 +171,7 @@ def _mcnemar(res: PairedResult) -> str:
             "seed-to-seed variation, so only the tests over seeds speak to the method in general.")
 
 
-def cell(res: PairedResult) -> str:
+def compare_cell(res: PairedResult) -> str:
     """One table cell for `fgvc compare`: the seed-level statistics of b minus a."""
     if res.n < 2:
         return f"n={res.n}: too few matching seeds"
@@ -204,7 +204,7 @@ def comparison_row(a: str, b: str, a_label: str, b_label: str, res: PairedResult
 
 
 def comparisons_csv(rows: list[dict]) -> str:
-    """comparisons.csv text: points and shares to ROUND decimals, p-values to 4
+    """comparisons.csv text: points and shares to COMPARISON_DECIMALS decimals, p-values to 4
     significant digits, counts as integers, empty cells for what is undefined."""
     frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS + COMPARISON_EXTRA)
     pcols = ["p_ttest", "p_holm", "tost_p", "tost_p_holm"]
@@ -218,8 +218,8 @@ def comparisons_csv(rows: list[dict]) -> str:
             frame[c] = [float(f"{p:.4g}") if isinstance(p, float) and math.isfinite(p) else math.nan
                         for p in frame[c].astype(float)]
         elif c not in text:
-            frame[c] = frame[c].astype(float).round(ROUND) + 0.0  # no -0.0
+            frame[c] = frame[c].astype(float).round(COMPARISON_DECIMALS) + 0.0  # no -0.0
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "cell", "comparison_row", "comparisons_csv"]
+__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "compare_cell", "comparison_row", "comparisons_csv"]

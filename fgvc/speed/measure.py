@@ -4,7 +4,6 @@ timed and how; the command line shows it as the help text)."""
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import statistics
 import tempfile
@@ -236,14 +235,13 @@ def measure_grid(args, device) -> float:
         return time.perf_counter() - t0
 
 
-def provenance(args, info, device) -> dict:
-    """The run provenance (fgvc.engine.provenance) plus the machine's size and the command."""
-    from fgvc.engine import provenance as prov_
+def speed_provenance(args, info, device) -> dict:
+    """A measurement's provenance (fgvc.engine.provenance.measurement_provenance) for these arguments."""
+    from fgvc.engine.provenance import measurement_provenance
     from fgvc.models import weights_info
 
-    return dict(**prov_.environment(device), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                model=args.model, **weights_info(args.model, args.pretrained, args.pretrained_file),
-                **prov_.dataset_provenance(info), command=vars(args) | {"func": None}, measured=prov_.now())
+    winfo = weights_info(args.model, args.pretrained, args.pretrained_file)
+    return measurement_provenance(args.model, winfo, info, device, vars(args) | {"func": None})
 
 
 def check_args(args) -> None:
@@ -321,7 +319,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     echo(f"speed on {device} ({torch.get_num_threads()} threads): {args.model}, batch {args.batch_size}, "
          f"{k} of {epoch_batches} training batches timed, {args.repeats} repeats after {args.warmup_batches} warm-up")
     results = measure_all(args, info, device, k, echo)
-    prov = provenance(args, info, device)  # once: it hashes the weights file and asks git
+    prov = speed_provenance(args, info, device)  # once: it hashes the weights file and asks git
     out = Path(args.out)
     stem = f"{device_slug(device)}-{slug(args.model)}"
     measured = None
