@@ -280,7 +280,10 @@ def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) 
     cases = raw.pop(CASES, None)
     overrides = dict(overrides or {})
     from_yaml = raw.pop(HALVING, None)
-    halving = parse_halving(overrides.pop(HALVING), "--set") if HALVING in overrides else parse_halving(from_yaml, source)
+    if HALVING in overrides:
+        halving = parse_halving(overrides.pop(HALVING), "--set")
+    else:
+        halving = parse_halving(from_yaml, source)
     overrides = {_check_key(k, "--set"): v for k, v in overrides.items()}
     grid = _as_lists({**raw, **overrides})
     if halving is not None:

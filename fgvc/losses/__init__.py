@@ -1,8 +1,8 @@
 """Auxiliary losses on the pooled features, one module each, and their registry.
 
 - `registry`: every loss by name with the config keys it reads, their checks and its
-  factory (torch-free: `RunConfig.validate()` uses it); `build_aux_loss`, `register_loss`;
-- `checks`: the rules of the keys' values (torch-free);
+  factory, and the rules of the keys' values (torch-free: `RunConfig.validate()` uses it);
+  `build_aux_loss`, `register_loss`;
 - `center`: center loss (Wen et al., ECCV 2016) with its variants and update rules;
 - `contrastive_center`: the contrastive-center loss (Qi and Su, 2017);
 - `feature_norm`: lambda * mean ||x||^2, center loss with its centres at zero (a control).

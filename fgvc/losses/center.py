@@ -60,8 +60,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fgvc.losses.checks import (CENTER_DISTANCES, CENTER_UPDATES, check_choice, check_positive, check_unit_interval,
-                                check_weight)
+from fgvc.losses.registry import (CENTER_DISTANCES, CENTER_UPDATES, check_choice, check_positive, check_unit_interval,
+                                  check_weight)
 
 if TYPE_CHECKING:
     from fgvc.config import RunConfig
@@ -85,7 +85,7 @@ def same_class_counts(labels: Tensor) -> Tensor:
 class Centers(nn.Module):
     """Class centers with a gradient update rule ("learned" or "joint") or "ema".
 
-    The arguments are checked with the rules of fgvc.losses.checks (those of the YAML keys),
+    The arguments are checked with the rules of fgvc.losses.registry (those of the YAML keys),
     each only where the update rule uses it (`lr` for "learned", `alpha` for "ema").
     """
 

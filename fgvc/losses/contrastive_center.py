@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from fgvc.losses.center import Centers
-from fgvc.losses.checks import GRADIENT_UPDATES, check_positive
+from fgvc.losses.registry import GRADIENT_UPDATES, check_positive
 
 if TYPE_CHECKING:
     from fgvc.config import RunConfig

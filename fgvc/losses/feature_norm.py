@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from fgvc.losses.checks import check_weight
+from fgvc.losses.registry import check_weight
 
 if TYPE_CHECKING:
     from fgvc.config import RunConfig

@@ -1,5 +1,7 @@
 """The auxiliary losses by name, torch-free: each registered `method` with the config keys it
-reads, the check of their values and its module factory, in one entry.
+reads, the check of their values and its module factory, in one entry; and the rules the
+keys' values obey (`check_choice`, `check_weight`, ...), which the loss modules' constructors
+use too.
 
 `fgvc.config` calls `check_aux_config` from `RunConfig.validate()` (so a bad grid fails
 before any run starts) and `unused_keys` for the run identity; neither imports torch. The
@@ -12,13 +14,62 @@ and a `build_<name>(num_classes, feat_dim, cfg)` factory, and one `LossSpec` in 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from fgvc.errors import FGVCError
-from fgvc.losses.checks import (CENTER_DISTANCES, CENTER_UPDATES, GRADIENT_UPDATES, bad_value, check_choice,
-                                check_positive, check_unit_interval, check_weight)
 
+# --------------------------------------------------------------------------- value rules
+# The rules the keys' values obey, shared by the YAML checks below and the loss modules'
+# constructors (so both say the same).
+CENTER_UPDATES = ("learned", "joint", "ema")
+GRADIENT_UPDATES = ("learned", "joint")  # the rules that learn the centers by gradient
+CENTER_DISTANCES = ("squared", "euclidean")
+
+
+def bad_value(key: str, value: Any, why: str) -> FGVCError:
+    return FGVCError(f"invalid value {key}={value!r}: {why}")
+
+
+def _finite_positive(value: Any) -> bool:
+    try:
+        return math.isfinite(value) and value > 0
+    except TypeError:
+        return False
+
+
+def check_choice(key: str, value: Any, choices: Sequence[str], *, also: Sequence[str] = ()) -> None:
+    """`value` is one of `choices` (or of `also`, accepted but not advertised)."""
+    if value not in (*choices, *also):
+        raise bad_value(key, value, f"choose one of {', '.join(choices)}")
+
+
+def check_positive(key: str, value: Any) -> None:
+    """`value` is a finite number > 0."""
+    if not _finite_positive(value):
+        raise bad_value(key, value, "must be a positive number")
+
+
+def check_unit_interval(key: str, value: Any) -> None:
+    """`value` is in (0, 1] (the ema rate center_alpha)."""
+    try:
+        ok = 0 < value <= 1
+    except TypeError:
+        ok = False
+    if not ok:
+        raise bad_value(key, value, "must be in (0, 1]")
+
+
+def check_weight(value: Any, method: str, key: str = "center_weight") -> None:
+    """lambda, the weight of method `method`'s loss, is a finite number > 0 (no loss at all
+    is method 'ce'). `key` names it in the message: the YAML key, or the constructor's
+    argument."""
+    if not _finite_positive(value):
+        raise bad_value(key, value, f"must be > 0 for method {method!r} (use method 'ce' for no auxiliary loss)")
+
+
+# --------------------------------------------------------------------------- registry
 # A check takes a run config (fgvc.config.RunConfig, or anything with its attributes) and
 # raises FGVCError for settings the loss cannot use.
 Check = Callable[[Any], None]
@@ -166,5 +217,6 @@ for _spec in BUILTIN:
     _add(_spec)
 
 
-__all__ = ["AUX_KEYS", "PROTOCOL", "LossSpec", "BUILTIN", "register_loss", "unregister_loss", "registered_losses",
-           "unused_keys", "check_aux_config", "build_aux_loss", "check_contrastive"]
+__all__ = ["CENTER_UPDATES", "GRADIENT_UPDATES", "CENTER_DISTANCES", "bad_value", "check_choice", "check_positive",
+           "check_unit_interval", "check_weight", "AUX_KEYS", "PROTOCOL", "LossSpec", "BUILTIN", "register_loss",
+           "unregister_loss", "registered_losses", "unused_keys", "check_aux_config", "build_aux_loss", "check_contrastive"]
