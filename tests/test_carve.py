@@ -44,7 +44,7 @@ def expected_manifest(tree: Path, class_ids: list[int]) -> list[dict]:
         if cid in order:
             rows.append({"image_id": str(i), "path": f"images/{images[i]}", "label": str(order.index(cid)),
                          "cub_class_id": str(cid), "class_name": images[i].split("/")[0].split(".", 1)[1],
-                         "is_train": split[i]})
+                         "is_train": split[i], "source_class_id": str(cid)})
     return rows
 
 
@@ -95,7 +95,9 @@ def test_folder_carve_matches_independent_manifest(cub_tree, tmp_path):
     info = carve(cub_tree, out)
     sparrows = [113, 118, 125, 133]
     assert read_manifest(out) == expected_manifest(cub_tree, sparrows)
-    assert (out / "manifest.csv").read_text().splitlines()[0] == "image_id,path,label,cub_class_id,class_name,is_train"
+    # the original columns first, in their order; extensions after them (never renamed)
+    assert (out / "manifest.csv").read_text().splitlines()[0] == \
+        "image_id,path,label,cub_class_id,class_name,is_train,source_class_id"
     for row in read_manifest(out):  # byte-for-byte copies
         assert (out / row["path"]).read_bytes() == (cub_tree / "images" / row["path"][len("images/"):]).read_bytes()
     assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.jpg")) == \
