@@ -1,5 +1,8 @@
 """Carve a class subset of CUB-200-2011 into a dataset folder (manifest.csv + images + dataset.json).
 
+CUB's reader; the other datasets' readers are in data_prep/datasets/ and write the same
+folder (data_prep/folder.py); `python -m data_prep.prepare --dataset NAME` carves any of them.
+
 The source is the official `CUB_200_2011.tgz`, read in one streaming pass (a gzip stream
 cannot seek back, and unpacking 1.1 GB to keep 34 MB would be wasteful), or an extracted
 `CUB_200_2011/` folder, including partial copies that keep the official layout. The
@@ -13,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import re
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -27,6 +28,7 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_dir
 
 from data_prep._cli import run
+from data_prep.archives import HashingReader, member_name, refuse
 from data_prep.checksum import content_sha256  # re-exported: `from data_prep.carve import content_sha256`
 from data_prep.classes import parse_classes  # re-exported: `from data_prep.carve import parse_classes`
 from data_prep.folder import Described, Row, check_decodes, check_out, write_outputs
@@ -139,31 +141,6 @@ def resolve(meta: dict[str, bytes], classes: str, where: str) -> tuple[list[Row]
 # --------------------------------------------------------------------------- sources
 
 
-class _HashingReader(io.RawIOBase):
-    """Read-through wrapper: md5 of every byte read, and a byte progress bar."""
-
-    def __init__(self, f: BinaryIO, bar: tqdm):
-        self.f, self.bar, self.md5 = f, bar, hashlib.md5()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = self.f.readinto(b)
-        if n:
-            self.md5.update(memoryview(b)[:n])
-            self.bar.update(n)
-        return n or 0
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-def _refuse(source: Path, name: str, why: str) -> FGVCError:
-    return FGVCError(f"archive {source}: member {name!r} {why}; refusing to read this archive")
-
-
 def _stream_tgz(source: Path, classes: str, images_dir: Path) -> tuple[dict[str, bytes], set[str], str]:
     """One pass over the archive: keep the metadata files, write the selected classes' images.
 
@@ -177,31 +154,25 @@ def _stream_tgz(source: Path, classes: str, images_dir: Path) -> tuple[dict[str,
     size = source.stat().st_size
     with open(source, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc="reading archive",
                                          disable=None, leave=False) as bar:
-        reader = _HashingReader(raw, bar)
+        reader = HashingReader(raw, bar)
         try:
             with gzip.GzipFile(fileobj=io.BufferedReader(reader, 1 << 20), mode="rb") as gz:
                 with tarfile.open(fileobj=gz, mode="r|") as tar:
                     for m in tar:
-                        name = m.name[2:] if m.name.startswith("./") else m.name
-                        p = PurePosixPath(name)
-                        if p.is_absolute() or name.startswith("/"):
-                            raise _refuse(source, m.name, "has an absolute path")
-                        if ".." in p.parts:
-                            raise _refuse(source, m.name, "would escape the output folder ('..' in its path)")
-                        parts = p.parts
+                        parts = PurePosixPath(member_name(source, m)).parts
                         if not parts or parts[0] != "CUB_200_2011":
                             continue
                         if m.issym() or m.islnk():
-                            raise _refuse(source, m.name, f"is a link (to {m.linkname!r})")
+                            raise refuse(source, m.name, f"is a link (to {m.linkname!r})")
                         if len(parts) == 2 and parts[1] in METADATA:
                             if not m.isfile():
-                                raise _refuse(source, m.name, "is not a regular file")
+                                raise refuse(source, m.name, "is not a regular file")
                             meta[parts[1]] = tar.extractfile(m).read()
                         elif len(parts) == 4 and parts[1] == "images":
                             if m.isdir():
                                 continue
                             if not m.isfile():
-                                raise _refuse(source, m.name, "is not a regular file")
+                                raise refuse(source, m.name, "is not a regular file")
                             parsed = _class_of_folder(parts[2])
                             if parsed is None or not pred(*parsed):
                                 continue
@@ -310,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m data_prep.carve",
         description="Select classes of CUB-200-2011 (official split kept) into a dataset folder: "
         "images/, manifest.csv, dataset.json. Reads the official .tgz in one streaming pass, "
-        "or an extracted CUB_200_2011/ folder (partial copies in the official layout work too).",
+        "or an extracted CUB_200_2011/ folder (partial copies in the official layout work too). "
+        "Other datasets (FGVC-Aircraft, Stanford Cars, Flowers-102, Oxford-IIIT Pets, NABirds): "
+        "python -m data_prep.prepare --dataset NAME.",
     )
     ap.add_argument("--source", required=True, type=Path,
                     help="CUB_200_2011.tgz, or an extracted CUB_200_2011/ folder (or the folder containing it)")

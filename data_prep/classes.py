@@ -15,6 +15,7 @@ from fgvc.errors import FGVCError
 
 RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
 PATTERN_RE = re.compile(r"[\w*?\[\]!.\-]+")
+GLOB_RE = re.compile(r"[*?\[]")  # a digit-dash item with a wildcard is a name pattern (737-*), not a range
 TOKEN_BAD_RE = re.compile(r"[^\w.\-]+")
 SPEC_HELP = "use e.g. 'sparrows', '113-133', '*_Warbler' or 'all'"
 
@@ -40,9 +41,10 @@ def parse_classes(spec: str) -> Callable[[int, str], bool]:
         elif m:
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
             if lo < 1 or hi < lo:
-                raise FGVCError(f"--classes: bad id range {item!r}; ids start at 1 and ranges read low-high, e.g. 113-133")
+                raise FGVCError(f"--classes: bad id range {item!r}; ids start at 1 and ranges read low-high, e.g. 113-133 "
+                                f"(a class name that reads like a range, e.g. FGVC-Aircraft's 737-200: write {item}*)")
             tests.append(lambda cid, name, lo=lo, hi=hi: lo <= cid <= hi)
-        elif re.match(r"^\d+\s*-", item):
+        elif re.match(r"^\d+\s*-", item) and not (GLOB_RE.search(item) and PATTERN_RE.fullmatch(item)):
             raise FGVCError(f"--classes: bad id range {item!r}; write ranges as low-high, e.g. 113-133")
         elif PATTERN_RE.fullmatch(item):
             tests.append(lambda cid, name, p=item: fnmatch.fnmatchcase(name, p)
