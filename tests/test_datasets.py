@@ -325,6 +325,16 @@ def test_truncated_image(name, trees, tmp_path):
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["nabirds", "pets"])
+def test_listed_image_absent(name, trees, tmp_path):
+    src = copy(trees[name], tmp_path)
+    victim = sorted(src.rglob("*.jpg"))[-1]
+    victim.unlink()
+    msg = one_line_error(carve_dataset, name, src, tmp_path / "out")
+    assert f"{victim} (id " in msg and "is listed in" in msg and "but absent" in msg
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name", ["aircraft", "pets"])
 def test_truncated_or_corrupt_archive(name, archives, tmp_path):
     src = Path(shutil.copytree(archives[name], tmp_path / "src"))

@@ -6,7 +6,7 @@ Official layout (three files published apart): `102flowers.tgz` -> `jpg/image_NN
 (`trnid`, `valid`, `tstid`: the image numbers of each split). The image id is the image's
 number. Training here is train + val (is_train 1); a grid that asks for a validation split
 (`val_fraction`) draws it from those, as for every dataset. The official val images' ids are
-kept in dataset.json (`source_val_ids`) for whoever wants exactly that split.
+kept in dataset.json (`source_val_ids`, all classes') for whoever wants exactly that split.
 
 The official files carry no class names: they are torchvision's `Flowers102.classes`, the
 list the community uses. The files are read directly (scipy): torchvision's Flowers102
