@@ -1,8 +1,13 @@
 # fgvc — the two commands of the quickstart are `make benchmark` and `make test`.
 # Variables (make VAR=value):
 #   CUB=PATH      CUB_200_2011.tgz or an extracted CUB_200_2011/ folder (unset: download the official archive)
-#   DATA=DIR      prepared dataset folder (default data/cub_sparrows)
-#   CLASSES=SPEC  classes carved into DATA: sparrows (default), all (full CUB-200), ids 113-133, *_Warbler
+#   DATASET=NAME  cub (default), aircraft, cars, flowers, pets or nabirds (docs/datasets.md)
+#   SOURCE=PATH   another dataset's local copy: its official archive(s) or extracted folder (unset: download
+#                 where the owners allow it; Stanford Cars and NABirds must be fetched by hand)
+#   LEVEL=NAME    label level: FGVC-Aircraft's variant (default), family or manufacturer
+#   DATA=DIR      prepared dataset folder (default data/cub_sparrows; other datasets data/<DATASET>[_<LEVEL>])
+#   CLASSES=SPEC  classes carved into DATA: sparrows (default), all (full CUB-200), ids 113-133, *_Warbler;
+#                 any dataset: its class ids, name patterns, all (the default for the other datasets)
 #   BENCH=YAML    benchmark grid (default benchmarks/sparrows.yaml: ResNet50, CE vs center loss, 5 seeds)
 #   WEIGHTS=PATH  local pretrained weights file instead of timm's download
 #   OUT=DIR       results folder (default results/<benchmark file name>)
@@ -18,8 +23,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FGVC := $(VENV)/bin/fgvc
 CUB ?=
+DATASET ?= cub
+SOURCE ?=
+LEVEL ?=
+ifeq ($(DATASET),cub)
 DATA ?= data/cub_sparrows
 CLASSES ?= sparrows
+else
+DATA ?= data/$(DATASET)$(if $(LEVEL),_$(LEVEL))
+CLASSES ?= all
+endif
 BENCH ?= benchmarks/sparrows.yaml
 WEIGHTS ?=
 OUT ?= results/$(basename $(notdir $(BENCH)))
@@ -43,15 +56,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e ".[dev,tensorboard,mlflow]"
 	@touch $@
 
-PREPARE = $(PY) -m data_prep.prepare --out "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)"
+# CUB's command is unchanged; another dataset adds --dataset (and --level), its source is SOURCE= (or CUB=).
+DATA_SOURCE = $(or $(SOURCE),$(CUB))
+DATASET_ARGS = $(if $(filter-out cub,$(DATASET)), --dataset "$(DATASET)"$(if $(LEVEL), --level "$(LEVEL)"))
+PREPARE = $(PY) -m data_prep.prepare --out "$(DATA)" --source "$(DATA_SOURCE)" --classes "$(CLASSES)"$(DATASET_ARGS)
 
 data: setup
 	$(PREPARE)
 
 # First every missing input (data source, weights) named in one message, before anything is done.
 benchmark: setup
-	$(PY) -m data_prep.preflight --data "$(DATA)" --source "$(CUB)" --classes "$(CLASSES)" --bench "$(BENCH)" \
-	    --weights "$(WEIGHTS)" --typed "$(MAKEOVERRIDES)"
+	$(PY) -m data_prep.preflight --data "$(DATA)" --source "$(DATA_SOURCE)" --classes "$(CLASSES)" --bench "$(BENCH)" \
+	    --weights "$(WEIGHTS)" --typed "$(MAKEOVERRIDES)"$(DATASET_ARGS)
 	$(PREPARE)
 	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" --jobs $(JOBS) $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
 	$(MAKE) --no-print-directory report OUT="$(OUT)"

@@ -1,5 +1,8 @@
 """Carve a class subset of CUB-200-2011 into a dataset folder (manifest.csv + images + dataset.json).
 
+CUB's reader; the other datasets' readers are in data_prep/datasets/ and write the same
+folder (data_prep/folder.py); `python -m data_prep.prepare --dataset NAME` carves any of them.
+
 The source is the official `CUB_200_2011.tgz`, read in one streaming pass (a gzip stream
 cannot seek back, and unpacking 1.1 GB to keep 34 MB would be wasteful), or an extracted
 `CUB_200_2011/` folder, including partial copies that keep the official layout. The
@@ -12,72 +15,31 @@ into place at the end, so an interrupted or failed carve leaves nothing under DI
 from __future__ import annotations
 
 import argparse
-import csv
-import fnmatch
 import gzip
-import hashlib
 import io
-import json
 import re
 import tarfile
 import zlib
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable
 
-from PIL import Image
 from tqdm import tqdm
 
-import fgvc
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_dir
 
 from data_prep._cli import run
-from fgvc.data.checksum import content_sha256, files_fingerprint
-from fgvc.data.manifest import MANIFEST_COLUMNS
+from data_prep.archives import HashingReader, member_name, refuse
+from fgvc.data.checksum import content_sha256  # re-exported: `from data_prep.carve import content_sha256`
+from data_prep.classes import parse_classes  # re-exported: `from data_prep.carve import parse_classes`
+from data_prep.folder import Described, Row, check_decodes, check_out, write_outputs
 
 METADATA = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt")
 SPARROW_IDS = tuple(range(113, 134))
 NUM_CUB_CLASSES = 200
 _FOLDER_RE = re.compile(r"^(\d+)\.(.+)$")
-_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 # --------------------------------------------------------------------------- selection
-
-
-def parse_classes(spec: str) -> Callable[[int, str], bool]:
-    """`--classes` SPEC -> predicate on (class id, class name without the numeric prefix).
-
-    SPEC is a comma-separated union of: `sparrows` (names ending in `_Sparrow`), `all`,
-    ids and id ranges (`113-133`, `1`), and name glob patterns (`*_Warbler`), matched
-    case-sensitively against the name (`Baird_Sparrow`) or the folder (`113.Baird_Sparrow`).
-    """
-    items = [s.strip() for s in str(spec).split(",") if s.strip()]
-    if not items:
-        raise FGVCError(f"--classes {spec!r} is empty; use e.g. 'sparrows', '113-133', '*_Warbler' or 'all'")
-    tests: list[Callable[[int, str], bool]] = []
-    for item in items:
-        m = _RANGE_RE.match(item)
-        if item == "all":
-            tests.append(lambda cid, name: True)
-        elif item == "sparrows":
-            tests.append(lambda cid, name: name.endswith("_Sparrow"))
-        elif m:
-            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-            if lo < 1 or hi < lo:
-                raise FGVCError(f"--classes: bad id range {item!r}; ids start at 1 and ranges read low-high, e.g. 113-133")
-            tests.append(lambda cid, name, lo=lo, hi=hi: lo <= cid <= hi)
-        elif re.match(r"^\d+\s*-", item):
-            raise FGVCError(f"--classes: bad id range {item!r}; write ranges as low-high, e.g. 113-133")
-        elif re.fullmatch(r"[\w*?\[\]!.\-]+", item):
-            tests.append(lambda cid, name, p=item: fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(f"{cid:03d}.{name}", p))
-        else:
-            raise FGVCError(
-                f"--classes: cannot read {item!r}; use 'sparrows', 'all', ids or ranges like 113-133, or name patterns like '*_Warbler'"
-            )
-    return lambda cid, name: any(t(cid, name) for t in tests)
 
 
 def _class_of_folder(folder: str) -> tuple[int, str] | None:
@@ -109,16 +71,7 @@ def _parse_table(data: bytes, fname: str, where: str) -> dict[int, str]:
     return out
 
 
-@dataclass(frozen=True)
-class Record:
-    image_id: int
-    rel: str  # `<NNN.Class_Name>/<file>.jpg`, relative to `images/`
-    cub_class_id: int
-    class_name: str
-    is_train: int
-
-
-def resolve(meta: dict[str, bytes], classes: str, where: str) -> tuple[list[Record], list[tuple[int, str]]]:
+def resolve(meta: dict[str, bytes], classes: str, where: str) -> tuple[list[Row], list[tuple[int, str]]]:
     """Metadata files + SPEC -> (selected records sorted by image id, [(class id, name)] in id order)."""
     for f in METADATA:
         if f not in meta:
@@ -171,9 +124,9 @@ def resolve(meta: dict[str, bytes], classes: str, where: str) -> tuple[list[Reco
             )
         if split[image_id] not in ("0", "1"):
             raise FGVCError(f"{where}/train_test_split.txt: image {image_id} has {split[image_id]!r}; expected 0 or 1")
-        records.append(Record(image_id, rel, cid, names[cid], int(split[image_id])))
+        records.append(Row(image_id, rel, cid, names[cid], int(split[image_id])))
 
-    present = sorted({r.cub_class_id for r in records})
+    present = sorted({r.class_id for r in records})
     if not present:
         raise FGVCError(
             f"--classes {classes!r} matches {len(wanted)} classes in classes.txt but images.txt lists no image of them ({where})"
@@ -186,31 +139,6 @@ def resolve(meta: dict[str, bytes], classes: str, where: str) -> tuple[list[Reco
 
 
 # --------------------------------------------------------------------------- sources
-
-
-class _HashingReader(io.RawIOBase):
-    """Read-through wrapper: md5 of every byte read, and a byte progress bar."""
-
-    def __init__(self, f: BinaryIO, bar: tqdm):
-        self.f, self.bar, self.md5 = f, bar, hashlib.md5()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        n = self.f.readinto(b)
-        if n:
-            self.md5.update(memoryview(b)[:n])
-            self.bar.update(n)
-        return n or 0
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-def _refuse(source: Path, name: str, why: str) -> FGVCError:
-    return FGVCError(f"archive {source}: member {name!r} {why}; refusing to read this archive")
 
 
 def _stream_tgz(source: Path, classes: str, images_dir: Path) -> tuple[dict[str, bytes], set[str], str]:
@@ -226,31 +154,25 @@ def _stream_tgz(source: Path, classes: str, images_dir: Path) -> tuple[dict[str,
     size = source.stat().st_size
     with open(source, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc="reading archive",
                                          disable=None, leave=False) as bar:
-        reader = _HashingReader(raw, bar)
+        reader = HashingReader(raw, bar)
         try:
             with gzip.GzipFile(fileobj=io.BufferedReader(reader, 1 << 20), mode="rb") as gz:
                 with tarfile.open(fileobj=gz, mode="r|") as tar:
                     for m in tar:
-                        name = m.name[2:] if m.name.startswith("./") else m.name
-                        p = PurePosixPath(name)
-                        if p.is_absolute() or name.startswith("/"):
-                            raise _refuse(source, m.name, "has an absolute path")
-                        if ".." in p.parts:
-                            raise _refuse(source, m.name, "would escape the output folder ('..' in its path)")
-                        parts = p.parts
+                        parts = PurePosixPath(member_name(source, m)).parts
                         if not parts or parts[0] != "CUB_200_2011":
                             continue
                         if m.issym() or m.islnk():
-                            raise _refuse(source, m.name, f"is a link (to {m.linkname!r})")
+                            raise refuse(source, m.name, f"is a link (to {m.linkname!r})")
                         if len(parts) == 2 and parts[1] in METADATA:
                             if not m.isfile():
-                                raise _refuse(source, m.name, "is not a regular file")
+                                raise refuse(source, m.name, "is not a regular file")
                             meta[parts[1]] = tar.extractfile(m).read()
                         elif len(parts) == 4 and parts[1] == "images":
                             if m.isdir():
                                 continue
                             if not m.isfile():
-                                raise _refuse(source, m.name, "is not a regular file")
+                                raise refuse(source, m.name, "is not a regular file")
                             parsed = _class_of_folder(parts[2])
                             if parsed is None or not pred(*parsed):
                                 continue
@@ -283,24 +205,48 @@ def _folder_root(source: Path) -> Path:
 
 
 def _check_decodes(data: bytes, where: str) -> None:
-    """Decode fully once: a corrupt or truncated JPEG fails here, not in epoch 7 of a training run."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-    except Exception as e:  # PIL raises several types (OSError, SyntaxError, ValueError, ...)
-        raise FGVCError(f"image {where} does not decode ({type(e).__name__}: {e}); the copy is corrupt or truncated") from None
+    """The shared full-decode check (data_prep.folder.check_decodes), called through this
+    module's name so that a test can interrupt the carve mid-way."""
+    check_decodes(data, where)
 
 
 # --------------------------------------------------------------------------- output
 
+LEVEL = "species"  # what CUB's labels are (dataset.json `level`)
+SPLIT = "train/test"  # is_train is train_test_split.txt's flag (dataset.json `split`)
 
-def _manifest_text(records: list[Record], labels: dict[int, int]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(MANIFEST_COLUMNS)
-    for r in records:
-        w.writerow([r.image_id, f"images/{r.rel}", labels[r.cub_class_id], r.cub_class_id, r.class_name, r.is_train])
-    return buf.getvalue()
+
+def _check_source(source: Path) -> tuple[bool, Path]:
+    """(is the existing source an archive, the archive or folder to read); a folder must hold the metadata."""
+    if source.is_file():
+        return True, source
+    root = _folder_root(source)
+    for f in METADATA:
+        if not (root / f).is_file():
+            raise FGVCError(f"{root} has no {f}: not a CUB_200_2011 folder (or an incomplete copy)")
+    return False, root
+
+
+def _write_images(records: list[Row], written: set[str], images_dir: Path, source: Path, root: Path,
+                  is_archive: bool) -> None:
+    """Copy (folder) or keep (archive: written while streaming) each selected image, decoding each once."""
+    for r in tqdm(records, desc="checking images", unit="img", disable=None, leave=False):
+        dest = images_dir / r.rel
+        if is_archive:
+            if r.rel not in written:
+                raise FGVCError(f"image {r.rel} (id {r.image_id}) is listed in images.txt but absent from archive {source}")
+            data = dest.read_bytes()
+        else:
+            src = root / "images" / r.rel
+            try:
+                data = src.read_bytes()
+            except FileNotFoundError:
+                raise FGVCError(f"image {src} (id {r.image_id}) is listed in images.txt but absent") from None
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        _check_decodes(data, str(r.rel if is_archive else root / "images" / r.rel))
+    for rel in written - {r.rel for r in records}:  # in a selected folder but not listed: not part of CUB
+        (images_dir / rel).unlink()
 
 
 def carve(source: Path, out: Path, classes: str = "sparrows", force: bool = False) -> dict:
@@ -310,18 +256,9 @@ def carve(source: Path, out: Path, classes: str = "sparrows", force: bool = Fals
         raise FGVCError(
             f"source {source} does not exist; pass the official CUB_200_2011.tgz or an extracted CUB_200_2011/ folder"
         )
-    if out.exists():
-        if not out.is_dir():
-            raise FGVCError(f"output {out} exists and is not a folder; choose another --out")
-        if any(out.iterdir()) and not force:
-            raise FGVCError(f"output folder {out} exists and is not empty; pass --force to replace it")
+    check_out(out, force)
     parse_classes(classes)  # a bad SPEC fails before any reading
-    is_archive = source.is_file()
-    root = source if is_archive else _folder_root(source)
-    if not is_archive:
-        for f in METADATA:
-            if not (root / f).is_file():
-                raise FGVCError(f"{root} has no {f}: not a CUB_200_2011 folder (or an incomplete copy)")
+    is_archive, root = _check_source(source)
 
     with atomic_dir(out, force=out.exists()) as tmp:
         images_dir = tmp / "images"
@@ -333,42 +270,9 @@ def carve(source: Path, out: Path, classes: str = "sparrows", force: bool = Fals
             meta = {f: (root / f).read_bytes() for f in METADATA}
             written, source_md5, where = set(), None, str(root)
         records, selected = resolve(meta, classes, where)
-        labels = {cid: k for k, (cid, _) in enumerate(selected)}
-
-        for r in tqdm(records, desc="checking images", unit="img", disable=None, leave=False):
-            dest = images_dir / r.rel
-            if is_archive:
-                if r.rel not in written:
-                    raise FGVCError(f"image {r.rel} (id {r.image_id}) is listed in images.txt but absent from archive {source}")
-                data = dest.read_bytes()
-            else:
-                src = root / "images" / r.rel
-                try:
-                    data = src.read_bytes()
-                except FileNotFoundError:
-                    raise FGVCError(f"image {src} (id {r.image_id}) is listed in images.txt but absent") from None
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
-            _check_decodes(data, str(r.rel if is_archive else root / "images" / r.rel))
-        for rel in written - {r.rel for r in records}:  # in a selected folder but not listed: not part of CUB
-            (images_dir / rel).unlink()
-
-        (tmp / "manifest.csv").write_text(_manifest_text(records, labels), encoding="utf-8")
-        info = {
-            "source": str(source.resolve()),
-            "source_md5": source_md5,
-            "content_sha256": content_sha256(tmp),
-            "files_fingerprint": files_fingerprint(tmp),  # see fgvc/data/checksum.py
-            "num_classes": len(selected),
-            "num_train": sum(r.is_train for r in records),
-            "num_test": sum(1 - r.is_train for r in records),
-            "classes": [name for _, name in selected],
-            "class_ids": [cid for cid, _ in selected],
-            "selection": classes,
-            "tool_version": fgvc.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _write_images(records, written, images_dir, source, root, is_archive)
+        about = Described(source, source_md5, classes, dataset="cub", level=LEVEL, split=SPLIT, extra={})
+        info = write_outputs(tmp, records, [(cid, name, name) for cid, name in selected], about)
     return info
 
 
@@ -377,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m data_prep.carve",
         description="Select classes of CUB-200-2011 (official split kept) into a dataset folder: "
         "images/, manifest.csv, dataset.json. Reads the official .tgz in one streaming pass, "
-        "or an extracted CUB_200_2011/ folder (partial copies in the official layout work too).",
+        "or an extracted CUB_200_2011/ folder (partial copies in the official layout work too). "
+        "Other datasets (FGVC-Aircraft, Stanford Cars, Flowers-102, Oxford-IIIT Pets, NABirds): "
+        "python -m data_prep.prepare --dataset NAME.",
     )
     ap.add_argument("--source", required=True, type=Path,
                     help="CUB_200_2011.tgz, or an extracted CUB_200_2011/ folder (or the folder containing it)")

@@ -79,7 +79,7 @@ def _opener(timeout: float) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(H, HS)
 
 
-def _open(url: str, start: int, timeout: float):
+def _open(url: str, start: int, timeout: float, hint: str = _OFFLINE_HINT):
     req = urllib.request.Request(url, headers={"User-Agent": "fgvc-data-prep"})
     if start:
         req.add_header("Range", f"bytes={start}-")
@@ -91,7 +91,7 @@ def _open(url: str, start: int, timeout: float):
         raise FGVCError(f"download of {url} failed: HTTP {e.code} {e.reason}; check --url") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
-        raise FGVCError(f"cannot reach {url} ({reason}); {_OFFLINE_HINT}") from None
+        raise FGVCError(f"cannot reach {url} ({reason}); {hint}") from None
 
 
 def reachable(url: str) -> bool:
@@ -106,12 +106,13 @@ def reachable(url: str) -> bool:
     return True
 
 
-def download(url: str, dest: Path, md5: str, *, timeout: float = 30) -> Path:
+def download(url: str, dest: Path, md5: str, *, timeout: float = 30, hint: str = _OFFLINE_HINT) -> Path:
     """Download `url` into the folder `dest` (file name from the URL) and return the file's path.
 
     An existing file with the right md5 is reused; a `.part` file is resumed with HTTP
     Range. The md5 is checked before the file gets its final name; on a mismatch both the
-    partial file and the final name are left absent and FGVCError is raised.
+    partial file and the final name are left absent and FGVCError is raised. `hint` ends the
+    error when the host cannot be reached (what to pass instead; CUB's by default).
     """
     dest = Path(dest)
     name = PurePosixPath(urlsplit(url).path).name or "download"
@@ -131,7 +132,7 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = 30) -> Path:
         with open(part, "rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
-    resp = _open(url, start, timeout)
+    resp = _open(url, start, timeout, hint)
     dest.mkdir(parents=True, exist_ok=True)  # only once the server answered: offline leaves no trace
     if getattr(resp, "code", None) == 416:
         resp.close()

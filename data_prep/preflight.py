@@ -16,6 +16,7 @@ import shlex
 from pathlib import Path
 
 from data_prep._cli import run
+from data_prep.datasets import DATASETS, DEFAULT, get
 from data_prep.prepare import data_problem
 from fgvc.errors import FGVCError
 
@@ -36,20 +37,23 @@ def weights_problems(bench: Path, weights: Path | None) -> list[str]:
     return list(dict.fromkeys(p for p in found if p))
 
 
-def suggestion(goal: str, typed: str, fix: list[str]) -> str:
-    """`make GOAL` with the typed variables, those in `fix` replaced by placeholders."""
+def suggestion(goal: str, typed: str, fix: list[str], placeholders: dict[str, str] | None = None) -> str:
+    """`make GOAL` with the typed variables, those in `fix` replaced by placeholders
+    (PLACEHOLDER's, or `placeholders`' where given: e.g. SOURCE= of another dataset)."""
+    shown = {**PLACEHOLDER, **(placeholders or {})}
     kept = [v for v in shlex.split(typed) if v.partition("=")[0] not in fix]
-    return shlex.join(["make", goal, *kept]) + "".join(f" {k}={PLACEHOLDER[k]}" for k in fix)
+    return shlex.join(["make", goal, *kept]) + "".join(f" {k}={shown[k]}" for k in fix)
 
 
-def check_inputs(data: Path, source: Path | None, classes: str, bench: Path, weights: Path | None,
-                 goal: str = "benchmark", typed: str = "") -> None:
+def check_inputs(data: Path, source: Path | None, classes: str | None, bench: Path, weights: Path | None,
+                 goal: str = "benchmark", typed: str = "", dataset: str = DEFAULT, level: str | None = None) -> None:
     """Raise one FGVCError naming every missing input and the command that gives them all."""
     problems, fix = [], []
-    data_msg = data_problem(data, source, classes)
+    data_msg = data_problem(data, source, classes, dataset, level)
+    source_var = "CUB" if dataset == DEFAULT else "SOURCE"  # the make variable that gives the data source
     if data_msg:
         problems.append(f"data: {data_msg}")
-        fix.append("CUB")
+        fix.append(source_var)
     weights_msgs = weights_problems(bench, weights)
     for msg in weights_msgs:
         problems.append(f"weights: {msg}")
@@ -58,7 +62,7 @@ def check_inputs(data: Path, source: Path | None, classes: str, bench: Path, wei
     if problems:
         n = f"{len(problems)} inputs" if len(problems) > 1 else "an input"
         raise FGVCError(f"make {goal} is missing {n}, nothing was done: " + "; ".join(problems)
-                        + (f"; run: {suggestion(goal, typed, fix)}" if fix else ""))
+                        + (f"; run: {suggestion(goal, typed, fix, {'SOURCE': get(dataset).placeholder})}" if fix else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Check a benchmark's inputs (data source, weights) all at once, "
                                              "doing nothing else (what `make benchmark` runs first).")
     ap.add_argument("--data", required=True, type=Path, help="prepared dataset folder (make: DATA=)")
-    ap.add_argument("--source", default="", help="CUB_200_2011.tgz or a CUB_200_2011/ folder (make: CUB=; empty: "
-                                                  "download)")
-    ap.add_argument("--classes", default="sparrows", help="class selection (make: CLASSES=; default: %(default)s)")
+    ap.add_argument("--source", default="", help="CUB_200_2011.tgz or a CUB_200_2011/ folder (make: CUB=), or "
+                                                  "another dataset's copy (make: SOURCE=); empty: download")
+    ap.add_argument("--classes", default=None,
+                    help="class selection (make: CLASSES=; default: sparrows for cub, all for the others)")
+    ap.add_argument("--dataset", default=DEFAULT, help=f"one of {', '.join(DATASETS)} (make: DATASET=; default: "
+                                                       "%(default)s)")
+    ap.add_argument("--level", default=None, help="label level (make: LEVEL=; default: the dataset's finest)")
     ap.add_argument("--bench", required=True, type=Path, help="benchmark YAML (make: BENCH=)")
     ap.add_argument("--weights", default="", help="local pretrained weights file (make: WEIGHTS=; empty: timm's "
                                                   "download)")
@@ -77,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     source = Path(args.source) if args.source.strip() else None
     weights = Path(args.weights) if args.weights.strip() else None
-    check_inputs(args.data, source, args.classes, args.bench, weights, args.goal, args.typed)
+    check_inputs(args.data, source, args.classes or None, args.bench, weights, args.goal, args.typed, args.dataset,
+                 args.level or None)
     print(f"inputs ok: data {source or args.data}, weights {weights or 'timm download'}, grid {args.bench}")
     return 0
 

@@ -32,11 +32,12 @@ _SHAPES = ["circle", "square", "triangle", "hbar", "vbar", "cross"]
 METADATA = ("classes.txt", "images.txt", "image_class_labels.txt", "train_test_split.txt")
 
 
-def _draw(k: int, rng: np.random.Generator) -> Image.Image:
-    """Image of class index `k`: its background colour, its shape (jittered), noise."""
-    w, h = SIZE
+def draw_class_image(k: int, rng: np.random.Generator, size: tuple[int, int] = SIZE) -> Image.Image:
+    """Image of class index `k`: its background colour, its shape (jittered), noise. The
+    other datasets' synthetic layouts (data_prep/synthetic_layouts.py) draw theirs with it too."""
+    w, h = size
     bg = np.array(_BACKGROUNDS[k % len(_BACKGROUNDS)], dtype=np.float32)
-    img = Image.new("RGB", SIZE, tuple(int(c) for c in bg))
+    img = Image.new("RGB", size, tuple(int(c) for c in bg))
     d = ImageDraw.Draw(img)
     cx = w / 2 + rng.integers(-6, 7)
     cy = h / 2 + rng.integers(-5, 6)
@@ -82,7 +83,7 @@ def make_cub_tree(dest_dir: Path, *, train_per_class: int = 6, test_per_class: i
         for photo, num, tr in zip(photo_ids, numbers, is_train):
             image_id += 1
             rel = f"{folder}/{name}_{num:04d}_{photo}.jpg"
-            _draw(k, rng).save(root / "images" / rel, format="JPEG", quality=90)
+            draw_class_image(k, rng).save(root / "images" / rel, format="JPEG", quality=90)
             images.append(f"{image_id} {rel}")
             labels.append(f"{image_id} {cid}")
             split.append(f"{image_id} {int(tr)}")
@@ -93,7 +94,8 @@ def make_cub_tree(dest_dir: Path, *, train_per_class: int = 6, test_per_class: i
     return root
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
+def add_member(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
+    """Add a file (or, with `data` None, a folder) with fixed metadata: byte-for-byte deterministic archives."""
     info = tarfile.TarInfo(name)
     info.mtime, info.uid, info.gid, info.uname, info.gname = 1_300_000_000, 0, 0, "", ""
     if data is None:
@@ -116,20 +118,20 @@ def make_cub_tgz(cub_tree: Path, tgz_path: Path, *, metadata_first: bool = False
     tgz_path.parent.mkdir(parents=True, exist_ok=True)
     with open(tgz_path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
         with tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-            _add(tar, "attributes.txt", b"1 has_bill_shape::curved_(up_or_down)\n")
-            _add(tar, "CUB_200_2011", None)
+            add_member(tar, "attributes.txt", b"1 has_bill_shape::curved_(up_or_down)\n")
+            add_member(tar, "CUB_200_2011", None)
 
             def add_metadata() -> None:
                 for m in METADATA:
-                    _add(tar, f"CUB_200_2011/{m}", (cub_tree / m).read_bytes())
+                    add_member(tar, f"CUB_200_2011/{m}", (cub_tree / m).read_bytes())
 
             if metadata_first:
                 add_metadata()
-            _add(tar, "CUB_200_2011/images", None)
+            add_member(tar, "CUB_200_2011/images", None)
             for folder in sorted(p for p in (cub_tree / "images").iterdir() if p.is_dir()):
-                _add(tar, f"CUB_200_2011/images/{folder.name}", None)
+                add_member(tar, f"CUB_200_2011/images/{folder.name}", None)
                 for f in sorted(folder.iterdir()):
-                    _add(tar, f"CUB_200_2011/images/{folder.name}/{f.name}", f.read_bytes())
+                    add_member(tar, f"CUB_200_2011/images/{folder.name}/{f.name}", f.read_bytes())
             if not metadata_first:
                 add_metadata()
     return tgz_path

@@ -114,6 +114,9 @@ def _scan_rows(folder: Path, rows: list[dict], problems: list[str]) -> _Rows:
         image_id = _int(row["image_id"], n, "image_id", problems)
         label = _int(row["label"], n, "label", problems)
         cid = _int(row["cub_class_id"], n, "cub_class_id", problems)
+        if row.get("source_class_id", row["cub_class_id"]) != row["cub_class_id"]:  # the column is an extension
+            problems.append(f"manifest.csv row {n}: source_class_id {row['source_class_id']!r} differs from its twin "
+                            f"cub_class_id {row['cub_class_id']!r}")
         if image_id is not None:
             found.ids.append(image_id)
         if row["is_train"] == "1":
