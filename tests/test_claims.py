@@ -161,3 +161,51 @@ def test_a_run_whose_claim_was_taken_over_stops_at_its_next_epoch(sparrow_datase
     run_dir = tmp_path / "runs" / cfg.run_id
     assert not (run_dir / "row.json").exists() and "epoch 3/3" not in (run_dir / "train.log").read_text()
     assert json.loads(claim_path(tmp_path, cfg.run_id).read_text())["host"] == "node7"  # theirs, left alone
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from fgvc.grid.claims import try_claim
+claim = try_claim(Path(sys.argv[1]), "run-a")
+Path(sys.argv[2]).write_text(claim.token)
+while claim.check() or claim.lost is None:
+    time.sleep(0.1)
+Path(sys.argv[3]).write_text(claim.lost.describe())
+"""
+
+
+def test_a_stopped_worker_on_this_host_loses_its_claim_by_heartbeat_age(tmp_path, monkeypatch):
+    """A holder that is alive but stopped (SIGSTOP: a stuck file system, a deadlock) beats no
+    more; after the timeout its claim is dead on its own host too, and once it runs again it
+    sees that it lost the claim."""
+    import signal
+    from pathlib import Path
+
+    timeout = 1.5
+    monkeypatch.setattr(claims, "STALE_S", timeout)
+    ready, lost = tmp_path / "ready", tmp_path / "lost"
+    env = {**os.environ, "FGVC_CLAIM_TIMEOUT": str(timeout), "FGVC_CLAIM_HEARTBEAT": "0.1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), str(ready), str(lost)], env=env)
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the holder never claimed the run"
+        os.kill(proc.pid, signal.SIGSTOP)
+        held = try_claim(tmp_path, "run-a")
+        assert isinstance(held, Holder) and held.record["pid"] == proc.pid  # alive, heartbeat fresh: held
+        time.sleep(timeout + 0.5)
+        got = try_claim(tmp_path, "run-a")
+        assert isinstance(got, Claim), f"a stopped holder kept its claim: {got.describe()}"
+        assert got.took_over.record["pid"] == proc.pid
+        os.kill(proc.pid, signal.SIGCONT)
+        assert proc.wait(timeout=30) == 0 and f"pid {os.getpid()}" in lost.read_text()  # it knows it lost it
+        assert json.loads(claim_path(tmp_path, "run-a").read_text())["token"] == got.token
+        got.release()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait()

@@ -11,11 +11,14 @@ instead, and a claim that is still empty is read as held while it is fresh.
 
 While it trains, the holder touches the file every `HEARTBEAT_S` seconds (a daemon
 thread). A claim is dead, and another worker takes it over, when
+- its heartbeat (the file's modification time) is older than `STALE_S` seconds, on every
+  host, the holder's own included: a holder that is alive but stopped (SIGSTOP, a stuck
+  file system, a deadlock) beats no more and loses its claim like one that is gone. It is
+  how claims of other hosts die (a shared file system is the case that matters on
+  clusters): keep the clocks of the hosts within a fraction of it; or, sooner,
 - its holder ran on this machine (same host name, boot id and pid namespace) and that
-  process is gone (or the pid now belongs to a process started at another time), or
-- its heartbeat (the file's modification time) is older than `STALE_S` seconds, which
-  is how claims of other hosts die (a shared file system is the case that matters on
-  clusters): keep the clocks of the hosts within a fraction of it.
+  process is gone (or the pid now belongs to a process started at another time): the
+  fast path, which needs no timeout.
 
 Takeover never leaves the claim's name free: under a takeover lock (a directory made with
 mkdir, also atomic) the worker checks that the claim still holds the dead holder's token
@@ -100,11 +103,15 @@ class Holder:
         return f"pid {r.get('pid')} on {r.get('host')}, heartbeat {max(0, time.time() - self.mtime):.0f}s ago"
 
     def dead(self, now: float | None = None) -> bool:
+        """An old heartbeat makes a claim dead on any host (a live but stopped holder too); on
+        this machine a holder process that is gone does at once."""
         age = (time.time() if now is None else now) - self.mtime
+        if age > STALE_S:
+            return True
         r = self.record
         if r and r.get("machine") == machine_id() and isinstance(r.get("pid"), int):
             return not pid_alive(r["pid"], r.get("pid_start"))
-        return age > STALE_S
+        return False
 
 
 def read_holder(path: Path) -> Holder | None:
