@@ -123,6 +123,45 @@ def test_p_improvement_against_a_loop():
     assert math.isnan(p_improvement([], [1.0])) and math.isnan(p_improvement_paired([], []))
 
 
+def _p_improvement_matrix(a, b, atol=1e-9) -> float:
+    """The formula before issue 30: the n x m matrix of differences (quadratic memory)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not len(a) or not len(b):
+        return math.nan
+    d = b[:, None] - a[None, :]
+    return float(np.mean(np.where(np.abs(d) <= atol, 0.5, d > 0)))
+
+
+def test_p_improvement_equals_the_matrix_formula_to_the_last_bit():
+    """The rank statistic gives exactly what the n x m matrix gave: ties within atol (also
+    differences of 1e-9 +- rounding), repeated values, NaN and infinities, empty sides."""
+    rng = np.random.default_rng(30)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, 1e-9, -1e-9, 5e-10, 1.0, 100.0])
+    for t in range(3000):
+        n, m = (int(v) for v in rng.integers(0, 10, 2))
+        if t % 4 == 0:
+            a, b = rng.normal(60, 5, n), rng.normal(60, 5, m)
+        elif t % 4 == 1:  # accuracies on a grid of 1/3 points: many exact ties
+            a, b = rng.integers(150, 160, n) / 3, rng.integers(150, 160, m) / 3
+        elif t % 4 == 2:  # differences at the tie tolerance
+            a = rng.integers(0, 1000, n) * 0.1
+            b = np.resize(a, m) + rng.choice([0.0, 1e-9, -1e-9, 2e-9, 1e-10, 0.3], m) if n else rng.random(m)
+        else:
+            a, b = rng.choice(specials, n), rng.choice(specials, m)
+        with np.errstate(invalid="ignore"):
+            want = _p_improvement_matrix(a, b)
+        got = p_improvement(a, b)
+        assert (math.isnan(want) and math.isnan(got)) or got == want, (a, b, want, got)
+
+
+def test_p_improvement_of_100000_runs_a_side_needs_no_matrix():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(60, 2, 100_000), rng.normal(60.5, 2, 100_000)
+    got = p_improvement(a, b)  # the matrix would be 74.5 GiB
+    # P(b > a) for two normals 0.5 apart with SD 2 each: Phi(0.5 / (2 * sqrt 2))
+    assert got == pytest.approx(stats.norm.cdf(0.5 / (2 * math.sqrt(2))), abs=0.005)
+
+
 def test_mcnemar_matches_scipy_binomial():
     for b, c in ((3, 9), (30, 37), (0, 5), (12, 12), (1, 0)):
         assert mcnemar_exact(b, c) == pytest.approx(stats.binomtest(min(b, c), b + c, 0.5).pvalue)

@@ -168,14 +168,36 @@ def tost_paired(a, b, margin: float) -> tuple[float, float, float]:
     return float(p), float(p_lower), float(p_upper)
 
 
+def _prefix(sorted_a: np.ndarray, b: np.ndarray, holds) -> np.ndarray:
+    """Per b[j], how many of `sorted_a`'s leading values `holds(b[j], a)`, for a test that
+    holds on a prefix of the ascending `sorted_a` (a binary search, all b at once)."""
+    lo = np.zeros(len(b), dtype=np.int64)
+    hi = np.full(len(b), len(sorted_a), dtype=np.int64)
+    while (open_ := lo < hi).any():
+        mid = (lo + hi) // 2
+        ok = open_ & holds(b, sorted_a[np.minimum(mid, len(sorted_a) - 1)])
+        lo = np.where(ok, mid + 1, lo)
+        hi = np.where(open_ & ~ok, mid, hi)
+    return lo
+
+
 def p_improvement(a, b, atol: float = 1e-9) -> float:
-    """The share of all (a[i], b[j]) pairs with b[j] > a[i], ties counting one half
-    (the probability of superiority); NaN when either side is empty."""
+    """The share of all (a[i], b[j]) pairs with b[j] > a[i], ties (|b[j] - a[i]| <= atol)
+    counting one half (the probability of superiority, a rank statistic); NaN when either
+    side is empty. O((n + m) log n): for each b[j], a binary search over the sorted a finds
+    how many a[i] it beats and ties with the same float differences b[j] - a[i] an n x m
+    matrix would hold (rounding keeps them monotone in a[i]), so the value is the same to
+    the last bit; a NaN counts as a pair that neither beats nor ties."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if not len(a) or not len(b):
         return math.nan
-    d = b[:, None] - a[None, :]
-    return float(np.mean(np.where(np.abs(d) <= atol, 0.5, d > 0)))
+    s = np.sort(a[~np.isnan(a)])
+    if not len(s):
+        return 0.0
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, a pair that neither beats nor ties
+        beats = _prefix(s, b, lambda bj, ai: bj - ai > atol)
+        not_below = _prefix(s, b, lambda bj, ai: bj - ai >= -atol)
+    return float((beats.sum() + 0.5 * (not_below - beats).sum()) / (len(a) * len(b)))
 
 
 def p_improvement_paired(a, b, atol: float = 1e-9) -> float:
