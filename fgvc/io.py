@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -143,10 +144,35 @@ def set_aside(path: str | os.PathLike, why: str) -> Path:
 FIGURE_DPI = 120  # every PNG fgvc writes (the report's figures, the demo's)
 
 
+_WRITTEN: "weakref.WeakSet" = weakref.WeakSet()  # figures `as_written` has seen
+
+
+def as_written(fig) -> None:
+    """Draw the figure's texts that hold a `$` as written, not as mathtext: a class, model or
+    benchmark name is no LaTeX (a stray `$` would stop the drawing). Once per figure, before
+    its first layout: tick labels a formatter writes (a log axis's `$10^{-2}$`) are still
+    empty then, and keep their mathtext."""
+    from matplotlib.text import Text
+
+    if fig in _WRITTEN:
+        return
+    _WRITTEN.add(fig)
+    for text in fig.findobj(Text):
+        if "$" in text.get_text():
+            text.set_parse_math(False)
+
+
+def tight_layout(fig) -> None:
+    """`fig.tight_layout()` after `as_written`."""
+    as_written(fig)
+    fig.tight_layout()
+
+
 def save_figure(fig, path: str | Path, dpi: int = FIGURE_DPI) -> Path:
     """Write a matplotlib figure as PNG atomically; no software/date metadata, so reruns give
-    the same bytes."""
+    the same bytes. Texts are drawn as written (`as_written`)."""
     path = Path(path)
+    as_written(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path

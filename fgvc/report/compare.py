@@ -34,7 +34,7 @@ import pandas as pd
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 from fgvc.report.load import EXTRA_CONFIG_KEYS, canon, read_results_csv
-from fgvc.report.markdown import number, table
+from fgvc.report.markdown import code, escape, inert, number, table
 from fgvc.report.metric_names import DELTA_NAMES, PAIRED_METRICS
 from fgvc.report.sources import source_warnings
 from fgvc.report.stats import DEFAULT_MARGIN, PairedResult, adjust_across, paired_comparison, sort_key
@@ -208,13 +208,13 @@ def _files(al: _Aligned) -> list[str]:
     """The title, the numbered list of files and what the rows are aligned on."""
     lines = ["# fgvc compare", "", "Files (differences are against [1]; accuracies in percent points):", ""]
     for i, r in enumerate(al.results, 1):
-        lines.append(f"- [{i}] `{r.path}` ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
+        lines.append(f"- [{i}] {code(r.path)} ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
     how = " (chosen with --on)" if al.chosen else ""
     seeds = " Within a row, runs are paired by seed where both sides are runs.csv." if any(
         r.kind == "runs" for r in al.results) else ""
     read = ("" if al.metric == "top1" else f" The paired statistics read {DELTA_NAMES[al.metric]} "
             f"(--metric {al.metric}); the test columns are shown beside it, not tested.")
-    return lines + ["", f"Rows aligned on: {', '.join(al.keys)}{how}.{seeds}{read}", ""]
+    return lines + ["", f"Rows aligned on: {escape(', '.join(al.keys))}{how}.{seeds}{read}", ""]
 
 
 PAIRING_TEXT = ("{m} [1] and [{i}]: each file's own mean over all its rows of the group (unpaired means; their "
@@ -240,7 +240,7 @@ def _versus(al: _Aligned, i: int) -> list[str]:
             continue
         label = ", ".join(f"{al.keys[j]}={key[j]}" for j in al.shown)
         if a is None or b is None:
-            one_sided.append(f"{label}: only in [{1 if b is None else i + 1}]")
+            one_sided.append(f"{escape(label)}: only in [{1 if b is None else i + 1}]")
         cells = [key[j] for j in al.shown] + _metric_cells(a, b, al.metric)
         if both_runs:
             notes, seed_rows = _seed_rows(label, i, a, b, *paired[key][1:]) if key in paired else ([], [])
@@ -272,7 +272,7 @@ def _unaligned(al: _Aligned, i: int) -> list[str]:
             continue
         va, vb = (sorted({v for v in f[k] if v != ""}, key=sort_key) for f in (a, b))
         if va != vb:
-            diff.append(f"{k} ([1]: {', '.join(va) or '—'}; [{i + 1}]: {', '.join(vb) or '—'})")
+            diff.append(f"{k} ([1]: {escape(', '.join(va)) or '—'}; [{i + 1}]: {escape(', '.join(vb)) or '—'})")
     if not diff:
         return []
     return [f"Not aligned on, and different between the files: {'; '.join(diff)}. Rows are set side by side "
@@ -312,7 +312,7 @@ def _seed_rows(label: str, i: int, a: dict, b: dict, only_a: list[str], only_b: 
                ) -> tuple[list[str], list[list]]:
     """For a group with per-seed rows on both sides: notes on seeds only one side has, and
     the rows of the per-seed table."""
-    notes = [f"{label}: seed(s) {', '.join(seeds)} only in [{side}]"
+    notes = [f"{escape(label)}: seed(s) {escape(', '.join(seeds))} only in [{side}]"
              for side, seeds in ((1, only_a), (i + 1, only_b)) if seeds]
     rows = [[label, s, number(a["seeds"][s]), number(b["seeds"][s]), number(b["seeds"][s] - a["seeds"][s], sign=True)]
             for s in sorted(set(a["seeds"]) & set(b["seeds"]), key=sort_key)]
@@ -334,7 +334,7 @@ def compare(paths: Sequence[Path], out: Path | None = None, margin: float = DEFA
     lines = _files(al)
     for i in range(1, len(al.results)):
         lines += _versus(al, i)
-    text = "\n".join(lines).rstrip() + "\n"
+    text = inert("\n".join(lines).rstrip() + "\n")  # nothing a file carries runs as HTML
     if out is not None:
         atomic_write_text(out, text)
     return text

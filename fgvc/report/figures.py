@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fgvc.io import save_figure
+from fgvc.io import save_figure, tight_layout
 
 METHOD_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -80,7 +80,7 @@ def per_class_figure(names: Sequence[str], acc: Mapping[str, np.ndarray], order:
     else:
         axd.set_axis_off()
     fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
+    tight_layout(fig)  # texts as written, not mathtext
     return save_figure(fig, path)
 
 
@@ -145,7 +145,7 @@ def curves_figure(metrics: Mapping[str, Sequence[pd.DataFrame]], title: str, pat
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     fig.suptitle(title + "\nline: mean over seeds; band: min to max over seeds", fontsize="medium")
-    fig.tight_layout()
+    tight_layout(fig)  # texts as written, not mathtext
     return save_figure(fig, path)
 
 
@@ -164,7 +164,7 @@ def paired_seeds_figure(pairs: Sequence[Mapping], title: str, path: Path) -> Pat
         _slopes(ax, pair)
         _differences(axd, pair)
     fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
+    tight_layout(fig)  # texts as written, not mathtext
     return save_figure(fig, path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from fgvc.report.load import group_keys, load_runs
-from fgvc.report.markdown import short_sha
+from fgvc.report.markdown import code, escape, short_sha
 from fgvc.report.panels import Group, Panel, group_runs, make_panels
 from fgvc.report.stats import DEFAULT_MARGIN, summarize
 from fgvc.report.summary import check_reasons, reference_applies, uniq
@@ -39,11 +39,11 @@ class Prov:
 
     def _parts(self, rows: pd.DataFrame) -> tuple[str, str, str, str, str]:
         ids = list(rows.run_id)
-        return (", ".join(f"`{m}`" for m in uniq(rows.model)) or "—",
-                ", ".join(f"`{w}`" for w in uniq(rows.weights)) or "—",
-                ", ".join(short_sha(s) for s in uniq(rows.weights_sha256)),
-                ", ".join(f"`{d}`" for d in self.values(ids, "dataset")) or "unknown (no provenance.json)",
-                ", ".join(short_sha(s) for s in self.values(ids, "dataset_content_sha256")))
+        return (", ".join(code(m) for m in uniq(rows.model)) or "—",
+                ", ".join(code(w) for w in uniq(rows.weights)) or "—",
+                escape(", ".join(short_sha(s) for s in uniq(rows.weights_sha256))),
+                ", ".join(code(d) for d in self.values(ids, "dataset")) or "unknown (no provenance.json)",
+                escape(", ".join(short_sha(s) for s in self.values(ids, "dataset_content_sha256"))))
 
     def caption(self, rows: pd.DataFrame) -> str:
         """" Backbone …; weights …; data …." for a caption when these runs' backbone,

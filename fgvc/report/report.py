@@ -20,6 +20,7 @@ from fgvc.io import atomic_write_text
 from fgvc.report.features import compactness_section
 from fgvc.report.inputs import Inputs, load_inputs
 from fgvc.report.paired import compare_panels, comparison_rows, paired_section
+from fgvc.report.markdown import inert
 from fgvc.report.per_class import per_class_section
 from fgvc.report.sections import (accuracy_section, curves_section, embedding_section, failed_section, notes_section,
                                   provenance_section, summary_section, time_section, title_section)
@@ -70,7 +71,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
     atomic_write_text(x.out_dir / "summary.csv", summary_csv(x.summary))
     atomic_write_text(x.out_dir / "comparisons.csv", comparisons_csv(comparison_rows(x)))
     report = x.out_dir / "report.md"
-    atomic_write_text(report, "\n".join(lines).rstrip() + "\n")
+    atomic_write_text(report, inert("\n".join(lines).rstrip() + "\n"))  # nothing a run carries runs as HTML
     return report
 
 

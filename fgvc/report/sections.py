@@ -12,7 +12,7 @@ import pandas as pd
 from fgvc.report import figures
 from fgvc.report.features import features_line
 from fgvc.report.inputs import Inputs, Prov
-from fgvc.report.markdown import compact, image, mean_sd, number, table
+from fgvc.report.markdown import code, compact, escape, image, mean_sd, number, table
 from fgvc.report.paired import pairs_of
 from fgvc.report.panels import Panel
 from fgvc.report.stats import SUMMARY_EXTRA, SUMMARY_METRICS, sort_key
@@ -23,7 +23,7 @@ from fgvc.runs.read import UNRECORDED_PRECISION, read_metrics
 
 
 def title_section(x: Inputs) -> list[str]:
-    return [f"# fgvc report: {', '.join(uniq(x.runs.benchmark)) or x.out_dir.name}", "",
+    return [f"# fgvc report: {escape(', '.join(uniq(x.runs.benchmark)) or x.out_dir.name)}", "",
             "Statistics over seeds from the runs in this folder: the answer and each group's recipe first, then "
             "the evidence.", ""]
 
@@ -81,7 +81,7 @@ def provenance_section(x: Inputs) -> list[str]:
     runs, ok, prov = x.runs, x.ok, x.prov
     ids = list(ok.run_id) if len(ok) else list(runs.run_id)
     rows = ok if len(ok) else runs
-    weights = [f"`{w}`" for w in uniq(rows.weights)]
+    weights = [code(w) for w in uniq(rows.weights)]
     wsha = uniq(rows.weights_sha256)
     data = prov.values(ids, "dataset")
     src = prov.values(ids, "dataset_source")
@@ -93,24 +93,24 @@ def provenance_section(x: Inputs) -> list[str]:
     lines = [
         "## Provenance",
         "",
-        f"- Benchmark: {', '.join(f'`{b}`' for b in uniq(runs.benchmark)) or '—'}; "
+        f"- Benchmark: {', '.join(code(b) for b in uniq(runs.benchmark)) or '—'}; "
         f"{len(runs)} runs in runs.csv, {len(ok)} ok, {len(runs) - len(ok)} failed or unfinished.",
-        f"- Backbone: {', '.join(f'`{m}`' for m in uniq(rows.model)) or '—'}",
-        f"- Weights: {', '.join(weights) or '—'}" + (f"; sha256 {', '.join(f'`{s}`' for s in wsha)}" if wsha else ""),
-        f"- Data: {', '.join(f'`{d}`' for d in data) or 'unknown (no provenance.json)'}"
-        + (f" from {', '.join(f'`{s}`' for s in src)}" if src else "")
-        + (f"; content sha256 {', '.join(f'`{s}`' for s in dsha)}" if dsha else ""),
-        f"- Device: {', '.join(uniq(rows.device)) or '—'}",
+        f"- Backbone: {', '.join(code(m) for m in uniq(rows.model)) or '—'}",
+        f"- Weights: {', '.join(weights) or '—'}" + (f"; sha256 {', '.join(code(s) for s in wsha)}" if wsha else ""),
+        f"- Data: {', '.join(code(d) for d in data) or 'unknown (no provenance.json)'}"
+        + (f" from {', '.join(code(s) for s in src)}" if src else "")
+        + (f"; content sha256 {', '.join(code(s) for s in dsha)}" if dsha else ""),
+        f"- Device: {escape(', '.join(uniq(rows.device))) or '—'}",
         f"- Software: {'; '.join(_software(prov, ids)) or '—'}",
-        f"- Git commit: {', '.join(f'`{c}`' for c in commits) or '—'}"
+        f"- Git commit: {', '.join(code(c) for c in commits) or '—'}"
         + (f"; uncommitted changes in {len(dirty)} run(s)" if dirty else ""),
     ]
     if len(commits) > 1:
         lines.append(f"- **Warning: these runs come from {len(commits)} different git commits**; differences "
                      "between groups may partly be code changes.")
     if started:
-        lines.append(f"- Runs started {started[0]} to {started[-1]}"
-                     + (f", last finished {finished[-1]}" if finished else "") + ".")
+        lines.append(f"- Runs started {escape(started[0])} to {escape(started[-1])}"
+                     + (f", last finished {escape(finished[-1])}" if finished else "") + ".")
     return lines + ["", "These apply to every table and figure below; a caption names backbone, weights or data "
                     "only where its runs differ from them.", ""]
 
@@ -122,7 +122,7 @@ def _software(prov: Prov, ids: list) -> list[str]:
                         ("numpy", "numpy"), ("scikit_learn", "scikit-learn"), ("python", "python")):
         v = prov.values(ids, name, f"{name}_version")
         if v:
-            soft.append(f"{label} {', '.join(v)}")
+            soft.append(f"{label} {escape(', '.join(v))}")
     return soft
 
 
@@ -187,7 +187,7 @@ def curves_section(x: Inputs) -> list[str]:
         title = " vs ".join(reversed(list(metrics)))
         fig = figures.curves_figure(metrics, f"{title}\n{x.prov.title(used)}", x.fig_dir / f"curves_{p.slug}.png")
         lines += [image(f"Training curves, {title}", fig, x.out_dir), "",
-                  f"*Figure: per epoch, {title}: the train cross-entropy loss, the auxiliary (center-loss) term "
+                  f"*Figure: per epoch, {escape(title)}: the train cross-entropy loss, the auxiliary (center-loss) term "
                   "unweighted on a log scale (the run minimises CE + λ·term, so the total loss would make the "
                   "auxiliary method look worse), validation top-1 where the runs held out a validation split, and "
                   "test top-1 (markers: the epochs it was evaluated on, where `eval_every` thinned them); line = "
@@ -239,4 +239,4 @@ def failed_section(runs: pd.DataFrame) -> list[str]:
 
 
 def notes_section(notes: list[str]) -> list[str]:
-    return ["## Notes", ""] + [f"- {n}" for n in notes] + [""] if notes else []
+    return ["## Notes", ""] + [f"- {escape(n)}" for n in notes] + [""] if notes else []

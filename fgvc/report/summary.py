@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from fgvc.report.markdown import code
 from fgvc.report.stats import sort_key
 from fgvc.runs.read import UNRECORDED_PRECISION, recorded_precision
 
@@ -59,7 +60,7 @@ def check_reason(benchmarks: Sequence[str], epochs: int, longest: int, with_refe
         words = set(re.split(r"[^a-z0-9]+", str(name).lower()))
         hit = [w for w in CHECK_WORDS if w in words]
         if hit:
-            return f"benchmark `{name}` is a {hit[0]} run"
+            return f"benchmark {code(name)} is a {hit[0]} run"
     if with_reference and epochs < REFERENCE["epochs"]:
         return f"{epochs} epochs, shorter than the published recipe's {REFERENCE['epochs']}"
     if epochs < longest:
@@ -152,9 +153,9 @@ def shared_settings(ok: pd.DataFrame) -> str:
 
 def question(models: Sequence[str], data: Sequence[str], num_classes: int, n_test: int) -> str:
     """The question the report answers, naming the backbone and the data."""
-    on = f" on `{', '.join(data)}`" if data else ""
+    on = f" on {code(', '.join(data))}" if data else ""
     size = f" ({num_classes} classes, {n_test} test images)" if num_classes and n_test else ""
-    backbone = f" with {', '.join(f'`{m}`' for m in models)}" if models else ""
+    backbone = f" with {', '.join(code(m) for m in models)}" if models else ""
     return (f"**Question:** does adding center loss to cross-entropy (CE + λ·center) change final-epoch test "
             f"top-1{on}{size}{backbone}, compared seed for seed with plain CE, and what does it do to the "
             "features?")

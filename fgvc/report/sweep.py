@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fgvc.io import save_figure
+from fgvc.io import save_figure, tight_layout
 from fgvc.report import figures
 from fgvc.report.load import CENTER_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
@@ -145,7 +145,7 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
     if handles:
         axes[1].legend(handles, labels, fontsize="small", loc="best")
     fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
+    tight_layout(fig)  # texts as written, not mathtext
     return save_figure(fig, path)
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path
 from fgvc.report.features import knn_accuracy, silhouette
-from fgvc.io import save_figure
+from fgvc.io import save_figure, tight_layout
 from fgvc.report.figures import display_name
 from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, group_keys, load_runs
 from fgvc.report.markdown import short_sha
@@ -229,7 +229,7 @@ def _embedding_figure(emb: str, data: list[tuple], names: list[str], split: str,
     fig.suptitle(f"{TITLES[emb]} of final-epoch pooled last-conv features ({split}, {n_images} images, "
                  f"each panel fitted on its own)\nweights {data[0][0].weights}; data {_data_label(data[0][0])}",
                  fontsize="medium")
-    fig.tight_layout()
+    tight_layout(fig)  # texts as written, not mathtext
     png = save_figure(fig, fig_dir / f"{stem}.png")
     with atomic_path(fig_dir / f"{stem}.csv") as tmp:
         pd.concat(coords).to_csv(tmp, index=False)
