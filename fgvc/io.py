@@ -144,7 +144,7 @@ def set_aside(path: str | os.PathLike, why: str) -> Path:
 FIGURE_DPI = 120  # every PNG fgvc writes (the report's figures, the demo's)
 
 
-_WRITTEN: "weakref.WeakSet" = weakref.WeakSet()  # figures `as_written` has seen
+_WRITTEN: weakref.WeakSet = weakref.WeakSet()  # figures `as_written` has seen
 
 
 def as_written(fig) -> None:
