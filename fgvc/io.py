@@ -141,6 +141,22 @@ def set_aside(path: str | os.PathLike, why: str) -> Path:
     return target
 
 
+def outside(folder: str | os.PathLike, rel: str | os.PathLike) -> str | None:
+    """Why `folder/rel` would not stay inside `folder` (None when it does): `rel` absolute,
+    climbing out with `..`, or leading out through a link (resolved with the links of both).
+    It need not exist."""
+    rel = Path(rel)
+    if rel.is_absolute() or str(rel).startswith(("/", "\\")):
+        return f"{str(rel)!r} is an absolute path"
+    if ".." in rel.parts:
+        return f"{str(rel)!r} climbs out with '..'"
+    base = os.path.realpath(folder)
+    real = os.path.realpath(os.path.join(base, rel))
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        return f"{str(rel)!r} leads out of {folder} through a link (to {real})"
+    return None
+
+
 FIGURE_DPI = 120  # every PNG fgvc writes (the report's figures, the demo's)
 
 

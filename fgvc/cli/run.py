@@ -104,7 +104,9 @@ def cmd_train(args) -> int:
         raise FGVCError(f"`fgvc train` runs one configuration, but the settings expand to {len(configs)} runs; "
                         "use single values (e.g. --set seeds=0 --set methods=ce) or `fgvc benchmark`")
     cfg = configs[0]
-    out = args.out or Path("results") / cfg.benchmark
+    from fgvc.grid.benchmark import default_out
+
+    out = args.out or default_out(cfg.benchmark)
     opts = _options(args, out)  # checks the trackers before anything is read
     # Under torchrun: join the process group (one process per GPU, or gloo on CPU).
     d, args.device = dist_.init(args.device)

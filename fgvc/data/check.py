@@ -2,6 +2,9 @@
 
 - `check_manifest`: manifest.csv's cells (integers where integers belong, `is_train` 0 or 1,
   no duplicate image_id or path, no empty cell); cheap, done on every load.
+- `path_problems`: every listed path stays inside the dataset folder (relative, no `..`, no
+  link out of it) and names a regular file, not a device or a pipe (`/dev/zero` would hang
+  the checksum); checked on every load, before anything is read.
 - `image_problems`: every listed image present, decodable (fully: a truncated JPEG fails
   here, not in epoch 7) and at least MIN_IMAGE_SIDE pixels on each side. That reads every
   image once; a dataset whose images passed is remembered by its content checksum under
@@ -13,7 +16,9 @@ data_prep.verify uses `image_problem` too, so both say the same about a bad imag
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+import os
+import stat
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 from PIL import Image
@@ -56,6 +61,42 @@ def check_manifest(manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return frame, problems
 
 
+def path_problems(root: Path, paths) -> list[str]:
+    """Why manifest paths `paths` (in row order) may not be read from dataset folder `root`;
+    [] when every one is a regular file inside it, or absent (preflight reports those). One
+    lstat per path; each folder is resolved once."""
+    problems: list[str] = []
+    base = os.path.realpath(root)
+    inside = base.rstrip(os.sep) + os.sep
+    folders: dict[str, str] = {}
+    for i, rel in enumerate(paths):
+        p = PurePosixPath(str(rel).replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts or not p.parts:
+            why = "is an absolute path" if p.is_absolute() else "climbs out with '..'" if p.parts else "is empty"
+            problems.append(f"row {i + 2}: path {str(rel)!r} {why}")
+            continue
+        parent = str(p.parent)
+        if parent not in folders:
+            folders[parent] = os.path.realpath(os.path.join(base, parent))
+        full = os.path.join(folders[parent], p.name)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue  # absent: image_problems says so
+        if stat.S_ISLNK(st.st_mode) or not (folders[parent] + os.sep).startswith(inside):
+            full = os.path.realpath(full)
+            if not full.startswith(inside):
+                problems.append(f"row {i + 2}: path {str(rel)!r} leads out of the dataset folder (to {full})")
+                continue
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(f"row {i + 2}: path {str(rel)!r} is not a regular file (a folder, device or pipe)")
+    return problems
+
+
 def image_problem(path: Path) -> str | None:
     """Why the image file `path` cannot be trained on, or None."""
     try:
@@ -92,4 +133,4 @@ def one_line(problems: list[str]) -> str:
     return "; ".join(problems[:SHOWN]) + more
 
 
-__all__ = ["INT_COLUMNS", "MIN_IMAGE_SIDE", "check_manifest", "image_problem", "image_problems", "one_line"]
+__all__ = ["INT_COLUMNS", "MIN_IMAGE_SIDE", "check_manifest", "path_problems", "image_problem", "image_problems", "one_line"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fgvc.data.manifest import MANIFEST_COLUMNS  # the manifest.csv format, owned by its writer
-from fgvc.data.check import check_manifest, one_line
+from fgvc.data.check import check_manifest, one_line, path_problems
 from fgvc.data.identity import Identity, dataset_identity
 from fgvc.errors import FGVCError
 
@@ -82,6 +82,10 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     manifest, problems = check_manifest(manifest)
     if problems:
         raise FGVCError(f"{mpath}: {one_line(problems)}; fix it or re-create the dataset ({HOW_TO_MAKE})")
+    problems = path_problems(root, manifest.path)  # before anything reads a listed file (the checksum does)
+    if problems:
+        raise FGVCError(f"{mpath}: {one_line(problems)}; every listed image must be a regular file inside {root} "
+                        f"(fix manifest.csv or re-create the dataset: {HOW_TO_MAKE})")
     meta: dict = {}
     jpath = root / "dataset.json"
     if jpath.is_file():

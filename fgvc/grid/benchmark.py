@@ -24,15 +24,24 @@ from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
 from fgvc.runs.inputs import check_reuse
-from fgvc.io import clean_temps
+from fgvc.io import clean_temps, outside
 from fgvc.runs.table import read_run_row, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
 from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 
+RESULTS = Path("results")  # where a grid's output folder goes by default: results/<grid name>
+
+
 def default_out(grid_name: str) -> Path:
-    return Path("results") / grid_name
+    """results/<grid name>, refused (before anything runs) when the name would lead out of results/."""
+    why = outside(RESULTS, str(grid_name))
+    if why or str(grid_name).strip() in ("", "."):
+        raise FGVCError(f"grid name {grid_name!r}: {why or 'is empty'}, so the default output folder "
+                        f"{RESULTS}/<name> would not be a folder inside {RESULTS}/; give the grid a plain name "
+                        "(name: in its YAML, or --set name=...) or choose the folder with --out")
+    return RESULTS / grid_name
 
 
 # Temporaries in folders others may be writing to at this moment are removed only when

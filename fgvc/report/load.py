@@ -16,6 +16,7 @@ import pandas as pd
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
+from fgvc.names import is_run_id
 from fgvc.runs.read import read_config
 from fgvc.runs.table import DAMAGED, RUNS_COLUMNS, row_files, write_runs_csv
 
@@ -102,12 +103,23 @@ def load_runs(out_dir: Path) -> pd.DataFrame:
     for c in METRIC_COLUMNS:
         runs[c] = pd.to_numeric(runs[c], errors="coerce")
     runs["status"] = runs["status"].str.lower()
+    check_run_ids(path, runs["run_id"])
     runs["run_dir"] = [str(out_dir / "runs" / r) for r in runs["run_id"]]
     for key in EXTRA_CONFIG_KEYS:
         # A config.yaml older than a key holds that key's default implicitly.
         default = getattr(RunConfig, key, "")
         runs[key] = [canon(read_config(Path(d)).get(key, default)) for d in runs["run_dir"]]
     return runs.sort_values(["run_id"], kind="stable").reset_index(drop=True)
+
+
+def check_run_ids(path: Path, run_ids) -> None:
+    """Every run_id of the runs.csv at `path` names a folder inside OUT/runs/ (fgvc.names.RUN_ID),
+    or one error naming the row, before any file is opened by it."""
+    for i, rid in enumerate(run_ids):
+        if not is_run_id(rid):
+            raise FGVCError(f"{path}: row {i + 2}: run_id {rid!r} is not a run id (letters, digits and _.+- only, "
+                            "not starting with '.'), so it cannot name a folder in runs/; fix or delete the row "
+                            "(runs.csv is rebuilt from runs/<run_id>/row.json: rename such a folder)")
 
 
 def damaged_runs(out_dir: Path) -> dict[str, str]:
@@ -133,5 +145,6 @@ def group_keys(runs: pd.DataFrame) -> list[str]:
     return keys
 
 
-__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "damaged_runs",
+__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "check_run_ids",
+           "damaged_runs",
            "group_keys", "read_results_csv"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fgvc.names import is_run_id
+
 
 def benchmarks(path: Path, frame: pd.DataFrame) -> set[str]:
     if "benchmark" not in frame.columns:
@@ -25,6 +27,8 @@ def datasets(path: Path, frame: pd.DataFrame) -> set[str]:
         return set()
     found = set()
     for run_id in frame.run_id:
+        if not is_run_id(run_id):
+            continue  # not a folder of runs/ (fgvc.names.RUN_ID): nothing to open
         try:
             prov = json.loads((runs / str(run_id) / "provenance.json").read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
