@@ -178,6 +178,10 @@ def _load_model(src: Source, info, data: Path) -> tuple[nn.Module, dict]:
     if src.run_dir is not None:
         _check_classes(src.run_dir, info.classes, data)
         sd, ck_meta = load_final(src.ckpt_path)
+        trained = ck_meta.get("run_id")
+        if trained and trained != src.cfg.run_id:  # the settings image size, crop and seed are read from
+            raise FGVCError(f"{src.run_dir / CONFIG} hashes to run id {src.cfg.run_id}, but {src.ckpt_path} was "
+                            f"trained as {trained}: the settings were changed after the run; restore them")
     else:
         sd, ck_meta = read_state_dict(src.ckpt_path, "checkpoint"), {}
     net = build_model(src.name, info.num_classes, pretrained=False, seed=src.cfg.seed)

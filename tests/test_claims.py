@@ -209,3 +209,15 @@ def test_a_stopped_worker_on_this_host_loses_its_claim_by_heartbeat_age(tmp_path
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
             proc.wait()
+
+
+def test_remove_dead_claims_leaves_live_and_fresh_ones(tmp_path):
+    pid = _dead_pid()
+    dead = _write_claim(tmp_path, "dead", pid=pid, machine=claims.machine_id(), host="here")
+    stale = _write_claim(tmp_path, "stale", pid=1, machine="elsewhere", host="node7", age_s=claims.STALE_S + 10)
+    fresh = _write_claim(tmp_path, "fresh", pid=1, machine="elsewhere", host="node7", age_s=5)
+    mine = try_claim(tmp_path, "mine")
+    removed = claims.remove_dead_claims(tmp_path)
+    assert sorted(h.path.stem for h in removed) == ["dead", "stale"]
+    assert not dead.exists() and not stale.exists() and fresh.exists() and mine.path.exists()
+    mine.release()

@@ -178,3 +178,88 @@ def test_kill_between_row_and_final_checkpoint_is_repaired(sparrow_dataset, tmp_
     assert any("repaired" in m for m in messages) and frame.status.tolist() == ["ok"]
     assert ckpt.is_final(run_dir / "checkpoint.pt")
     assert main(["validate", str(run_dir), "--no-progress", "--device", "cpu"]) == 0
+
+
+# --------------------------------------------------------------------------- issue 30: leftovers, edited or foreign files
+def test_a_kill_during_the_final_checkpoint_write_leaves_nothing_after_a_rerun(sparrow_dataset, tmp_path, monkeypatch):
+    """Killed while writing the final checkpoint (after row.json): its temporary and the dead
+    worker's claim stay behind; the rerun, which finds the run done, removes both."""
+    import subprocess
+    import sys
+
+    from fgvc.grid import claims
+
+    def killed(path, *a, **k):
+        (path.parent / ".checkpoint.k1ll3d_x.tmp.pt").write_bytes(b"half a checkpoint")
+        raise Stop()
+
+    monkeypatch.setattr(ckpt, "save_final", killed)
+    with pytest.raises(Stop):
+        _grid(sparrow_dataset, tmp_path)
+    monkeypatch.undo()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # the worker that was killed: its pid is gone, its claim is left
+    claim = claims.claim_path(tmp_path, run_dir.name)
+    claim.write_text(json.dumps(dict(token="killed", pid=proc.pid, host="here", machine=claims.machine_id())))
+    frame, messages = _grid(sparrow_dataset, tmp_path, on_epoch_end=lambda *a: pytest.fail("retrained"))
+    assert frame.status.tolist() == ["ok"] and ckpt.is_final(run_dir / "checkpoint.pt")
+    assert not list(run_dir.glob(".*.tmp*")) and not claim.exists()
+    assert any(f"removed the claim of {run_dir.name}, left by a worker that is gone (pid {proc.pid}" in m
+               for m in messages), messages
+    assert any(f"{run_dir.name}: removed .checkpoint.k1ll3d_x.tmp.pt" in m for m in messages), messages
+
+
+def test_an_edited_config_makes_a_finished_run_damaged_and_validate_refuses_it(sparrow_dataset, tmp_path, capsys):
+    import yaml
+
+    frame, _ = _grid(sparrow_dataset, tmp_path, dict(TINY, epochs=1))
+    (run_id,) = frame.run_id
+    run_dir = tmp_path / "runs" / run_id
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(dict(cfg, lr=0.5), sort_keys=False))
+    assert main(["validate", str(run_dir), "--no-progress", "--device", "cpu", "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"but {run_dir / 'checkpoint.pt'} was trained as {run_id}" in err
+    assert main(["report", str(tmp_path)]) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv").set_index("run_id")
+    assert runs.loc[run_id, "status"] == "damaged" and "config.yaml hashes to run id" in runs.loc[run_id, "error"]
+    frame, messages = _grid(sparrow_dataset, tmp_path, dict(TINY, epochs=1))
+    assert any(m.startswith(f"  damaged {run_id}: config.yaml hashes to run id") for m in messages), messages
+    assert frame.status.tolist() == ["ok"] and yaml.safe_load((run_dir / "config.yaml").read_text())["lr"] == 0.01
+
+
+def test_features_holding_an_object_array_make_the_run_damaged_not_a_traceback(sparrow_dataset, tmp_path, capsys):
+    frame, _ = _grid(sparrow_dataset, tmp_path, dict(TINY, epochs=1))
+    (run_id,) = frame.run_id
+    path = tmp_path / "runs" / run_id / "features.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["test_labels"] = np.array([{"a": 1}] * len(arrays["test_labels"]), dtype=object)
+    np.savez(path, **arrays)
+    assert main(["report", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"damaged run {run_id}:" in err and "test_labels is a object array" in err
+    assert main(["visualize", str(tmp_path), "--embedding", "tsne"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["garbage", "zip"])
+def test_a_finished_run_whose_checkpoint_does_not_load_is_set_aside_and_trained_again(sparrow_dataset, tmp_path,
+                                                                                        damage):
+    import zipfile
+
+    frame, _ = _grid(sparrow_dataset, tmp_path, dict(TINY, epochs=1))
+    (run_id,) = frame.run_id
+    path = tmp_path / "runs" / run_id / "checkpoint.pt"
+    if damage == "garbage":
+        path.write_bytes(b"not a checkpoint\n" * 10)
+    else:  # a whole zip archive that torch cannot load: only a real load finds it
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", b"\x80\x02garbage")
+            z.writestr("archive/version", b"3\n")
+    frame, messages = _grid(sparrow_dataset, tmp_path, dict(TINY, epochs=1))
+    said = [m for m in messages if m.startswith(f"  damaged {run_id}:")]
+    assert len(said) == 1 and "checkpoint.pt" in said[0] and "trained again" in said[0], messages
+    assert frame.status.tolist() == ["ok"] and ckpt.is_final(path)
+    assert list(path.parent.glob("checkpoint.pt.unreadable-*")) and list(path.parent.glob("row.json.damaged-*"))

@@ -27,8 +27,7 @@ from fgvc.engine.loop import AuxTerm
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, set_aside
 from fgvc.models import is_state_dict
-
-CHECKPOINT = "checkpoint.pt"
+from fgvc.runs.health import CHECKPOINT  # the file's name, known to the torch-free health check too
 
 
 # What a checkpoint from before the RNG states were stored as tensors and lists needs.

@@ -28,6 +28,7 @@ from fgvc.io import clean_temps, outside
 from fgvc.runs.table import read_run_row, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
+from fgvc.grid.claims import claim_path, read_holder, remove_dead_claims
 from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 
@@ -52,23 +53,43 @@ CACHE_TEMP_AGE_S = 600.0
 
 
 def clean_shared_temps(out: Path) -> list[str]:
-    """Remove what killed writes left in OUT, OUT/claims and the decoded-image cache; the
-    lines that say so (run folders are cleaned by the worker that claims them)."""
+    """Remove what killed writes left in OUT, OUT/claims and the decoded-image cache, and the
+    claims of workers that are gone; the lines that say so (run folders are cleaned by the
+    worker that claims them, finished ones by `clean_done`)."""
     from fgvc.data.cache import default_cache_dir
 
     removed = (clean_temps(out, SHARED_TEMP_AGE_S) + clean_temps(out / "claims", SHARED_TEMP_AGE_S)
                + clean_temps(default_cache_dir(), CACHE_TEMP_AGE_S))
-    return [f"  removed {p}, left by an interrupted write" for p in removed]
+    return ([f"  removed {p}, left by an interrupted write" for p in removed]
+            + [f"  removed the claim of {h.path.stem}, left by a worker that is gone ({h.describe()})"
+               for h in remove_dead_claims(out)])
 
 
-def _repair_final_checkpoint(run_dir: Path, cfg: RunConfig, echo: Callable[[str], None]) -> None:
+def clean_done(done: list[RunConfig], out: Path) -> list[str]:
+    """Remove the temporaries a killed write left in finished run folders (the final checkpoint's,
+    written after row.json) whose run no live worker holds; the lines that say so."""
+    notes = []
+    for cfg in done:
+        holder = read_holder(claim_path(out, cfg.run_id))
+        if holder is not None and not holder.dead():
+            continue  # its worker may still be writing the final checkpoint
+        notes += [f"  {cfg.run_id}: removed {p.name}, left by an interrupted write"
+                  for p in clean_temps(out / "runs" / cfg.run_id)]
+    return notes
+
+
+def _repair_final_checkpoint(run_dir: Path, cfg: RunConfig, echo: Callable[[str], None]) -> str | None:
     """A finished run cut off between row.json and its final checkpoint still holds the last
-    epoch's checkpoint (the same weights): make the final one from it."""
+    epoch's checkpoint (the same weights): make the final one from it. Returns why the run is
+    damaged instead: a kept checkpoint that does not load (a finished run keeps its model)."""
     from fgvc.engine.checkpoint import CHECKPOINT, finalize, is_final
 
     path = run_dir / CHECKPOINT
-    if is_final(path) is not False:
-        return  # final, absent (committed results keep none) or unreadable (the results are whole)
+    final = is_final(path)
+    if final is None and path.is_file():
+        return f"its {CHECKPOINT} does not load (it is set aside)"
+    if final is not False:
+        return None  # final, or absent (committed results keep none)
     if finalize(path, cfg.epochs - 1):
         echo(f"  repaired {cfg.run_id}: its final checkpoint was not written; made it from the last epoch's")
     else:
@@ -89,9 +110,11 @@ def plan(configs: list[RunConfig], out: Path,
             continue
         row, problems = read_run_row(run_dir / "row.json")
         if row is not None and row["status"] == "ok" and not problems:
-            _repair_final_checkpoint(run_dir, cfg, echo)
-            done.append(cfg)
-            continue
+            problem = _repair_final_checkpoint(run_dir, cfg, echo)
+            if problem is None:
+                done.append(cfg)
+                continue
+            problems = [problem]
         if problems:
             echo(f"  damaged {cfg.run_id}: {'; '.join(problems)}; it is trained again")
         todo.append(cfg)
@@ -207,6 +230,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)
     todo, done = plan(configs, out, notes.append)
+    notes += [] if dry_run else clean_done(done, out)
     snap = snapshot(todo, out)  # what this worker saw: a row written after it was written by another worker
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
              if shard is not None else f"{len(configs)} runs in grid")

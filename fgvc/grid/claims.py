@@ -247,6 +247,24 @@ def _take_over(path: Path, dead: Holder, token: str) -> bool:
         return True
 
 
+def remove_dead_claims(out: Path) -> list[Holder]:
+    """Remove the dead claims in OUT/claims (each under its takeover lock, and only while it
+    still holds the dead holder's record, so a claim taken over meanwhile is left alone);
+    the holders removed."""
+    removed = []
+    folder = Path(out) / CLAIMS_DIR
+    for path in sorted(folder.glob("*.claim")) if folder.is_dir() else []:
+        dead = read_holder(path)
+        if dead is None or not dead.dead():
+            continue
+        with _takeover_lock(path) as locked:
+            now = read_holder(path) if locked else None
+            if now is not None and now.token == dead.token and now.record == dead.record and now.dead():
+                path.unlink()
+                removed.append(dead)
+    return removed
+
+
 def try_claim(out: Path, run_id: str, attempts: int = 5) -> Claim | Holder:
     """Claim run `run_id` of results folder `out`: our Claim (heartbeat running), or the
     Holder of a live claim held by someone else."""
@@ -268,4 +286,5 @@ def try_claim(out: Path, run_id: str, attempts: int = 5) -> Claim | Holder:
 
 
 __all__ = ["CLAIMS_DIR", "HEARTBEAT_S", "STALE_S", "Claim", "Holder", "claim_path", "try_claim", "read_holder",
+           "remove_dead_claims",
            "machine_id", "pid_alive", "process_start"]

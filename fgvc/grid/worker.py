@@ -45,11 +45,16 @@ def snapshot(todo: list[RunConfig], out: Path) -> dict[str, tuple[int, int] | No
 
 
 def finished(run_dir: Path) -> bool:
-    """Does the run folder hold a whole finished run (row.json ok, files sound)?"""
+    """Does the run folder hold a whole finished run (row.json ok, files sound, a kept
+    checkpoint that loads: what `plan` counts as done)?"""
+    from fgvc.engine.checkpoint import CHECKPOINT, is_final
+
     if not (run_dir / "row.json").is_file():
         return False
     row, problems = read_run_row(run_dir / "row.json")
-    return row is not None and row["status"] == "ok" and not problems
+    if row is None or row["status"] != "ok" or problems:
+        return False
+    return not ((run_dir / CHECKPOINT).is_file() and is_final(run_dir / CHECKPOINT) is None)
 
 
 def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:

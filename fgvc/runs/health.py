@@ -1,5 +1,9 @@
 """Is a finished run folder whole? The files a finished run must have, each checked
-cheaply (headers, row counts, the npz's member names; no image or feature is loaded).
+cheaply (headers, row counts, the npz's member names and array headers; no image or feature
+is loaded), and what makes a folder foreign or edited: a config.yaml that no longer hashes
+to the folder's run id (its settings were changed after the run), a features.npz holding
+anything but numeric arrays (np.load refuses object arrays without pickle), a checkpoint
+(where one is kept: committed results keep none) that is no torch zip archive.
 
 A run whose row.json says "ok" but whose files fail here is *damaged*: runs.csv lists it
 with status `damaged` and the reasons in `error` (so the report leaves it out and says
@@ -13,13 +17,19 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+from fgvc.config import config_from_dict
+from fgvc.errors import FGVCError
 
 # Written by every finished run (DESIGN.md, "Run folder"; `fgvc validate --out RESULTS/runs/NAME` too).
 RUN_FILES = ("config.yaml", "predictions.csv", "features.npz", "provenance.json")  # classes.json is optional (added later)
 PREDICTION_COLUMNS = ("image_id", "label", "pred")
 METRICS_NEEDED = ("epoch", "test_top1")
 FEATURE_ARRAYS = ("test_features", "test_labels", "test_ids", "train_features", "train_labels", "train_ids")
+NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float: what features.npz holds
+CHECKPOINT = "checkpoint.pt"  # a run's checkpoint (its format: fgvc.engine.checkpoint), where one is kept
 
 
 def _csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -65,14 +75,29 @@ def _predictions_problem(path: Path) -> str | None:
     return None
 
 
+def _array_kind(z: zipfile.ZipFile, member: str) -> str | None:
+    """What is wrong with the .npy member's header (None: a numeric array); reads the header only."""
+    with z.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        _, _, dtype = read(f)
+    return None if dtype.kind in NUMERIC_KINDS and not dtype.hasobject else f"a {dtype} array"
+
+
 def _features_problem(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as z:
-            names = {n.removesuffix(".npy") for n in z.namelist()}
-    except (OSError, zipfile.BadZipFile) as e:
+            members = {n.removesuffix(".npy"): n for n in z.namelist()}
+            missing = [a for a in FEATURE_ARRAYS if a not in members]
+            if missing:
+                return f"features.npz lacks {', '.join(missing)}"
+            for name, member in members.items():
+                kind = _array_kind(z, member)
+                if kind:
+                    return f"features.npz's {name} is {kind}, not numbers (np.load without pickle refuses it)"
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         return f"features.npz is not a readable npz ({type(e).__name__})"
-    missing = [a for a in FEATURE_ARRAYS if a not in names]
-    return f"features.npz lacks {', '.join(missing)}" if missing else None
+    return None
 
 
 def _json_problem(path: Path) -> str | None:
@@ -83,12 +108,37 @@ def _json_problem(path: Path) -> str | None:
     return None
 
 
-def _config_problem(path: Path) -> str | None:
+def _config_problem(path: Path, trained: bool) -> str | None:
+    """config.yaml unreadable, or (a trained run) no longer the settings its folder's run id names."""
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
         return f"config.yaml cannot be read ({type(e).__name__})"
-    return None if isinstance(loaded, dict) else "config.yaml is not a mapping of settings"
+    if not isinstance(loaded, dict):
+        return "config.yaml is not a mapping of settings"
+    if not trained:
+        return None  # `fgvc validate --out OUT/runs/NAME`: the source run's settings under another name
+    try:
+        run_id = config_from_dict(loaded, str(path)).run_id
+    except (FGVCError, TypeError, ValueError) as e:
+        return f"config.yaml is not a run's settings ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    if run_id != path.parent.name:
+        return (f"config.yaml hashes to run id {run_id}, not its folder's: its settings were changed after the run "
+                "(restore them, or train the edited settings as their own run)")
+    return None
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """A kept checkpoint that is no torch zip archive (empty, cut off, foreign); cheap: its
+    directory is read, no tensor (`fgvc benchmark` also loads it: fgvc.grid.benchmark.plan)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {n.rsplit("/", 1)[-1] for n in z.namelist()}
+            if not {"data.pkl", "version"} <= names:
+                return f"{path.name} is a zip archive but no torch checkpoint (no data.pkl and version records)"
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"{path.name} cannot be loaded ({type(e).__name__}: not a whole torch checkpoint)"
+    return None
 
 
 def run_problems(run_dir: Path, row: dict) -> list[str]:
@@ -116,8 +166,10 @@ def run_problems(run_dir: Path, row: dict) -> list[str]:
     if (run_dir / "classes.json").is_file():
         problems.append(_json_problem(run_dir / "classes.json"))
     if (run_dir / "config.yaml").is_file():
-        problems.append(_config_problem(run_dir / "config.yaml"))
+        problems.append(_config_problem(run_dir / "config.yaml", trained))
+    if (run_dir / CHECKPOINT).is_file():  # absent is fine: committed results keep none
+        problems.append(_checkpoint_problem(run_dir / CHECKPOINT))
     return [p for p in problems if p]
 
 
-__all__ = ["RUN_FILES", "run_problems"]
+__all__ = ["RUN_FILES", "CHECKPOINT", "NUMERIC_KINDS", "run_problems"]

@@ -77,8 +77,12 @@ def read_features(run_dir: Path) -> dict[str, np.ndarray] | None:
     p = run_dir / "features.npz"
     if not p.is_file():
         return None
-    with np.load(p, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:  # an object array, a cut-off or foreign file
+        raise FGVCError(f"{p}: not the numeric arrays a run writes ({str(e).splitlines()[0][:120]}); "
+                        "rerun `fgvc benchmark` to train the run again, or delete its folder") from None
     for k in list(out):
         if k.endswith("_features"):
             out[k] = out[k].astype(np.float32)
