@@ -31,6 +31,7 @@ from fgvc.engine.loop import AuxTerm, NonFiniteLossError, evaluate_all, predict_
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.engine.trackers import open_trackers
+from fgvc.grid.owner import own_benchmark
 from fgvc.runs.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
 from fgvc.losses.registry import build_aux_loss
@@ -248,6 +249,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
     A NaN loss or other training error propagates (NonFiniteLossError / the original error)
     for the caller to record with `record_failure` and decide.
     """
+    cfg = own_benchmark(cfg, Path(opts.out) / "runs" / cfg.run_id)  # a run keeps the grid name it started under
     ctx = open_run(cfg, opts, info, log)
     parts = build_parts(ctx)
     prov = provenance(cfg.model, ctx.info, ctx.device, parts.winfo, opts.deterministic)
@@ -288,6 +290,7 @@ def record_failure(cfg: RunConfig, opts: RunOptions, error: BaseException) -> di
     """Write a failed run's row.json (the grid goes on)."""
     run_dir = Path(opts.out) / "runs" / cfg.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = own_benchmark(cfg, run_dir)
     try:
         winfo = weights_info(cfg.model, cfg.pretrained, opts.pretrained_file)
     except Exception:  # the failure may be the weights themselves

@@ -86,7 +86,7 @@ def cmd_benchmark(args) -> int:
     out = args.out or default_out(name)
     with stop_on_signals():  # Ctrl-C and SIGTERM (kill, Slurm) stop every worker: fgvc/grid/signals.py
         frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
-                              shard=shard)
+                              shard=shard, force_mix=args.force_mix)
     failed = int((frame.status == "failed").sum()) if len(frame) else 0
     if failed:
         print(f"{failed} run(s) failed: see the error column of {out / 'runs.csv'}", file=sys.stderr)
@@ -139,6 +139,9 @@ def add_benchmark_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("grid", help="benchmark YAML, e.g. benchmarks/sparrows.yaml")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<benchmark name>)")
     p.add_argument("--dry-run", action="store_true", help="print the runs to do and exit")
+    p.add_argument("--force-mix", action="store_true",
+                   help="run the grid in an --out that belongs to another grid (OUT/grids.json): their runs.csv "
+                        "and report then mix both; refused without it")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N runs at the same time on the one device, each in its own process (a batch-32 "
                         "ResNet50 leaves a large GPU mostly idle; on CPU the cores are split between the jobs). "

@@ -29,6 +29,7 @@ from fgvc.runs.table import read_run_row, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
 from fgvc.grid.claims import claim_path, read_holder, remove_dead_claims
+from fgvc.grid.owner import claim_folder, own_benchmark
 from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 
@@ -219,14 +220,17 @@ def _frame(out: Path, configs: list[RunConfig], shard: Shard | None) -> pd.DataF
 
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
                   echo: Callable[[str], None] = console, dry_run: bool = False, jobs: int = 1,
-                  shard: Shard | tuple[int, int] | None = None) -> pd.DataFrame:
+                  shard: Shard | tuple[int, int] | None = None, force_mix: bool = False) -> pd.DataFrame:
     """Expand, check and run a grid (or one shard of it), `jobs` runs at a time; returns the
-    runs.csv frame (with a shard: only that shard's rows)."""
+    runs.csv frame (with a shard: only that shard's rows). `force_mix`: run it in an OUT that
+    belongs to another grid (fgvc.grid.owner)."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
     everything, configs, shard, halving = _expand(grid_path, overrides, shard)
-    info = load_dataset_info(opts.data)
     out = Path(opts.out)
+    names = sorted({c.benchmark for c in everything})
+    claim_folder(out, names, force_mix, dry_run=True)  # refused before anything is read; recorded before training
+    info = load_dataset_info(opts.data)
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)
     todo, done = plan(configs, out, notes.append)
@@ -247,6 +251,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     if dry_run or not todo:
         return _frame(out, configs, shard)
     preflight(todo, opts, info)
+    claim_folder(out, names, force_mix)  # OUT/grids.json: a grid started meanwhile on this OUT is refused here
     started = time.perf_counter()
     try:
         if halving is not None:
@@ -304,8 +309,8 @@ def _mark_pruned(configs: list[RunConfig], pruned: dict, opts: RunOptions, out: 
         run_dir = out / "runs" / cfg.run_id
         if p is None or row_status(run_dir) in ("ok", "failed"):
             continue
-        row = make_row(cfg, weights(cfg), device, commit, status=PRUNED, error=p.text(), epochs=p.rung,
-                       val_top1=p.score)
+        row = make_row(own_benchmark(cfg, run_dir), weights(cfg), device, commit, status=PRUNED, error=p.text(),
+                       epochs=p.rung, val_top1=p.score)
         old = read_run_row(run_dir / "row.json")[0] if (run_dir / "row.json").is_file() else None
         if old is None or old.get("error") != row["error"]:
             atomic_write_json(run_dir / "row.json", row)
