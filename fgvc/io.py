@@ -1,9 +1,11 @@
 """Atomic file writes: a reader never sees a half-written file, an interrupted write
-leaves the old file (or nothing) in place."""
+leaves the old file (or nothing) in place. A full disk (ENOSPC, or a quota: EDQUOT) is one
+error, `no_space_error`, wherever a write meets it."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -13,6 +15,8 @@ import time
 import weakref
 from pathlib import Path
 from typing import Any, Iterator
+
+from fgvc.errors import FGVCError
 
 # The names the writers below give their temporaries: `.<name>.<8 random chars>.tmp[.suffix]`
 # (mkstemp / mkdtemp), and atomic_dir's `.<name>.old-<pid>` while it swaps folders.
@@ -101,6 +105,39 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded")
+
+
+def is_no_space(error: BaseException | None) -> bool:
+    """Did `error` (or what caused it) come from a full disk? An OSError says so by its errno
+    (torch.save's RuntimeError does not: fgvc.engine.checkpoint turns it into one)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            return True
+        if isinstance(error, OSError) and any(t in str(error) for t in NO_SPACE_TEXT):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def free_mb(folder: str | os.PathLike) -> int:
+    """Free space (MB) of the file system `folder` is on (its nearest existing parent); -1 unknown."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(shutil.disk_usage(folder).free // 2**20)
+    except OSError:
+        return -1
+
+
+def no_space_error(folder: str | os.PathLike, need_mb: int) -> FGVCError:
+    """The one line for a full disk: where, how much to free, and that nothing finished is lost."""
+    return FGVCError(f"no space left on {folder}: free {max(int(need_mb), 1)} MB and rerun; finished runs are kept")
 
 
 def clean_temps(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:

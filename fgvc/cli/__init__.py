@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from fgvc import __version__
 from fgvc.cli.report import add_compare_parser, add_report_parser, add_visualize_parser
@@ -73,6 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 141  # 128 + SIGPIPE, as a command killed by the closed pipe would end
+    except OSError as e:  # a full disk wherever it was met: one line too
+        from fgvc.io import is_no_space
+
+        if not is_no_space(e):
+            raise
+        print(f"error: {_no_space(e, args)}", file=sys.stderr)
+        return 2
+
+
+def _no_space(e: OSError, args) -> str:
+    """The full-disk line for `e`: the folder written to (the error's file, else --out)."""
+    from fgvc.io import no_space_error
+    from fgvc.runs.table import space_needed_mb
+
+    folder = Path(e.filename).parent if e.filename else Path(getattr(args, "out", None) or ".")
+    return str(no_space_error(folder, space_needed_mb(folder)))
 
 
 if __name__ == "__main__":

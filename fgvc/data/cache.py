@@ -24,7 +24,7 @@ from PIL import Image
 from fgvc.data.dataset import DatasetInfo
 from fgvc.data.decode import decode_image
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path, atomic_write_json
+from fgvc.io import atomic_path, atomic_write_json, is_no_space, no_space_error
 
 CACHE_FORMAT = 1  # bump when the layout or the decoding changes: old files are then ignored
 
@@ -183,6 +183,9 @@ def build_image_cache(info: DatasetInfo, frame: pd.DataFrame, *, disk: bool = Tr
         try:
             _write_cache(data, index, root, paths, sha, phash)
         except OSError as e:
+            if is_no_space(e):
+                raise no_space_error(cache_dir, -(-int(sum(3 * h * w for h, w in _header_sizes(root, paths).tolist()))
+                                                  // 2**20)) from None
             raise FGVCError(f"cannot write the decoded-image cache in {cache_dir}: {e} "
                             "(set FGVC_CACHE_DIR to a writable folder with enough space)") from None
         cache = _map_existing(data, index, sha, phash, len(paths))

@@ -16,6 +16,8 @@ as an array, so reading them allows exactly the numpy globals that array needs
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from fgvc.engine.loop import AuxTerm
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path, set_aside
+from fgvc.io import atomic_path, free_mb, set_aside
 from fgvc.models import is_state_dict
 from fgvc.runs.health import CHECKPOINT  # the file's name, known to the torch-free health check too
 
@@ -71,14 +73,36 @@ def _plain(value):
     return value
 
 
+def _tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _save(obj: dict, tmp: Path) -> None:
+    """torch.save; a full disk as OSError(ENOSPC), which torch reports only as a RuntimeError
+    ("file write failed"): where the file system has less room than the tensors need."""
+    try:
+        torch.save(obj, tmp)
+    except RuntimeError as e:
+        free = free_mb(tmp.parent)
+        if 0 <= free * 2**20 < _tensor_bytes(obj):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from e
+        raise
+
+
 def save_epoch(path: Path, run_id: str, epoch: int, model, optimizer, aux: AuxTerm | None, history: list[dict],
                started: str) -> None:
     """Everything needed to resume after `epoch` (0-based), written atomically."""
     with atomic_path(path) as tmp:
-        torch.save(dict(run_id=run_id, epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        center=aux.module.state_dict() if aux is not None else None,
-                        center_optimizer=aux.optimizer.state_dict() if aux is not None and aux.optimizer else None,
-                        rng=rng_state(), history=_plain(history), started=started), tmp)
+        _save(dict(run_id=run_id, epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                   center=aux.module.state_dict() if aux is not None else None,
+                   center_optimizer=aux.optimizer.state_dict() if aux is not None and aux.optimizer else None,
+                   rng=rng_state(), history=_plain(history), started=started), tmp)
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu", mmap: bool = False) -> dict:
@@ -140,8 +164,8 @@ def restore(ck: dict, model, optimizer, aux: AuxTerm | None) -> tuple[int, list[
 def save_final(path: Path, run_id: str, last_epoch: int, model, aux: AuxTerm | None) -> None:
     """Only the final weights (for later evaluation); optimizer state is no longer needed."""
     with atomic_path(path) as tmp:
-        torch.save(dict(run_id=run_id, epoch=last_epoch, final=True, model=model.state_dict(),
-                        center=aux.module.state_dict() if aux is not None else None), tmp)
+        _save(dict(run_id=run_id, epoch=last_epoch, final=True, model=model.state_dict(),
+                   center=aux.module.state_dict() if aux is not None else None), tmp)
 
 
 def load_final(path: Path) -> tuple[dict[str, Tensor], dict]:
@@ -167,8 +191,8 @@ def finalize(path: Path, last_epoch: int) -> bool:
     if ck.get("final") or ck.get("epoch") != last_epoch or "model" not in ck:
         return False
     with atomic_path(path) as tmp:
-        torch.save(dict(run_id=ck.get("run_id"), epoch=last_epoch, final=True, model=ck["model"],
-                        center=ck.get("center")), tmp)
+        _save(dict(run_id=ck.get("run_id"), epoch=last_epoch, final=True, model=ck["model"],
+                   center=ck.get("center")), tmp)
     return True
 
 

@@ -24,8 +24,8 @@ from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
 from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
 from fgvc.runs.inputs import check_reuse
-from fgvc.io import clean_temps, outside
-from fgvc.runs.table import read_run_row, write_runs_csv
+from fgvc.io import clean_temps, is_no_space, no_space_error, outside
+from fgvc.runs.table import read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
 from fgvc.grid.claims import claim_path, read_holder, remove_dead_claims
@@ -253,13 +253,16 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     preflight(todo, opts, info)
     claim_folder(out, names, force_mix)  # OUT/grids.json: a grid started meanwhile on this OUT is refused here
     started = time.perf_counter()
-    try:
-        if halving is not None:
-            run_halving(configs, halving, opts, info, out, echo, jobs)
-        else:
-            train_runs(todo, opts, info, out, echo, jobs, snap)
-    finally:
-        write_runs_csv(out)
+    with rebuilt_after(out):
+        try:
+            if halving is not None:
+                run_halving(configs, halving, opts, info, out, echo, jobs)
+            else:
+                train_runs(todo, opts, info, out, echo, jobs, snap)
+        except OSError as e:  # a full disk met outside a run (runs.csv, a pruned row): one line too
+            if not is_no_space(e):
+                raise
+            raise no_space_error(out, space_needed_mb(out)) from None
     echo(f"finished {len(todo)} runs in {(time.perf_counter() - started) / 60:.1f} min; "
          f"results in {out / 'runs.csv'}")
     return _own_rows(pd.read_csv(out / "runs.csv"), configs, shard)

@@ -21,7 +21,8 @@ from typing import Callable
 
 from fgvc.config import RunConfig
 from fgvc.config import RunOptions
-from fgvc.runs.table import write_runs_csv
+from fgvc.errors import FGVCError
+from fgvc.runs.table import rebuilt_after
 from fgvc.grid.signals import Stopped, die_with_parent, stop_on_signals
 from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
@@ -55,12 +56,16 @@ def worker_main(todo: list[RunConfig], opts: RunOptions, info, threads: int, sna
             Worker(Path(opts.out), snap, train, lambda text: send("line", text)).work(todo)
         except Stopped as e:
             code = e.exit_code
+        except FGVCError as e:  # a full disk, say: the parent stops the others and says it in one line
+            send("error", str(e))
+            code = 2
     conn.close()
     sys.exit(code)
 
 
-def _relay(conns: list, echo: Callable[[str], None], total: int) -> None:
-    """Print the workers' messages until every worker has closed its pipe (exited)."""
+def _relay(conns: list, echo: Callable[[str], None], total: int) -> str | None:
+    """Print the workers' messages until every worker has closed its pipe (exited), or one
+    reports an error that stops the grid; returns that error (None when none came)."""
     from multiprocessing.connection import wait
 
     done = 0
@@ -71,11 +76,14 @@ def _relay(conns: list, echo: Callable[[str], None], total: int) -> None:
             except (EOFError, OSError):
                 conns.remove(conn)
                 continue
+            if msg[0] == "error":
+                return msg[1]
             if msg[0] == "result":
                 done += 1
                 echo(f"[{done}/{total}] {msg[1]}: {msg[2]}")
             else:
                 echo(msg[1])
+    return None
 
 
 def _stop(procs: list) -> list[int | None]:
@@ -111,20 +119,22 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
     job_opts = replace(opts, on_epoch_end=None, progress=False)
     ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
     snap = snapshot(todo, out) if snap is None else snap
-    procs, conns = [], []
-    try:
-        for k in range(min(jobs, len(todo))):
-            recv, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=worker_main, args=(todo, job_opts, info, threads, snap, send, os.getpid()),
-                            name=f"fgvc-job-{k}")
-            procs.append(p)
-            p.start()
-            send.close()
-            conns.append(recv)
-        _relay(conns, echo, len(todo))
-    finally:
-        codes = _stop(procs)
-        write_runs_csv(out)
+    procs, conns, codes = [], [], []
+    with rebuilt_after(out):
+        try:
+            for k in range(min(jobs, len(todo))):
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=worker_main, args=(todo, job_opts, info, threads, snap, send, os.getpid()),
+                                name=f"fgvc-job-{k}")
+                procs.append(p)
+                p.start()
+                send.close()
+                conns.append(recv)
+            error = _relay(conns, echo, len(todo))
+        finally:
+            codes = _stop(procs)
+        if error is not None:
+            raise FGVCError(error)
     for k, code in enumerate(codes):
         if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
             echo(f"worker {k} was stopped by {signal.Signals(code - 128).name}; its run resumes at the next start")

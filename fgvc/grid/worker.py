@@ -10,6 +10,7 @@ finished (or failed) by another worker meanwhile and is not trained again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -20,9 +21,9 @@ from typing import Callable
 from fgvc.grid.claims import Claim, Holder, try_claim
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
-from fgvc.io import clean_temps, set_aside
+from fgvc.io import clean_temps, is_no_space, no_space_error, set_aside
 from fgvc.config import RunOptions
-from fgvc.runs.table import read_run_row, write_runs_csv
+from fgvc.runs.table import read_run_row, rebuilt_after, space_needed_mb
 
 POLL_S = float(os.environ.get("FGVC_CLAIM_POLL", 5))
 
@@ -144,16 +145,35 @@ def guard(claim: Claim, hook: Callable[[int, dict], None] | None) -> Callable[[i
 def train_claimed(cfg: RunConfig, opts: RunOptions, claim: Claim, info=None,
                   log: Callable[[str], None] | None = None) -> dict:
     """Train (or resume) one claimed run, its log lines (one per epoch) to `log`; a failure
-    becomes a failed row, as in any grid. runs.csv is rebuilt afterwards, whatever happened."""
+    becomes a failed row, as in any grid. runs.csv is rebuilt afterwards, whatever happened.
+    A full disk stops the grid (the next runs would meet it too) with one line
+    (fgvc.io.no_space_error), the run recorded as failed where there is room for it."""
+    from fgvc.train import record_failure
+
+    out = Path(opts.out)
+    run_opts = replace(opts, on_epoch_end=guard(claim, opts.on_epoch_end))
+    with rebuilt_after(out):
+        try:
+            return _run_or_record(cfg, run_opts, info, log)
+        except BaseException as e:
+            if not is_no_space(e):
+                raise
+            stop = no_space_error(out, space_needed_mb(out))
+            with contextlib.suppress(Exception):  # the failed-run record, when it fits
+                record_failure(cfg, run_opts, stop)
+            raise stop from None
+
+
+def _run_or_record(cfg: RunConfig, run_opts: RunOptions, info, log) -> dict:
+    """The run's row, or its failed row (a full disk is not recorded here: it stops the grid)."""
     from fgvc.train import NonFiniteLossError, record_failure, run
 
-    run_opts = replace(opts, on_epoch_end=guard(claim, opts.on_epoch_end))
     try:
         return run(cfg, run_opts, info=info, log=log)
     except (NonFiniteLossError, RuntimeError, FGVCError) as e:
+        if is_no_space(e):
+            raise
         return record_failure(cfg, run_opts, e)
-    finally:
-        write_runs_csv(Path(opts.out))
 
 
 def result_text(row: dict) -> str:

@@ -8,14 +8,16 @@ run's row.json with these keys and the report reads them back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 
-from fgvc.io import atomic_write_text
+from fgvc.io import atomic_write_text, is_no_space, no_space_error
 from fgvc.runs.health import run_problems
 
 # The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions in README
@@ -88,6 +90,35 @@ def runs_csv_text(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> str:
     return frame[list(columns) + extra].to_csv(index=False)
 
 
+def space_needed_mb(out: Path) -> int:
+    """The size (MB, rounded up) of the largest run folder in OUT/runs, checkpoints included:
+    about what one more run writes, so what a full disk must free (at least 1)."""
+    largest = 0
+    for run_dir in (Path(out) / "runs").glob("*/"):
+        with contextlib.suppress(OSError):
+            largest = max(largest, sum(e.stat().st_size for e in os.scandir(run_dir) if e.is_file()))
+    return max(1, -(-largest // 2**20))
+
+
+@contextlib.contextmanager
+def rebuilt_after(out: Path) -> Iterator[None]:
+    """Rebuild OUT/runs.csv when the block ends, however it ends. When the block raised, a
+    failure to write runs.csv (the disk that stopped the block is full) does not replace its
+    error; otherwise a full disk is one line (`no_space_error`)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            write_runs_csv(out)
+        raise
+    try:
+        write_runs_csv(out)
+    except OSError as e:
+        if not is_no_space(e):
+            raise
+        raise no_space_error(out, space_needed_mb(out)) from None
+
+
 def write_runs_csv(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> Path:
     """Rebuild OUT/runs.csv atomically; an unchanged file is left alone (not even its mtime),
     so rebuilding a committed results folder is a no-op."""
@@ -103,4 +134,4 @@ def write_runs_csv(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> Path:
 
 
 __all__ = ["RUNS_COLUMNS", "DAMAGED", "row_files", "row_problems", "read_run_row", "damaged_row", "runs_csv_text",
-           "write_runs_csv"]
+           "write_runs_csv", "rebuilt_after", "space_needed_mb"]

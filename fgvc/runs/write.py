@@ -81,6 +81,14 @@ def read_row(run_dir: Path) -> dict | None:
         return None
 
 
+class QuietFileHandler(logging.FileHandler):
+    """train.log's handler: a line that cannot be written (a full disk) is lost, not printed to
+    stderr as a traceback ("--- Logging error ---"); the error that stops the run says why."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def run_logger(run_dir: Path) -> logging.Logger:
     """A logger that appends to the run's train.log (one per run folder).
 
@@ -95,7 +103,7 @@ def run_logger(run_dir: Path) -> logging.Logger:
             h.close()
             logger.removeHandler(h)
     if not logger.handlers:
-        h = logging.FileHandler(path)
+        h = QuietFileHandler(path)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(h)
     return logger
@@ -116,5 +124,5 @@ def close_logger(logger: logging.Logger) -> None:
         logger.removeHandler(h)
 
 
-__all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "write_metrics", "write_predictions", "write_features", "write_outputs",
+__all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "QuietFileHandler", "write_metrics", "write_predictions", "write_features", "write_outputs",
            "blank_row", "make_row", "read_row", "run_logger", "close_logger", "console"]
