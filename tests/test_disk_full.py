@@ -117,6 +117,7 @@ def test_a_jobs_worker_that_meets_a_full_disk_stops_the_grid_with_its_line():
     for msg in (("line", "epoch 1"), ("error", "no space left on out: free 3 MB and rerun; finished runs are kept"),
                 ("line", "never shown")):
         send.send(msg)
+    send.close()  # the worker has exited
     shown = []
     assert _relay([recv], shown.append, 2) == "no space left on out: free 3 MB and rerun; finished runs are kept"
     assert shown == ["epoch 1"]

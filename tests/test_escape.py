@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from fgvc.report.compare import compare
-from fgvc.report.markdown import cell, code, escape, image, inert, table
 from fgvc.report.report import write_report
 from report_fixtures import make_out
 
@@ -54,6 +53,8 @@ def _check_markdown(md: str) -> str:
 
 
 def test_cells_and_values_are_inert_and_ordinary_text_unchanged():
+    from fgvc.report.markdown import cell, code, escape, image, inert, table
+
     ordinary = ["tf_efficientnet_lite0-ce-lam0-s5-f91242a5", "resnet50.tv_in1k", "timm/vit_base.augreg",
                 "cpu (Intel Xeon, 2 threads)", "[55.1, 57.2]", "— (n < 2)", "**check**: 2 epochs", "p<0.05"]
     for text in ordinary:

@@ -13,10 +13,10 @@ from fgvc.cli import main
 from fgvc.config import RunOptions
 from fgvc.errors import FGVCError
 from fgvc.grid.benchmark import run_benchmark
-from fgvc.grid.owner import GRIDS, claim_folder, grid_names
 from report_fixtures import make_out
 from tiny import TINY
 
+GRIDS = "grids.json"  # fgvc.grid.owner.GRIDS
 A = dict(TINY, epochs=2, benchmark="grid-a")
 B = dict(TINY, epochs=2, seeds=[0, 1], benchmark="grid-b")  # shares seed 0's run with A (same settings)
 
@@ -32,6 +32,8 @@ def _run(data, out, grid, **kw):
 
 
 def test_two_grids_started_on_one_empty_folder_are_refused(tmp_path):
+    from fgvc.grid.owner import claim_folder, grid_names
+
     claim_folder(tmp_path, ["grid-a"], dry_run=True)  # checked: nothing written yet
     assert not (tmp_path / GRIDS).exists()
     claim_folder(tmp_path, ["grid-b"], dry_run=True)  # a second grid started at once passes the first check ...
