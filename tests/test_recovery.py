@@ -180,7 +180,7 @@ def test_kill_between_row_and_final_checkpoint_is_repaired(sparrow_dataset, tmp_
     assert main(["validate", str(run_dir), "--no-progress", "--device", "cpu"]) == 0
 
 
-# --------------------------------------------------------------------------- issue 30: leftovers, edited or foreign files
+# ------------------------------------------------------------------- issue 30: leftovers, edited or foreign files
 def test_a_kill_during_the_final_checkpoint_write_leaves_nothing_after_a_rerun(sparrow_dataset, tmp_path, monkeypatch):
     """Killed while writing the final checkpoint (after row.json): its temporary and the dead
     worker's claim stay behind; the rerun, which finds the run done, removes both."""

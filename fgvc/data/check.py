@@ -133,4 +133,5 @@ def one_line(problems: list[str]) -> str:
     return "; ".join(problems[:SHOWN]) + more
 
 
-__all__ = ["INT_COLUMNS", "MIN_IMAGE_SIDE", "check_manifest", "path_problems", "image_problem", "image_problems", "one_line"]
+__all__ = ["INT_COLUMNS", "MIN_IMAGE_SIDE", "check_manifest", "path_problems", "image_problem", "image_problems",
+           "one_line"]

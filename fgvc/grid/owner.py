@@ -8,8 +8,9 @@ of two grids started on an empty OUT at once, one writes it, the other reads it 
 refused). A folder from before grids.json existed belongs to the benchmarks its run folders
 record (row.json, else config.yaml). A grid whose name is not among them is refused with
 one line naming both, before anything is read (also under --dry-run) and again before its
-first run, unless `--force-mix` says mixing is meant: its name is then added. Each run keeps the grid name it was started under (`own_benchmark`),
-so a run another grid resumes or retries is not relabelled. Torch-free.
+first run, unless `--force-mix` says mixing is meant: its name is then added. Each run
+keeps the grid name it was started under (`own_benchmark`), so a run another grid resumes
+or retries is not relabelled. Torch-free.
 """
 
 from __future__ import annotations

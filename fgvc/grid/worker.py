@@ -101,7 +101,8 @@ class Worker:
         with got:
             run_dir = self.out / "runs" / cfg.run_id
             if got.took_over is not None:
-                self.echo(f"  {cfg.run_id}: took over the claim of a worker that is gone or stalled ({got.took_over.describe()})")
+                self.echo(f"  {cfg.run_id}: took over the claim of a worker that is gone or stalled "
+                          f"({got.took_over.describe()})")
             if row_state(run_dir) != self.snapshot.get(cfg.run_id) or finished(run_dir):
                 self.echo(f"  {cfg.run_id}: finished by another worker meanwhile")
                 return None

@@ -208,7 +208,8 @@ def _files(al: _Aligned) -> list[str]:
     """The title, the numbered list of files and what the rows are aligned on."""
     lines = ["# fgvc compare", "", "Files (differences are against [1]; accuracies in percent points):", ""]
     for i, r in enumerate(al.results, 1):
-        lines.append(f"- [{i}] {code(r.path)} ({r.label}, {len(r.frame)} {'ok runs' if r.kind == 'runs' else 'groups'})")
+        what = "ok runs" if r.kind == "runs" else "groups"
+        lines.append(f"- [{i}] {code(r.path)} ({r.label}, {len(r.frame)} {what})")
     how = " (chosen with --on)" if al.chosen else ""
     seeds = " Within a row, runs are paired by seed where both sides are runs.csv." if any(
         r.kind == "runs" for r in al.results) else ""

@@ -163,5 +163,6 @@ def unique_stems(stems: Sequence[str], keys: Sequence[Sequence]) -> list[str]:
     return out
 
 
-__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "escape", "code", "inert", "cell", "table", "image", "plain", "short_sha", "file_part", "key_tag",
+__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "escape", "code", "inert", "cell", "table", "image",
+           "plain", "short_sha", "file_part", "key_tag",
            "unique_stems", "MAX_STEM"]

@@ -124,5 +124,6 @@ def close_logger(logger: logging.Logger) -> None:
         logger.removeHandler(h)
 
 
-__all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "QuietFileHandler", "write_metrics", "write_predictions", "write_features", "write_outputs",
+__all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "QuietFileHandler", "write_metrics", "write_predictions",
+           "write_features", "write_outputs",
            "blank_row", "make_row", "read_row", "run_logger", "close_logger", "console"]
