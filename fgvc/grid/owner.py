@@ -41,7 +41,7 @@ def _marker(out: Path) -> list[str] | None:
 def _recorded(out: Path) -> list[str]:
     """The benchmarks OUT's run folders record: row.json's, else config.yaml's."""
     names = set()
-    for run_dir in sorted((Path(out) / "runs").glob("*/")):
+    for run_dir in sorted(d for d in (Path(out) / "runs").glob("*") if d.is_dir()):
         try:
             row = json.loads((run_dir / "row.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):

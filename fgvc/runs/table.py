@@ -94,7 +94,7 @@ def space_needed_mb(out: Path) -> int:
     """The size (MB, rounded up) of the largest run folder in OUT/runs, checkpoints included:
     about what one more run writes, so what a full disk must free (at least 1)."""
     largest = 0
-    for run_dir in (Path(out) / "runs").glob("*/"):
+    for run_dir in (d for d in (Path(out) / "runs").glob("*") if d.is_dir()):
         with contextlib.suppress(OSError):
             largest = max(largest, sum(e.stat().st_size for e in os.scandir(run_dir) if e.is_file()))
     return max(1, -(-largest // 2**20))
