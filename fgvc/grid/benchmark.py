@@ -25,7 +25,7 @@ from fgvc.errors import FGVCError
 from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
 from fgvc.runs.inputs import check_reuse
 from fgvc.io import clean_temps
-from fgvc.runs.table import read_run_row, write_runs_csv
+from fgvc.runs.table import GRID_FILE, read_run_row, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
 from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
@@ -162,6 +162,21 @@ def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfi
     return everything, select_shard(everything, shard), shard, halving
 
 
+def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
+    """Write OUT/grid.yaml (atomically; left alone when unchanged), so the results folder says
+    which grid made it; the report reads `selected_from` there (fgvc.report.protocol)."""
+    import yaml
+
+    from fgvc.config import grid_record
+    from fgvc.io import atomic_write_text
+
+    text = yaml.safe_dump(grid_record(grid_path, overrides), sort_keys=False, default_flow_style=None)
+    path = out / GRID_FILE
+    if not path.is_file() or path.read_text() != text:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+
+
 def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
     """cfg -> the weights it would load now (hashed once per model and pretrained setting)."""
     from functools import lru_cache
@@ -197,6 +212,8 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     out = Path(opts.out)
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)
+    if not dry_run:
+        record_grid(out, grid_path, overrides)
     todo, done = plan(configs, out, notes.append)
     snap = snapshot(todo, out)  # what this worker saw: a row written after it was written by another worker
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"

@@ -83,6 +83,7 @@ class Inputs:
     notes: list[str]  # gathered for the "Notes" section; sections may add to it
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
     compact: dict = field(default_factory=dict)  # run_id -> compactness numbers or None, computed once
+    protocol: list = field(default_factory=list)  # fgvc.report.protocol.ProtocolCheck, one per check
 
     @property
     def fig_dir(self) -> Path:

@@ -105,5 +105,5 @@ def unique_stems(stems: Sequence[str], keys: Sequence[Sequence]) -> list[str]:
     return out
 
 
-__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha", "file_part", "key_tag",
-           "unique_stems", "MAX_STEM"]
+__all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "cell", "table", "image", "plain", "short_sha",
+           "file_part", "key_tag", "unique_stems", "MAX_STEM"]

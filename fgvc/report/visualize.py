@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path
+from fgvc.io import atomic_path, save_figure
 from fgvc.report.features import knn_accuracy, silhouette
-from fgvc.io import save_figure
 from fgvc.report.figures import display_name
 from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, group_keys, load_runs
 from fgvc.report.markdown import short_sha
