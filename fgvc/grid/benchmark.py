@@ -165,12 +165,16 @@ def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfi
 def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
     """Write OUT/grid.yaml (atomically; left alone when unchanged), so the results folder says
     which grid made it; the report reads `selected_from` there (fgvc.report.protocol)."""
+    import json
+
     import yaml
 
     from fgvc.config import grid_record
     from fgvc.io import atomic_write_text
 
-    text = yaml.safe_dump(grid_record(grid_path, overrides), sort_keys=False, default_flow_style=None)
+    # numpy scalars (a value taken from a results frame) as plain numbers, anything else as text
+    plain = json.loads(json.dumps(grid_record(grid_path, overrides), default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)
     path = out / GRID_FILE
     if not path.is_file() or path.read_text() != text:
         out.mkdir(parents=True, exist_ok=True)
