@@ -173,7 +173,8 @@ def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
     from fgvc.io import atomic_write_text
 
     # numpy scalars (a value taken from a results frame) as plain numbers, anything else as text
-    plain = json.loads(json.dumps(grid_record(grid_path, overrides), default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    record = grid_record(grid_path, overrides)
+    plain = json.loads(json.dumps(record, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
     text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)
     path = out / GRID_FILE
     if not path.is_file() or path.read_text() != text:
