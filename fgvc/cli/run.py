@@ -13,6 +13,19 @@ from fgvc.cli.defaults import DEFAULT_DATA
 from fgvc.errors import FGVCError
 
 
+METHODS_HELP = """methods (--set method=NAME; formulas and defaults: docs/losses.md):
+  ce                  cross-entropy alone (label_smoothing: its smoothing, every method's CE term)
+  center              + lambda * center loss (center_weight; center_update, center_lr, center_alpha,
+                      center_distance, center_normalize, center_per_class)
+  contrastive_center  + lambda * contrastive-center loss (center_weight, center_lr, contrastive_delta)
+  feature_norm        + lambda * mean ||x||^2: center loss with its centres at zero (a control)
+  arcface, cosface    + lambda * ArcFace / CosFace (pytorch-metric-learning), own class weights
+  supcon, triplet     + lambda * supervised contrastive / semi-hard triplet (pytorch-metric-learning)
+  pairwise_confusion  + lambda * Pairwise Confusion on the softmax outputs
+  max_entropy         - lambda * entropy of the softmax outputs
+lambda is center_weight for every method."""
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="prepared dataset folder with manifest.csv (default: %(default)s; make it with `make data`)")
@@ -158,7 +171,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                                    "resnet50.tv_in1k, SGD lr 0.001 momentum 0.9 wd 1e-4, batch 32, 30 epochs). "
                                    "Data-parallel on N GPUs: `torchrun --nproc_per_node N -m fgvc train ...`; "
                                    "batch_size is then the global batch (split over the processes, lr unchanged) "
-                                   "and only rank 0 writes files.")
+                                   "and only rank 0 writes files.",
+                       epilog=METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=None, help="a YAML with single values (benchmark YAMLs work "
                                                              "when every key has one value)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<benchmark>)")
