@@ -226,4 +226,5 @@ for _spec in BUILTIN:
 
 __all__ = ["CENTER_UPDATES", "GRADIENT_UPDATES", "CENTER_DISTANCES", "bad_value", "check_choice", "check_positive",
            "check_unit_interval", "check_weight", "AUX_KEYS", "PROTOCOL", "LossSpec", "BUILTIN", "register_loss",
-           "unregister_loss", "registered_losses", "unused_keys", "check_aux_config", "build_aux_loss", "check_contrastive"]
+           "unregister_loss", "registered_losses", "unused_keys", "check_aux_config", "build_aux_loss",
+           "check_contrastive"]
