@@ -217,8 +217,6 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     out = Path(opts.out)
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)
-    if not dry_run:
-        record_grid(out, grid_path, overrides)
     todo, done = plan(configs, out, notes.append)
     snap = snapshot(todo, out)  # what this worker saw: a row written after it was written by another worker
     which = (f"shard {shard} ({shard.origin}): {len(configs)} of the {len(everything)} runs in grid"
@@ -236,6 +234,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     if dry_run or not todo:
         return _frame(out, configs, shard)
     preflight(todo, opts, info)
+    record_grid(out, grid_path, overrides)  # after every check: a refused grid writes nothing
     started = time.perf_counter()
     try:
         if halving is not None:
