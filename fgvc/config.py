@@ -260,7 +260,10 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 
 CASES = "cases"  # a benchmark YAML's union of sub-grids (see load_grid)
-GRID_ONLY = (CASES, HALVING)  # grid keys that are not RunConfig fields
+# A confirmation grid names the sweep its settings were chosen in (a results folder beside
+# its own); `fgvc report` checks seeds, settings and code against it (fgvc.report.protocol).
+SELECTED_FROM = "selected_from"
+GRID_ONLY = (CASES, HALVING, SELECTED_FROM)  # grid keys that are not RunConfig fields
 
 
 def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, list[Any]]:
@@ -270,7 +273,8 @@ def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) 
     grid is then the union of each case's product, so methods can run at settings of their
     own (e.g. each at the lr it was tuned to). `--set` overrides win over base and cases.
     The cases come back under CASES, each as key -> list of values; a `halving` rule
-    (fgvc.grid.halving) under HALVING, as a Halving (absent without one)."""
+    (fgvc.grid.halving) under HALVING, as a Halving (absent without one); the sweep a
+    confirmation was selected from under SELECTED_FROM, as text."""
     raw: dict[str, Any] = {}
     source = "--set"
     if path is not None:
@@ -284,14 +288,27 @@ def load_grid(path: str | Path | None, overrides: dict[str, Any] | None = None) 
         halving = parse_halving(overrides.pop(HALVING), "--set")
     else:
         halving = parse_halving(from_yaml, source)
+    chosen_in = overrides.pop(SELECTED_FROM) if SELECTED_FROM in overrides else raw.pop(SELECTED_FROM, None)
     overrides = {_check_key(k, "--set"): v for k, v in overrides.items()}
     grid = _as_lists({**raw, **overrides})
     if halving is not None:
         grid[HALVING] = halving
+    if chosen_in is not None:
+        if not isinstance(chosen_in, str) or not chosen_in.strip():
+            raise FGVCError(f"{source}: invalid {SELECTED_FROM} {chosen_in!r}: the sweep's results folder, beside "
+                            "this grid's (e.g. selected_from: fair-lite0-cpu)")
+        grid[SELECTED_FROM] = chosen_in.strip()
     if cases is not None:
         grid[CASES] = [_as_lists({k: v for k, v in case.items() if k not in overrides})
                        for case in _checked_cases(cases, source)]
     return grid
+
+
+def grid_record(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The grid as written (its YAML's mapping, `--set` overrides applied): what `fgvc
+    benchmark` records as OUT/grid.yaml, so a results folder says which grid made it."""
+    raw = dict(_read_yaml(Path(path))) if path is not None else {}
+    return {**raw, **(overrides or {})}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -374,8 +391,10 @@ __all__ = [
     "LR_SCHEDULES",
     "parse_overrides",
     "load_grid",
+    "grid_record",
     "CASES",
     "HALVING",
+    "SELECTED_FROM",
     "expand_grid",
     "config_from_dict",
     "save_config",

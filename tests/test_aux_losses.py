@@ -81,11 +81,11 @@ def test_toy_loss_trains_through_the_real_runner(toy_loss, sparrow_dataset, tmp_
 
 
 def test_unknown_method_lists_registered_losses(toy_loss):
-    with pytest.raises(FGVCError, match=r"method='triplet'.*ce, center, contrastive_center, feature_norm, toy_norm") as e:
-        expand_grid(load_grid(None, {"methods": ["triplet"]}))
+    with pytest.raises(FGVCError, match=r"method='quadruplet'.*ce, center, contrastive_center, feature_norm, arcface, cosface, supcon, triplet, pairwise_confusion, max_entropy, toy_norm") as e:
+        expand_grid(load_grid(None, {"methods": ["quadruplet"]}))
     assert "\n" not in str(e.value)
-    with pytest.raises(FGVCError, match=r"method='triplet'.*ce, center, contrastive_center"):
-        build_aux_loss(RunConfig(method="triplet"), 3, 2)
+    with pytest.raises(FGVCError, match=r"method='quadruplet'.*ce, center, contrastive_center"):
+        build_aux_loss(RunConfig(method="quadruplet"), 3, 2)
 
 
 def test_build_aux_loss():

@@ -33,11 +33,19 @@ def test_finished_runs_are_collected_and_the_rest_left_out(sparrow_dataset, tmp_
     table = pd.read_csv(dst / "runs.csv")
     assert sorted(table.run_id) == sorted(runs.run_id) and (table.status == "ok").all()
     # again: nothing to copy; a run damaged at the source is left out and its copy kept
-    (second / "features.npz").unlink()
+    (second / "predictions.csv").unlink()
     assert TOOL["main"]([str(src), str(dst)]) == 0
     out = capsys.readouterr().out
     assert "0 copied or updated" in out and f"{second.name}: damaged" in out
-    assert (dst / "runs" / second.name / "features.npz").is_file()
+    assert (dst / "runs" / second.name / "predictions.csv").is_file()
+    # --partial: a run paused at a halving rung brings its metrics (never a checkpoint)
+    paused = src / "runs" / "paused-run"
+    paused.mkdir()
+    (paused / "metrics.csv").write_text("epoch,val_top1\n1,50\n")
+    (paused / "checkpoint.pt").write_bytes(b"weights")
+    assert TOOL["main"]([str(src), str(dst), "--partial"]) == 0
+    assert "and 1 under way" in capsys.readouterr().out
+    assert sorted(p.name for p in (dst / "runs" / "paused-run").iterdir()) == ["metrics.csv"]
 
 
 def test_bad_folders_are_refused(tmp_path, capsys):

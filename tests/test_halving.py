@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 import pytest
+import yaml
 
 from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import HALVING, expand_grid, load_grid
@@ -120,6 +121,8 @@ def test_a_halving_grid_prunes_and_its_survivor_equals_an_uninterrupted_run(spar
     metrics = pd.read_csv(tmp_path / "halved" / "runs" / pruned.run_id / "metrics.csv")
     assert len(metrics) == 1 and pruned.val_top1 == pytest.approx(metrics.val_top1.iloc[0])
     assert any("paused after epoch 1" in line for line in lines)
+    recorded = yaml.safe_load((tmp_path / "halved" / "grid.yaml").read_text())  # the grid, as run
+    assert recorded["halving"] == {"rungs": [1], "keep": 0.5} and recorded["lr"] == [0.001, 0.05]
     assert any("halving: training 1 of 1 going-on run(s) to the end" in line for line in lines)
 
     whole = tmp_path / "whole"

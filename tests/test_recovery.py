@@ -128,9 +128,10 @@ def _damage(runs_dir, run_ids):
     (b / "row.json").write_text(json.dumps(dict(row, top1="abc")))
     (c / "metrics.csv").write_bytes(b"\x00\xff garbage\n\x01")
     (d / "predictions.csv").unlink()
-    (e / "features.npz").unlink()
+    (e / "features.npz").unlink()  # a lean copy keeps feature_metrics.json alone; without it too, damaged
+    (e / "feature_metrics.json").unlink()
     return {a.name: "not an object", b.name: "top1 is 'abc'", c.name: "metrics.csv", d.name: "predictions.csv is missing",
-            e.name: "features.npz is missing"}
+            e.name: "features.npz or feature_metrics.json is missing"}
 
 
 def test_damaged_runs_are_reported_and_trained_again(sparrow_dataset, tmp_path, capsys):

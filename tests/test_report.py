@@ -582,6 +582,6 @@ def test_missing_artifacts_are_noted(tmp_path):
     (run / "features.npz").unlink()
     shutil.rmtree(out / "figures", ignore_errors=True)
     md = write_report(out).read_text()
-    assert f"| {run.name} | center | " in md and "| damaged | features.npz is missing |" in md
+    assert f"| {run.name} | center | " in md and "| damaged | features.npz or feature_metrics.json is missing |" in md
     assert pd.read_csv(out / "summary.csv").set_index("method").loc["center", "n"] == 1
     assert json.loads((run / "row.json").read_text())["status"] == "ok"

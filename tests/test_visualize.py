@@ -99,7 +99,7 @@ def test_palette_keeps_many_classes_apart_on_white():
 
 
 def test_panel_numbers_match_the_compactness_table(out):
-    from fgvc.report.features import compactness
+    from fgvc.engine.metrics import compactness
     from fgvc.runs.read import read_features
     from fgvc.report.visualize import panel_numbers
 

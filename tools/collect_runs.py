@@ -3,11 +3,16 @@
     python tools/collect_runs.py ../fgvc-pinned-10ea888/results/sweep-lambda-lite0-cpu results/sweep-lambda-lite0-cpu
 
 A grid trained elsewhere (`tools/pinned_grid.sh`'s worktree, another machine) writes its run
-folders there; this copies each finished, whole run (row.json status ok and every file a
-finished run has, fgvc.runs.table.read_run_row) into DST/runs/, without checkpoints (never
+folders there; this copies each ended, whole run (row.json status ok with every file a
+finished run has, fgvc.runs.table.read_run_row; or status pruned or failed: both are results
+of the grid, and count in its tuning budget) into DST/runs/, without checkpoints (never
 committed), each folder through a temporary name and one rename, then rebuilds DST/runs.csv.
-Unfinished, failed and damaged runs are listed and left where they are; a run already in DST
-is replaced only when its row.json differs. Torch-free.
+With `--partial` the folders of runs still under way (no row.json: e.g. paused at a halving
+rung) are copied too, so a grid restarted from DST on a machine without the worktree keeps
+the validation scores its halving decisions rest on (the runs themselves restart from their
+first epoch there: a checkpoint is never copied). Damaged runs are listed and left where they
+are; a run already in DST is replaced only when its row.json (or, partial, its metrics.csv)
+differs. Torch-free.
 """
 
 from __future__ import annotations
@@ -25,25 +30,30 @@ def finished_runs(src: Path) -> tuple[list[Path], list[str]]:
     from fgvc.runs.table import read_run_row
 
     done, left = [], []
-    for run in sorted(p for p in (src / "runs").iterdir() if p.is_dir()):
+    for run in sorted(p for p in (src / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (run / "row.json").is_file():
             left.append(f"{run.name}: not finished")
             continue
         row, problems = read_run_row(run / "row.json")
         if row is None or problems:
             left.append(f"{run.name}: damaged ({'; '.join(problems)})")
-        elif row["status"] != "ok":
-            left.append(f"{run.name}: {row['status']} ({row.get('error', '')})")
         else:
             done.append(run)
     return done, left
 
 
+def partial_runs(src: Path) -> list[Path]:
+    """Run folders under way: a metrics.csv, no row.json."""
+    return [run for run in sorted((src / "runs").iterdir()) if run.is_dir() and not run.name.startswith(".")
+            and not (run / "row.json").exists() and (run / "metrics.csv").is_file()]
+
+
 def copy_run(run: Path, dst_runs: Path) -> bool:
     """Copy one run folder (no checkpoints) to dst_runs/<name>; False when already identical."""
     target = dst_runs / run.name
-    if target.is_dir() and (target / "row.json").is_file() and \
-            (target / "row.json").read_bytes() == (run / "row.json").read_bytes():
+    key = "row.json" if (run / "row.json").is_file() else "metrics.csv"
+    if target.is_dir() and (target / key).is_file() and (target / key).read_bytes() == (run / key).read_bytes() \
+            and (key == "row.json" or not (target / "row.json").exists()):
         return False
     tmp = dst_runs / f".{run.name}.collecting"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -65,6 +75,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("src", type=Path, help="benchmark output folder the runs were trained in")
     p.add_argument("dst", type=Path, help="benchmark output folder to copy them into (created)")
+    p.add_argument("--partial", action="store_true",
+                   help="also copy runs still under way (their metrics, not their checkpoints): see above")
     args = p.parse_args(argv)
     if not (args.src / "runs").is_dir():
         print(f"collect_runs: {args.src} has no runs/ folder: give a benchmark output folder", file=sys.stderr)
@@ -74,12 +86,14 @@ def main(argv: list[str]) -> int:
         return 2
     done, left = finished_runs(args.src)
     (args.dst / "runs").mkdir(parents=True, exist_ok=True)
-    copied = sum(copy_run(run, args.dst / "runs") for run in done)
+    partial = partial_runs(args.src) if args.partial else []
+    copied = sum(copy_run(run, args.dst / "runs") for run in done + partial)
     write_runs_csv(args.dst)
     for line in left:
         print(f"  left out  {line}")
     total = sum(1 for p in (args.dst / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
-    print(f"collect_runs: {len(done)} finished runs in {args.src}, {copied} copied or updated; "
+    print(f"collect_runs: {len(done)} ended runs" + (f" and {len(partial)} under way" if partial else "")
+          + f" in {args.src}, {copied} copied or updated; "
           f"{total} runs in {args.dst}, runs.csv rewritten")
     return 0
 

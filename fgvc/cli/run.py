@@ -13,6 +13,48 @@ from fgvc.cli.defaults import DEFAULT_DATA
 from fgvc.errors import FGVCError
 
 
+METHODS_HELP = """methods (--set method=NAME; formulas and defaults: docs/losses.md):
+  ce                  cross-entropy alone (label_smoothing: its smoothing, every method's CE term)
+  center              + lambda * center loss (center_weight; center_update, center_lr, center_alpha,
+                      center_distance, center_normalize, center_per_class)
+  contrastive_center  + lambda * contrastive-center loss (center_weight, center_lr, contrastive_delta)
+  feature_norm        + lambda * mean ||x||^2: center loss with its centres at zero (a control)
+  arcface, cosface    + lambda * ArcFace / CosFace (pytorch-metric-learning), own class weights
+  supcon, triplet     + lambda * supervised contrastive / semi-hard triplet (pytorch-metric-learning)
+  pairwise_confusion  + lambda * Pairwise Confusion on the softmax outputs
+  max_entropy         - lambda * entropy of the softmax outputs
+lambda is center_weight for every method."""
+
+
+# The run keys most often set, as flags of their own (the same as `--set KEY=VALUE`; a value is
+# read as YAML, so a grid takes a list: --seed [0,1,2]). Flag -> config key.
+KEY_FLAGS = {"--model": "model", "--method": "method", "--seed": "seed", "--lr": "lr", "--epochs": "epochs",
+             "--batch-size": "batch_size", "--center-weight": "center_weight",
+             "--label-smoothing": "label_smoothing", "--val-fraction": "val_fraction"}
+
+
+def _add_key_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run settings (any config key: --set KEY=VALUE)")
+    for flag, key in KEY_FLAGS.items():
+        g.add_argument(flag, dest=f"key_{key}", default=None, metavar="VALUE",
+                       help=f"set {key} (as --set {key}=VALUE)")
+
+
+def overrides_of(args) -> dict:
+    """`--set KEY=VALUE` pairs and the key flags together, values parsed as YAML; a key given
+    both ways is one clear error."""
+    from fgvc.config import parse_overrides
+
+    out = parse_overrides(args.overrides)
+    flags = {key: v for flag, key in KEY_FLAGS.items() if (v := getattr(args, f"key_{key}", None)) is not None}
+    for key, raw in flags.items():
+        plural = {"method": "methods", "seed": "seeds"}.get(key)
+        if key in out or (plural and plural in out):
+            raise FGVCError(f"{key} is set twice: by --{key.replace('_', '-')} and by --set; give it once")
+        out.update(parse_overrides([f"{key}={raw}"]))
+    return out
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="prepared dataset folder with manifest.csv (default: %(default)s; make it with `make data`)")
@@ -47,6 +89,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlflow-uri", default=None, metavar="URI",
                    help="MLflow tracking URI for --log mlflow, e.g. http://localhost:5000 or sqlite:///mlflow.db "
                         "(default: a file store OUT/mlruns)")
+    _add_key_flags(p)
 
 
 def _trackers(text: str) -> tuple[str, ...]:
@@ -72,14 +115,14 @@ def _options(args, out: Path):
 def cmd_benchmark(args) -> int:
     from fgvc.grid.benchmark import default_out, run_benchmark
     from fgvc.grid.shards import parse_shard, shard_from_env
-    from fgvc.config import load_grid, parse_overrides
+    from fgvc.config import load_grid
     from fgvc.engine.distributed import launched_by_torchrun
     from fgvc.grid.signals import stop_on_signals
 
     if launched_by_torchrun():
         raise FGVCError("`fgvc benchmark` runs whole grids and is not for torchrun: train one run on several "
                         "GPUs with `torchrun --nproc_per_node N -m fgvc train ...`, or use --jobs N / --shard i/n")
-    overrides = parse_overrides(args.overrides)
+    overrides = overrides_of(args)
     # An explicit --shard wins over the Slurm array variables (--shard 0/1: the whole grid).
     shard = parse_shard(args.shard) if args.shard is not None else shard_from_env(os.environ)
     name = load_grid(args.grid, overrides).get("benchmark", [Path(args.grid).stem])[0]
@@ -95,14 +138,16 @@ def cmd_benchmark(args) -> int:
 
 def cmd_train(args) -> int:
     from fgvc.engine import distributed as dist_
-    from fgvc.config import expand_grid, load_grid, parse_overrides
+    from fgvc.config import expand_grid, load_grid
     from fgvc.runs.write import console
     from fgvc.train import run
 
-    configs = expand_grid(load_grid(args.config, parse_overrides(args.overrides)))
+    if args.config is not None and args.config_file is not None:
+        raise FGVCError("give the config once: as CONFIG or as --config, not both")
+    configs = expand_grid(load_grid(args.config or args.config_file, overrides_of(args)))
     if len(configs) != 1:
         raise FGVCError(f"`fgvc train` runs one configuration, but the settings expand to {len(configs)} runs; "
-                        "use single values (e.g. --set seeds=0 --set methods=ce) or `fgvc benchmark`")
+                        "use single values (e.g. --seed 0 --method ce) or `fgvc benchmark`")
     cfg = configs[0]
     from fgvc.grid.benchmark import default_out
 
@@ -163,9 +208,12 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                                    "resnet50.tv_in1k, SGD lr 0.001 momentum 0.9 wd 1e-4, batch 32, 30 epochs). "
                                    "Data-parallel on N GPUs: `torchrun --nproc_per_node N -m fgvc train ...`; "
                                    "batch_size is then the global batch (split over the processes, lr unchanged) "
-                                   "and only rank 0 writes files.")
-    p.add_argument("--config", type=Path, default=None, help="a YAML with single values (benchmark YAMLs work "
-                                                             "when every key has one value)")
+                                   "and only rank 0 writes files.",
+                       epilog=METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", type=Path, nargs="?", default=None, metavar="CONFIG",
+                   help="a YAML with single values (benchmark YAMLs work when every key has one value, or with "
+                        "flags that pick one: fgvc train benchmarks/sparrows-lite0.yaml --method ce --seed 0)")
+    p.add_argument("--config", dest="config_file", type=Path, default=None, help="the same, as a flag")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<benchmark>)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start from scratch even if an interrupted checkpoint exists")

@@ -91,7 +91,9 @@ def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.d
         with autocast(device, precision):
             logits, feats = net(x)
         ce = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        la = aux.module(feats, y) if aux is not None else torch.zeros((), device=device)
+        # an auxiliary loss reads the pooled features, or the logits where it says so (`inputs`)
+        aux_in = logits if getattr(aux and aux.module, "inputs", "features") == "logits" else feats
+        la = aux.module(aux_in, y) if aux is not None else torch.zeros((), device=device)
         loss = ce + (aux.weight if aux is not None else 0.0) * la
         bad = not torch.isfinite(loss)
         if multi:  # every process stops together, or the others would wait in backward forever
@@ -99,7 +101,7 @@ def train_one_epoch(net, aux: AuxTerm | None, optimizer, loader, device: torch.d
         if bad:
             raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at sample {sums['n']} "
                                      f"(ce={ce.item():.4g}, center={la.item():.4g}); lower lr or center_weight")
-        optimizer_step(loss, optimizer, aux.module if aux else None, aux.optimizer if aux else None, feats, y)
+        optimizer_step(loss, optimizer, aux.module if aux else None, aux.optimizer if aux else None, aux_in, y)
         b = y.numel()
         sums["ce"] += ce.item() * b
         sums["center"] += la.item() * b

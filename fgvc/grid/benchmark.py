@@ -25,7 +25,7 @@ from fgvc.errors import FGVCError
 from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
 from fgvc.runs.inputs import check_reuse
 from fgvc.io import clean_temps, is_no_space, no_space_error, outside
-from fgvc.runs.table import read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
+from fgvc.runs.table import GRID_FILE, read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
 from fgvc.grid.claims import claim_path, read_holder, remove_dead_claims
@@ -195,6 +195,26 @@ def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfi
     return everything, select_shard(everything, shard), shard, halving
 
 
+def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
+    """Write OUT/grid.yaml (atomically; left alone when unchanged), so the results folder says
+    which grid made it; the report reads `selected_from` there (fgvc.report.protocol)."""
+    import json
+
+    import yaml
+
+    from fgvc.config import grid_record
+    from fgvc.io import atomic_write_text
+
+    # numpy scalars (a value taken from a results frame) as plain numbers, anything else as text
+    record = grid_record(grid_path, overrides)
+    plain = json.loads(json.dumps(record, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)
+    path = out / GRID_FILE
+    if not path.is_file() or path.read_text() != text:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+
+
 def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
     """cfg -> the weights it would load now (hashed once per model and pretrained setting)."""
     from functools import lru_cache
@@ -252,6 +272,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
         return _frame(out, configs, shard)
     preflight(todo, opts, info)
     claim_folder(out, names, force_mix)  # OUT/grids.json: a grid started meanwhile on this OUT is refused here
+    record_grid(out, grid_path, overrides)  # after every check: a refused grid writes nothing
     started = time.perf_counter()
     with rebuilt_after(out):
         try:

@@ -5,7 +5,10 @@
   `build_aux_loss`, `register_loss`;
 - `center`: center loss (Wen et al., ECCV 2016) with its variants and update rules;
 - `contrastive_center`: the contrastive-center loss (Qi and Su, 2017);
-- `feature_norm`: lambda * mean ||x||^2, center loss with its centres at zero (a control).
+- `feature_norm`: lambda * mean ||x||^2, center loss with its centres at zero (a control);
+- `metric`: ArcFace, CosFace, supervised contrastive and the mined triplet loss, from
+  pytorch-metric-learning;
+- `confusion`: Pairwise Confusion and maximum entropy (Dubey et al.), on the logits.
 
 The formulas, their config keys and their relation to the papers: docs/losses.md.
 
@@ -15,6 +18,7 @@ Auxiliary-loss protocol (what the training loop calls; every registered loss fol
     opt = SGD(list(model.parameters()) + aux.model_parameters(), ...)
     aux_opt = aux.make_optimizer()           # its own optimizer, or None
     loss = ce + aux.weight * aux(feats, labels)   # forward: UNWEIGHTED float32 scalar
+                                             # (the logits instead where aux.inputs == "logits")
     loss.backward()
     aux.before_step()                        # e.g. rescale / all-reduce its gradients
     opt.step(); aux_opt and aux_opt.step()

@@ -212,6 +212,13 @@ BUILTIN = (
     LossSpec("contrastive_center", "fgvc.losses.contrastive_center:build_contrastive_center", check=check_contrastive),
     # The mechanism control of center loss (its centres held at zero): lambda only.
     LossSpec("feature_norm", "fgvc.losses.feature_norm:build_feature_norm", keys=("center_weight",)),
+    # The zoo (issue 27): each at its paper's / pytorch-metric-learning's defaults, lambda its knob.
+    LossSpec("arcface", "fgvc.losses.metric:build_arcface", keys=("center_weight",)),
+    LossSpec("cosface", "fgvc.losses.metric:build_cosface", keys=("center_weight",)),
+    LossSpec("supcon", "fgvc.losses.metric:build_supcon", keys=("center_weight",)),
+    LossSpec("triplet", "fgvc.losses.metric:build_triplet", keys=("center_weight",)),
+    LossSpec("pairwise_confusion", "fgvc.losses.confusion:build_pairwise_confusion", keys=("center_weight",)),
+    LossSpec("max_entropy", "fgvc.losses.confusion:build_max_entropy", keys=("center_weight",)),
 )
 for _spec in BUILTIN:
     _add(_spec)
@@ -219,4 +226,5 @@ for _spec in BUILTIN:
 
 __all__ = ["CENTER_UPDATES", "GRADIENT_UPDATES", "CENTER_DISTANCES", "bad_value", "check_choice", "check_positive",
            "check_unit_interval", "check_weight", "AUX_KEYS", "PROTOCOL", "LossSpec", "BUILTIN", "register_loss",
-           "unregister_loss", "registered_losses", "unused_keys", "check_aux_config", "build_aux_loss", "check_contrastive"]
+           "unregister_loss", "registered_losses", "unused_keys", "check_aux_config", "build_aux_loss",
+           "check_contrastive"]

@@ -1,71 +1,25 @@
-"""Feature compactness of one run's final-epoch last-conv features, and the report's
-*Feature compactness* section (with the summary's line on the features).
+"""The report's *Feature compactness* section (with the summary's line on the features).
 
-Center loss claims to pull each class together; these numbers say by how much, in
-units that do not depend on the feature scale (a ratio, silhouettes, k-NN accuracy).
+Center loss claims to pull each class together; these numbers (fgvc.engine.metrics) say by
+how much, in units that do not depend on the feature scale (a ratio, silhouettes, k-NN
+accuracy). Each run's come from its feature_metrics.json (written at the end of the run, from
+its full features) where it has one, else from its features.npz.
 """
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import pairwise_distances, silhouette_score
-from sklearn.neighbors import KNeighborsClassifier
 
+from fgvc.engine.metrics import COMPACTNESS_COLUMNS, compactness
 from fgvc.report.markdown import mean_sd, number, table
+from fgvc.runs.read import read_feature_metrics
 
 if TYPE_CHECKING:
     from fgvc.report.inputs import Inputs
     from fgvc.report.panels import Group, Panel
-
-COMPACTNESS_COLUMNS = ["compactness_ratio", "silhouette_euclidean", "silhouette_cosine", "knn1_acc", "knn5_acc"]
-
-
-def compactness_ratio(features: np.ndarray, labels: np.ndarray) -> float:
-    """Mean distance of each feature to its own class centre (the class's mean feature)
-    divided by the mean distance over all pairs of class centres. Lower = more compact."""
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        return math.nan
-    centres = np.stack([features[labels == k].mean(0) for k in classes])
-    idx = np.searchsorted(classes, labels)
-    intra = np.linalg.norm(features - centres[idx], axis=1).mean()
-    d = pairwise_distances(centres)
-    inter = d[np.triu_indices(len(classes), k=1)].mean()
-    return float(intra / inter) if inter > 0 else math.nan
-
-
-def silhouette(features: np.ndarray, labels: np.ndarray, metric: str = "euclidean") -> float:
-    """Mean silhouette of the features by class; NaN unless 2 <= classes <= n - 1."""
-    if not 2 <= len(np.unique(labels)) <= len(labels) - 1:
-        return math.nan
-    return float(silhouette_score(features, labels, metric=metric))
-
-
-def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, k: int) -> float:
-    """Percent of test features whose k nearest train features (cosine) vote their class."""
-    if len(train_y) < k:
-        return math.nan
-    knn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_x, train_y)
-    return 100.0 * float(knn.score(test_x, test_y))
-
-
-def compactness(feats: dict[str, np.ndarray]) -> dict[str, float]:
-    """All compactness numbers of one run from its features.npz arrays (float32)."""
-    x, y = feats["test_features"].astype(np.float32), np.asarray(feats["test_labels"])
-    tx, ty = feats["train_features"].astype(np.float32), np.asarray(feats["train_labels"])
-    return dict(
-        compactness_ratio=compactness_ratio(x, y),
-        silhouette_euclidean=silhouette(x, y, "euclidean"),
-        silhouette_cosine=silhouette(x, y, "cosine"),
-        knn1_acc=knn_accuracy(tx, ty, x, y, 1),
-        knn5_acc=knn_accuracy(tx, ty, x, y, 5),
-    )
-
-
 
 def compactness_section(x: Inputs) -> list[str]:
     rows, used = [], []
@@ -97,8 +51,10 @@ def _run_compactness(x: Inputs, run_id: str) -> dict | None:
     features (a note for an incomplete features.npz)."""
     if run_id not in x.compact:
         need = ("test_features", "test_labels", "train_features", "train_labels")
-        f, out = x.feats.get(run_id), None
-        if f is not None and any(k not in f for k in need):
+        f, out = x.feats.get(run_id), read_feature_metrics(Path(x.runs.set_index("run_id").run_dir[run_id]))
+        if out is not None:
+            out = {c: out[c] for c in COMPACTNESS_COLUMNS}
+        elif f is not None and any(k not in f for k in need):
             x.notes.append(f"{run_id}: features.npz lacks {', '.join(k for k in need if k not in f)}")
         elif f is not None:
             out = compactness(f)
@@ -136,4 +92,4 @@ def features_line(x: Inputs, p: Panel) -> str:
             f"{number(ta.knn5_acc.mean())}% (*Feature compactness* below).")
 
 
-__all__ = ["COMPACTNESS_COLUMNS", "compactness_ratio", "silhouette", "knn_accuracy", "compactness"]
+__all__ = ["compactness_section", "features_line"]

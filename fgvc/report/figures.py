@@ -214,5 +214,5 @@ def _differences(ax, pair: Mapping) -> None:
     ax.grid(axis="x", alpha=0.3)
 
 
-__all__ = ["save_figure", "per_class_accuracy", "per_class_figure", "curves_figure", "display_name", "short_names", "paired_seeds_figure", "CURVE_PANELS",
-           "curve_panels"]
+__all__ = ["save_figure", "per_class_accuracy", "per_class_figure", "curves_figure", "display_name", "short_names",
+           "paired_seeds_figure", "CURVE_PANELS", "curve_panels"]

@@ -14,7 +14,7 @@ from fgvc.report.markdown import code, escape, short_sha
 from fgvc.report.panels import Group, Panel, group_runs, make_panels
 from fgvc.report.stats import DEFAULT_MARGIN, summarize
 from fgvc.report.summary import check_reasons, reference_applies, uniq
-from fgvc.runs.read import class_names, read_features, read_predictions, read_provenance
+from fgvc.runs.read import class_names, read_feature_metrics, read_features, read_predictions, read_provenance
 
 
 class Prov:
@@ -83,6 +83,7 @@ class Inputs:
     notes: list[str]  # gathered for the "Notes" section; sections may add to it
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
     compact: dict = field(default_factory=dict)  # run_id -> compactness numbers or None, computed once
+    protocol: list = field(default_factory=list)  # fgvc.report.protocol.ProtocolCheck, one per check
 
     @property
     def fig_dir(self) -> Path:
@@ -106,16 +107,33 @@ def load_inputs(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Inputs:
 
 
 def run_files(ok: pd.DataFrame, notes: list[str]) -> tuple[dict, dict]:
-    """predictions.csv and features.npz per ok run (None where missing, with a note)."""
-    preds, feats = {}, {}
+    """predictions.csv and features.npz per ok run (None where missing, with a note; a lean
+    copy's runs, whose feature numbers are in feature_metrics.json, get one note together)."""
+    preds, feats, lean, reduced = {}, {}, [], {}
     for r in ok.itertuples():
         d = Path(r.run_dir)
         preds[r.run_id] = read_predictions(d)
         feats[r.run_id] = read_features(d)
+        recorded = read_feature_metrics(d)
+        if recorded is not None and recorded.get("features_npz"):
+            reduced.setdefault(recorded["features_npz"], []).append(r.run_id)
+        if feats[r.run_id] is None and recorded is not None:
+            lean.append(r.run_id)
         for name, obj in (("predictions.csv", preds[r.run_id]), ("features.npz", feats[r.run_id])):
-            if obj is None:
+            if obj is None and not (name == "features.npz" and recorded is not None):
                 notes.append(f"{r.run_id}: no {name} in {d}")
+    notes += _lean_notes(lean, reduced)
     return preds, feats
+
+
+def _lean_notes(dropped: list[str], reduced: dict[str, list[str]]) -> list[str]:
+    """What a lean copy (tools/lean_results.py) kept of the runs' features."""
+    out = [f"{len(dropped)} run(s) keep no features.npz in this copy: their feature numbers come from "
+           "feature_metrics.json, computed on their full features at the end of the run."] if dropped else []
+    out += [f"features.npz of {', '.join(ids)} reduced to {how} in this copy (the UMAP / t-SNE figures are drawn from "
+            "it; every number from feature_metrics.json, computed on the full features)."
+            for how, ids in sorted(reduced.items())]
+    return out
 
 
 def class_count(ok: pd.DataFrame, preds: dict) -> tuple[list[str], int]:

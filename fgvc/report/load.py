@@ -31,7 +31,10 @@ CENTER_KEYS = ("center_weight", "center_update", "center_lr", "center_alpha", "c
 # a grid varies them (otherwise two weight decays would be pooled as "seeds").
 EXTRA_CONFIG_KEYS = ["pretrained", "momentum", "weight_decay", "crop_pct", "center_lr", "center_alpha",
                      "val_fraction", "val_seed", "center_distance", "center_normalize", "center_per_class",
-                     "contrastive_delta", "lr_schedule", "warmup_epochs", "augment"]
+                     "contrastive_delta", "lr_schedule", "warmup_epochs", "augment", "label_smoothing"]
+# A method's own tuned settings besides the auxiliary-loss keys: what a sweep varies per method
+# (its "knob"), and what may differ between methods compared at their tuned settings.
+TUNED_KEYS = ("lr", "label_smoothing")
 METRIC_COLUMNS = ["top1", "top5", "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second",
                   "val_top1"]
 REQUIRED_RUNS_COLUMNS = ["run_id", "model", "method", "seed", "top1", "status"]
@@ -145,6 +148,5 @@ def group_keys(runs: pd.DataFrame) -> list[str]:
     return keys
 
 
-__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "canon", "sync_runs_csv", "load_runs", "check_run_ids",
-           "damaged_runs",
-           "group_keys", "read_results_csv"]
+__all__ = ["RUNS_COLUMNS", "GROUP_KEYS", "CENTER_KEYS", "TUNED_KEYS", "EXTRA_CONFIG_KEYS", "canon", "sync_runs_csv",
+           "load_runs", "check_run_ids", "damaged_runs", "group_keys", "read_results_csv"]

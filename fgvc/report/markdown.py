@@ -164,5 +164,4 @@ def unique_stems(stems: Sequence[str], keys: Sequence[Sequence]) -> list[str]:
 
 
 __all__ = ["MISSING", "number", "compact", "mean_sd", "pvalue", "escape", "code", "inert", "cell", "table", "image",
-           "plain", "short_sha", "file_part", "key_tag",
-           "unique_stems", "MAX_STEM"]
+           "plain", "short_sha", "file_part", "key_tag", "unique_stems", "MAX_STEM"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from fgvc.report.load import CENTER_KEYS
+from fgvc.report.load import CENTER_KEYS, TUNED_KEYS
 from fgvc.report.markdown import unique_stems
 from fgvc.report.stats import PairedResult, sort_key
 
@@ -45,18 +45,18 @@ class Panel:
 
 
 def _varying(groups: list[Group], keys: list[str]) -> list[str]:
-    """The keys besides method and λ that tell groups apart (center-loss keys among the
-    center-loss groups only)."""
+    """The keys besides method and λ that tell groups apart (an auxiliary-loss key where it
+    varies within one auxiliary-loss method)."""
     if not groups:
         return []
     vals = pd.DataFrame([g.values for g in groups])
-    centre = vals[vals.method == "center"]
+    aux = vals[vals.method != "ce"]
     show = []
     for k in keys:
         if k in ("method", "center_weight"):
             continue
-        src = centre if k in CENTER_KEYS else vals
-        if len(src) and src[k].nunique() > 1:
+        varies = (aux.groupby("method")[k].nunique() > 1).any() if k in CENTER_KEYS else vals[k].nunique() > 1
+        if len(aux if k in CENTER_KEYS else vals) and varies:
             show.append(k)
     return show
 
@@ -66,12 +66,9 @@ def _labels(groups: list[Group], keys: list[str]) -> None:
     show = _varying(groups, keys)
     for g in groups:
         v = g.values
-        if v["method"] == "center":
-            base = f"center λ={v['center_weight']}"
-        else:
-            base = v["method"].upper() if v["method"] == "ce" else v["method"]
+        base = "CE" if v["method"] == "ce" else f"{v['method']} λ={v['center_weight']}"
         extra = [f"{k}={v[k]}" for k in show
-                 if not (k in CENTER_KEYS and v["method"] != "center") and k not in ("model", "weights")]
+                 if not (k in CENTER_KEYS and v["method"] == "ce") and k not in ("model", "weights")]
         if "model" in show:
             extra.insert(0, v["model"])
         if "weights" in show:
@@ -94,14 +91,25 @@ def group_runs(ok: pd.DataFrame, keys: list[str], notes: list[str]) -> list[Grou
     return groups
 
 
-def make_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
+def _baseline(g: Group, groups: list[Group], keys: list[str]) -> Group | None:
+    """The CE group a group is compared with: the one that matches it on every key but the
+    method and its loss settings; else, where exactly one CE group matches on everything but
+    the tuned settings too (lr, label_smoothing), that one: each method at its own tuned
+    setting, as a confirmation trains them."""
     pair_keys = [k for k in keys if k != "method" and k not in CENTER_KEYS]
-    ce = {tuple(g.values[k] for k in pair_keys): g for g in groups if g.method == "ce"}
+    loose_keys = [k for k in pair_keys if k not in TUNED_KEYS]
+    ce = [c for c in groups if c.method == "ce"]
+    exact = [c for c in ce if all(c.values[k] == g.values[k] for k in pair_keys)]
+    loose = [c for c in ce if all(c.values[k] == g.values[k] for k in loose_keys)]
+    return exact[0] if exact else (loose[0] if len(loose) == 1 else None)
+
+
+def make_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
     used, panels = set(), []
     for g in groups:
         if g.method == "ce":
             continue
-        base = ce.get(tuple(g.values[k] for k in pair_keys))
+        base = _baseline(g, groups, keys)
         if base is None:
             panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), ""))
             continue
@@ -124,7 +132,7 @@ def _stem(groups: list[Group], show: list[str]) -> str:
     names = []
     for g in reversed(groups):
         v = g.values
-        name = f"{v['method']}-lam{v['center_weight']}" if v["method"] == "center" else str(v["method"])
+        name = f"{v['method']}-lam{v['center_weight']}" if v["method"] != "ce" else "ce"
         names.append(name)
     extra = [f"{k}-{groups[-1].values[k]}" for k in show
              if not (k in CENTER_KEYS and groups[-1].method == "ce") and k != "weights"]

@@ -22,8 +22,9 @@ from fgvc.report.inputs import Inputs, load_inputs
 from fgvc.report.paired import compare_panels, comparison_rows, paired_section
 from fgvc.report.markdown import inert
 from fgvc.report.per_class import per_class_section
+from fgvc.report.protocol import protocol_checks, protocol_section
 from fgvc.report.sections import (accuracy_section, curves_section, embedding_section, failed_section, notes_section,
-                                  provenance_section, summary_section, time_section, title_section)
+                                  provenance_section, pruned_section, summary_section, time_section, title_section)
 from fgvc.report.stats import DEFAULT_MARGIN, SUMMARY_EXTRA, SUMMARY_METRICS
 from fgvc.report.summary import REFERENCE
 from fgvc.report.sweep import sweep_section
@@ -50,7 +51,9 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
         raise FGVCError(f"equivalence margin {margin!r}: must be a positive number of accuracy points, e.g. 1")
     x = load_inputs(Path(out_dir), float(margin))
     compare_panels(x)  # the paired statistics, which the summary already quotes
-    lines = title_section(x) + (summary_section(x) if len(x.ok) else []) + provenance_section(x)
+    x.protocol = protocol_checks(x.out_dir, x.runs, x.groups)  # the summary says when they warn
+    lines = title_section(x) + (summary_section(x) if len(x.ok) else []) + protocol_section(x.protocol)
+    lines += provenance_section(x)
     if not len(x.ok):
         lines += ["No successful runs yet: nothing to summarise.", ""]
     else:
@@ -62,6 +65,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
         lines += compactness_section(x)  # may add notes
         lines += time_section(x)
         lines += embedding_section(x)
+    lines += pruned_section(x.runs)
     lines += failed_section(x.runs)
     lines += notes_section(x.notes)
     lines += ["Files: `summary.csv` (one row per group; accuracies in percent), `comparisons.csv` (one row per "

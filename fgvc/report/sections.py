@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from fgvc.grid.halving import PRUNED
 from fgvc.report import figures
 from fgvc.report.features import features_line
 from fgvc.report.inputs import Inputs, Prov
 from fgvc.report.markdown import code, compact, escape, image, mean_sd, number, table
 from fgvc.report.paired import pairs_of
 from fgvc.report.panels import Panel
+from fgvc.report.protocol import provisional
 from fgvc.report.stats import SUMMARY_EXTRA, SUMMARY_METRICS, sort_key
 from fgvc.report.summary import (RECIPE_HEADER, REFERENCE, pair_heading, precision_notes, question, recipe_row,
                                  reference_applies, shared_settings, uniq)
@@ -43,6 +45,8 @@ def summary_section(x: Inputs) -> list[str]:
                   "McNemar, power and P(improvement), is under *Center loss vs CE* below):", ""]
         lines += [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: "
                   f"{headline(p.paired)}" for p in pairs] + [""]
+        why = provisional(x.protocol)
+        lines += [f"**This verdict is {why}.**", ""] if why else []
         feats = [line for line in (features_line(x, p) for p in pairs) if line]
         lines += feats + ([""] if feats else [])
         if all(p.check for p in pairs):
@@ -229,8 +233,22 @@ def embedding_section(x: Inputs) -> list[str]:
     return lines
 
 
+def pruned_section(runs: pd.DataFrame) -> list[str]:
+    """The runs successive halving stopped at a rung (fgvc.grid.halving): where, and why."""
+    pruned = runs[runs.status == PRUNED]
+    if not len(pruned):
+        return []
+    rows = [[r.run_id, r.method, r.seed, int(r.epochs) if str(r.epochs).isdigit() else r.epochs or "—",
+             number(r.val_top1), r.error or "—"] for r in pruned.itertuples()]
+    return ["## Pruned by successive halving", "",
+            f"{len(pruned)} run(s) stopped at a rung because their setting's mean validation top-1 over seeds ranked "
+            "below the kept fraction of their method's settings; they count in the tuning budget (*Protocol*) and "
+            "enter no other statistic.", "",
+            table(["run", "method", "seed", "epochs trained", "validation top-1", "why"], rows), ""]
+
+
 def failed_section(runs: pd.DataFrame) -> list[str]:
-    bad = runs[runs.status != "ok"]
+    bad = runs[(runs.status != "ok") & (runs.status != PRUNED)]
     if not len(bad):
         return []
     rows = [[r.run_id, r.method, r.seed, r.status or "—", r.error or "—"] for r in bad.itertuples()]

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, replay
 from fgvc.io import save_figure, tight_layout
 from fgvc.report import figures
-from fgvc.report.load import CENTER_KEYS, canon
+from fgvc.report.load import CENTER_KEYS, TUNED_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
-from fgvc.grid.halving import TIE_DECIMALS
 from fgvc.report.stats import mean_ci, sort_key
-from fgvc.runs.read import read_config
+from fgvc.runs.read import read_config, read_metrics
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
 DEFAULT_RECIPE = {"lr": 0.001, "center_weight": 0.001}
@@ -34,16 +34,20 @@ SWEEP_COLUMNS = ["n", "val_mean", "val_std", "test_mean", "test_std", "seeds"]
 
 def setting_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     """What a sweep varies: lambda and lr first (the tie-break order), then any other
-    center-loss setting that varies between the auxiliary-loss runs (e.g. center_update)."""
+    auxiliary-loss setting that varies between the auxiliary-loss runs (e.g. center_update),
+    then any other tuned key that varies within a method (label_smoothing for CE)."""
     aux = runs[runs.method != "ce"]
-    return ["center_weight", "lr"] + [k for k in keys if k in CENTER_KEYS and k != "center_weight"
-                                      and k in runs.columns and aux[k].nunique() > 1]
+    extra = [k for k in keys if k in CENTER_KEYS and k != "center_weight" and k in runs.columns
+             and aux[k].nunique() > 1]
+    tuned = [k for k in keys if k in TUNED_KEYS and k != "lr" and k in runs.columns
+             and (runs.groupby("method")[k].nunique() > 1).any()]
+    return ["center_weight", "lr"] + extra + tuned
 
 
 def family_keys(keys: list[str]) -> list[str]:
     """Runs that may be compared in one sweep: same backbone, data split and everything
-    else (center-loss settings excepted: CE has none, so they cannot separate it)."""
-    return [k for k in keys if k not in ("method", "lr") and k not in CENTER_KEYS] + [
+    else (the tuned settings excepted: they are what the sweep varies per method)."""
+    return [k for k in keys if k != "method" and k not in TUNED_KEYS and k not in CENTER_KEYS] + [
         k for k in ("val_fraction", "val_seed") if k not in keys]
 
 
@@ -97,10 +101,12 @@ def _is_default(row: pd.Series) -> bool:
 
 
 def _lam(row: pd.Series, extra: list[str]) -> str:
-    """The lambda cell (with any other varied center-loss setting); CE has none."""
+    """The lambda cell (with any other varied setting of the row's method); CE has no lambda."""
+    own = [k for k in extra if (k in CENTER_KEYS) == (row.method != "ce")]
+    text = ", ".join(f"{k}={row[k]}" for k in own)
     if row.method == "ce":
-        return "—"
-    return str(row.center_weight) + (f" ({', '.join(f'{k}={row[k]}' for k in extra)})" if extra else "")
+        return text or "—"
+    return str(row.center_weight) + (f" ({text})" if text else "")
 
 
 def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: Path,
@@ -131,7 +137,9 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
                         label=f"{label} (n={int(c.n.max())})")
         for _, r in sorted(ce.iterrows(), key=lambda ir: sort_key(ir[1].lr)):
             half = float(r[sd]) if math.isfinite(float(r[sd])) else 0.0
-            ax.axhline(r[col], color=band_color[r.lr], ls="--", lw=1, label=f"CE, lr {r.lr} (n={int(r.n)}), band ± SD")
+            own = "".join(f", {k}={r[k]}" for k in extra if k not in CENTER_KEYS)
+            ax.axhline(r[col], color=band_color[r.lr], ls="--", lw=1,
+                       label=f"CE, lr {r.lr}{own} (n={int(r.n)}), band ± SD")
             ax.axhspan(r[col] - half, r[col] + half, color=band_color[r.lr], alpha=0.12, lw=0)
         for i, b in enumerate(chosen or []):
             ax.plot([float(b.center_weight)], [b[col]], ls="none", marker="o", ms=13, mfc="none", mec="black",
@@ -159,7 +167,7 @@ INTRO = ("Runs with a validation split hold out a stratified part of each class'
 
 
 @dataclass
-class _Family:
+class SweepFamily:
     """The runs of one sweep family (see `family_keys`), its rows of `sweep_table` and `choose`."""
 
     key: tuple  # the family_keys values
@@ -179,7 +187,7 @@ class _Family:
         return {b.method: b for _, b in self.best.iterrows()}
 
 
-def _families(runs: pd.DataFrame, keys: list[str]) -> list[_Family]:
+def sweep_families(runs: pd.DataFrame, keys: list[str]) -> list[SweepFamily]:
     """The sweep's families in sort order, each with its settings and choices."""
     every, fam = sweep_table(runs, keys), family_keys(keys)
     chosen = choose(every, keys)
@@ -195,7 +203,7 @@ def _families(runs: pd.DataFrame, keys: list[str]) -> list[_Family]:
                   and every[k].nunique() > 1]
         name = f"{values.get('model', '')}" + (f" ({', '.join(others)})" if others else "")
         settings = member(every, fvals)
-        out.append(_Family(fvals, values, settings, member(chosen, fvals), member(runs, fvals), name,
+        out.append(SweepFamily(fvals, values, settings, member(chosen, fvals), member(runs, fvals), name,
                            setting_keys(settings, keys)[2:]))
     return out
 
@@ -206,7 +214,7 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
     runs = sweep_runs(ok)
     if not len(runs):
         return []
-    fams = _families(runs, keys)
+    fams = sweep_families(runs, keys)
     lines = ["## Validation sweep", "", INTRO, ""]
     names = [f"sweep_lambda_{f.name}" for f in fams]
     stems = unique_stems([n + (f"_{f.split}" if names.count(n) > 1 else "") for n, f in zip(names, fams)],
@@ -219,11 +227,47 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
         lines += _tuned_difference(f)
         lines += _confirm_block(f)
         lines += _settings_table(f, cap)
+        lines += _halving_replay(f)
         lines += _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
     return lines
 
 
-def _chosen_table(f: _Family, cap: str) -> list[str]:
+def _replay_setting(row, cols: list[str]) -> str:
+    """A setting as the replay names it: `λ 0.01, lr 0.01` (CE: `lr 0.01`, with its own keys)."""
+    own = [k for k in cols if k == "lr" or (k in CENTER_KEYS) == (row.method != "ce")]
+    return ", ".join(f"{'λ' if k == 'center_weight' else k} {getattr(row, k) if hasattr(row, k) else row[k]}"
+                     for k in own)
+
+
+def _halving_replay(f: SweepFamily) -> list[str]:
+    """What successive halving (rungs at a third and two thirds of the epochs, keep half:
+    benchmarks/fair-lite0.yaml's rule) would have done to this sweep, trained in full:
+    the settings it finishes, whether the choice is among them, and the epochs it saves."""
+    cols = [k for k in ("center_weight", "lr", *f.extra) if k in f.runs.columns]
+    trials = []
+    for r in f.runs.itertuples():
+        m = read_metrics(Path(r.run_dir))
+        if m is None or "val_top1" not in m.columns:
+            return []
+        trials.append(Trial(r.run_id, r.method, _replay_setting(r, cols), m.val_top1.astype(float).tolist(),
+                            epochs=len(m)))
+    epochs = {t.epochs for t in trials}
+    if len(epochs) != 1 or min(epochs) < 6 or len({t.setting for t in trials}) < 4:
+        return []
+    n = epochs.pop()
+    rule = Halving((round(n / 3), round(2 * n / 3)), 0.5)
+    d, full, spent = replay(trials, rule)
+    finished = {m: sorted({t.setting for t in trials if t.group == m and t.run_id in d.alive})
+                for m in sorted({t.group for t in trials})}
+    kept = "; ".join(f"{m} ({') and ('.join(s)})" for m, s in finished.items())
+    chosen = all(_replay_setting(b, cols) in finished.get(m, []) for m, b in f.by_method.items())
+    return [f"Successive halving, replayed on these full runs (rungs at epochs {rule.rungs[0]} and {rule.rungs[1]}, "
+            "the better half of each method's settings by mean validation top-1 kept at each): it would have "
+            f"trained {spent} of the {full} epochs ({number(100 * (1 - spent / full), 0)}% saved) and finished "
+            f"{kept}; the settings chosen above are {'among' if chosen else '**not** all among'} them.", ""]
+
+
+def _chosen_table(f: SweepFamily, cap: str) -> list[str]:
     """The setting chosen per method, its test top-1 and the default recipe's."""
     t, rows = f.settings, []
     for _, b in f.best.iterrows():
@@ -241,32 +285,40 @@ def _chosen_table(f: _Family, cap: str) -> list[str]:
             ""]
 
 
-def _confirm_block(f: _Family) -> list[str]:
+def _confirm_block(f: SweepFamily) -> list[str]:
     """The chosen settings as the `cases` of a benchmark YAML (fgvc.config.load_grid), for a
     confirmation on new seeds and the full training set."""
     cases = []
     for _, b in f.best.iterrows():
         keys = {"methods": b.method, "lr": b.lr}
         if b.method != "ce":
-            keys |= {"center_weight": b.center_weight} | {k: b[k] for k in f.extra}
+            keys |= {"center_weight": b.center_weight}
+        keys |= {k: b[k] for k in f.extra if (k in CENTER_KEYS) == (b.method != "ce")}
         cases.append("  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}")
     return ["To confirm the choice on seeds that took no part in it, train each method at its chosen setting on "
             "the full training set (`val_fraction: 0`): these `cases` in a benchmark YAML with the sweep's other "
             "keys and new `seeds`.", "", "```yaml", "cases:", *cases, "```", ""]
 
 
-def _tuned_difference(f: _Family) -> list[str]:
-    """Center loss minus CE, each at its chosen setting (when both were swept)."""
+def _tuned_difference(f: SweepFamily) -> list[str]:
+    """Each auxiliary-loss method minus CE, each at its chosen setting (when both were swept)."""
     by_method = f.by_method
-    if "ce" not in by_method or "center" not in by_method:
+    if "ce" not in by_method:
         return []
-    ce, ct = by_method["ce"], by_method["center"]
-    return [f"Tuned on validation, center loss (λ {_lam(ct, f.extra)}, lr {ct.lr}) minus CE (lr {ce.lr}) = "
-            f"{number(ct.test_mean - ce.test_mean, sign=True)} test top-1 points (difference of the means over "
-            "seeds).", ""]
+    ce = by_method["ce"]
+    ce_text = f"lr {ce.lr}" + (f", {_lam(ce, f.extra)}" if _lam(ce, f.extra) != "—" else "")
+    lines = []
+    for method, ct in sorted(by_method.items()):
+        if method == "ce":
+            continue
+        name = "center loss" if method == "center" else method
+        lines += [f"Tuned on validation, {name} (λ {_lam(ct, f.extra)}, lr {ct.lr}) minus CE ({ce_text}) = "
+                  f"{number(ct.test_mean - ce.test_mean, sign=True)} test top-1 points (difference of the means "
+                  "over seeds).", ""]
+    return lines
 
 
-def _settings_table(f: _Family, cap: str) -> list[str]:
+def _settings_table(f: SweepFamily, cap: str) -> list[str]:
     """Every setting of the family, the chosen ones and the default recipe marked."""
     mark, t = set(f.best.index), f.settings
     rows = [[r.method, _lam(r, f.extra), r.lr, int(r.n), mean_sd(r.val_mean, r.val_std),
@@ -282,7 +334,7 @@ def _settings_table(f: _Family, cap: str) -> list[str]:
     return lines
 
 
-def _sensitivity(f: _Family, keys: list[str], cap: str, fig_dir: Path, out_dir: Path, stem: str) -> list[str]:
+def _sensitivity(f: SweepFamily, keys: list[str], cap: str, fig_dir: Path, out_dir: Path, stem: str) -> list[str]:
     """The family's sensitivity figure, linked, with its caption."""
     title = f"λ sensitivity: {f.name}, {f.split}" + (f"\n{plain(cap).strip()}" if cap else "")
     fig = sensitivity_figure(f.settings, keys, title, fig_dir / f"{stem}.png",
@@ -293,5 +345,5 @@ def _sensitivity(f: _Family, keys: list[str], cap: str, fig_dir: Path, out_dir: 
             f"lr (mean ± SD); ring: the setting chosen on validation. {f.split}.{cap}*", ""]
 
 
-__all__ = ["sweep_section", "sweep_runs", "sweep_table", "choose", "sensitivity_figure", "setting_keys",
-           "family_keys", "DEFAULT_RECIPE"]
+__all__ = ["sweep_section", "sweep_families", "SweepFamily", "sweep_runs", "sweep_table", "choose",
+           "sensitivity_figure", "setting_keys", "family_keys", "DEFAULT_RECIPE"]

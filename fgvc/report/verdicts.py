@@ -222,4 +222,5 @@ def comparisons_csv(rows: list[dict]) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "compare_cell", "comparison_row", "comparisons_csv"]
+__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "compare_cell",
+           "comparison_row", "comparisons_csv"]

@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path
-from fgvc.report.features import knn_accuracy, silhouette
-from fgvc.io import save_figure, tight_layout
+from fgvc.io import atomic_path, save_figure, tight_layout
+from fgvc.engine.metrics import knn_accuracy, silhouette
 from fgvc.report.figures import display_name
 from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, group_keys, load_runs
 from fgvc.report.markdown import short_sha
-from fgvc.runs.read import class_names, read_features, read_provenance
+from fgvc.runs.read import class_names, read_feature_metrics, read_features, read_provenance
 
 EMBEDDINGS = ("umap", "tsne")
 SPLITS = ("test", "train")
@@ -185,7 +184,17 @@ def _split_features(r: pd.Series, split: str) -> tuple[pd.Series, np.ndarray, np
                         "rerun the run (fgvc benchmark skips finished runs, so delete its folder first)")
     ids = feats.get(f"{split}_ids", np.arange(len(feats[f"{split}_labels"])))
     return (r, feats[f"{split}_features"], np.asarray(feats[f"{split}_labels"]), np.asarray(ids),
-            panel_numbers(feats, split))
+            _recorded_numbers(Path(r.run_dir), split) or panel_numbers(feats, split))
+
+
+def _recorded_numbers(run_dir: Path, split: str) -> dict[str, float] | None:
+    """The test split's panel numbers from feature_metrics.json (computed at the end of the
+    run on its full features), so a committed copy whose features.npz was reduced to fewer
+    dimensions (tools/lean_results.py) still shows the numbers of the features themselves."""
+    recorded = read_feature_metrics(run_dir)
+    if split != "test" or recorded is None:
+        return None
+    return {"silhouette_cosine": recorded["silhouette_cosine"], "knn5_acc": recorded["knn5_acc"]}
 
 
 def panel_numbers(feats: dict, split: str) -> dict[str, float]:

@@ -24,7 +24,10 @@ from fgvc.config import config_from_dict
 from fgvc.errors import FGVCError
 
 # Written by every finished run (DESIGN.md, "Run folder"; `fgvc validate --out RESULTS/runs/NAME` too).
-RUN_FILES = ("config.yaml", "predictions.csv", "features.npz", "provenance.json")  # classes.json is optional (added later)
+RUN_FILES = ("config.yaml", "predictions.csv", "provenance.json")  # classes.json is optional (added later)
+# The features: features.npz, or feature_metrics.json alone in a lean results folder whose
+# committed copy keeps only the numbers (tools/lean_results.py).
+FEATURE_FILES = ("features.npz", "feature_metrics.json")
 PREDICTION_COLUMNS = ("image_id", "label", "pred")
 METRICS_NEEDED = ("epoch", "test_top1")
 FEATURE_ARRAYS = ("test_features", "test_labels", "test_ids", "train_features", "train_labels", "train_ids")
@@ -145,6 +148,8 @@ def run_problems(run_dir: Path, row: dict) -> list[str]:
     """Why the finished run in `run_dir` (row.json `row`, status ok) is not whole; [] when it is."""
     run_dir = Path(run_dir)
     missing = [n for n in RUN_FILES if not (run_dir / n).is_file()]
+    if not any((run_dir / n).is_file() for n in FEATURE_FILES):
+        missing.append(" or ".join(FEATURE_FILES))
     problems = [f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"] if missing else []
     prov = {}
     if (run_dir / "provenance.json").is_file():
@@ -172,4 +177,4 @@ def run_problems(run_dir: Path, row: dict) -> list[str]:
     return [p for p in problems if p]
 
 
-__all__ = ["RUN_FILES", "CHECKPOINT", "NUMERIC_KINDS", "run_problems"]
+__all__ = ["RUN_FILES", "FEATURE_FILES", "CHECKPOINT", "NUMERIC_KINDS", "run_problems"]

@@ -15,6 +15,7 @@ import yaml
 
 from fgvc.errors import FGVCError
 
+FEATURE_METRICS = "feature_metrics.json"  # a run's feature numbers, from its full features
 UNRECORDED_PRECISION = "fp32 (not recorded)"  # runs that predate provenance.json's `precision`
 
 
@@ -98,11 +99,18 @@ def class_names(run_dirs: list[Path], num_classes: int) -> list[str]:
     return [f"class {k}" for k in range(num_classes)]
 
 
+def read_feature_metrics(run_dir: Path) -> dict | None:
+    """feature_metrics.json (fgvc.engine.metrics.feature_metrics, from the run's full features),
+    or None where the run has none (runs from before it existed: their features.npz has them)."""
+    data = _json(Path(run_dir) / FEATURE_METRICS) if (Path(run_dir) / FEATURE_METRICS).is_file() else None
+    return data if isinstance(data, dict) else None
+
+
 def recorded_precision(prov: Mapping) -> str:
     """A run's numeric precision from its provenance.json; older runs ran fp32."""
     value = str(prov.get("precision") or "").strip()
     return value or UNRECORDED_PRECISION
 
 
-__all__ = ["UNRECORDED_PRECISION", "read_config", "read_provenance", "read_classes", "read_predictions",
+__all__ = ["FEATURE_METRICS", "UNRECORDED_PRECISION", "read_feature_metrics", "read_config", "read_provenance", "read_classes", "read_predictions",
            "read_metrics", "read_features", "class_names", "recorded_precision"]

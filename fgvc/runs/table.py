@@ -28,6 +28,7 @@ RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "me
                 "git_commit", "status", "error", "val_top1"]
 
 
+GRID_FILE = "grid.yaml"  # OUT/grid.yaml: the grid that trains into OUT (fgvc.config.grid_record)
 STATUSES = ("ok", "failed", "pruned")  # pruned: stopped at a successive-halving rung (fgvc.grid.halving)
 OK_NUMBERS = ("top1", "top5", "mean_class_acc")  # what every finished run's row holds as numbers
 DAMAGED = "damaged"  # the status runs.csv gives a run whose row.json or files are broken
@@ -133,5 +134,5 @@ def write_runs_csv(out: Path, columns: Sequence[str] = RUNS_COLUMNS) -> Path:
     return path
 
 
-__all__ = ["RUNS_COLUMNS", "DAMAGED", "row_files", "row_problems", "read_run_row", "damaged_row", "runs_csv_text",
-           "write_runs_csv", "rebuilt_after", "space_needed_mb"]
+__all__ = ["RUNS_COLUMNS", "DAMAGED", "GRID_FILE", "row_files", "row_problems", "read_run_row", "damaged_row",
+           "runs_csv_text", "write_runs_csv", "rebuilt_after", "space_needed_mb"]

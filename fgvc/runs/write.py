@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from fgvc.config import RunConfig
-from fgvc.io import atomic_path
+from fgvc.engine.metrics import feature_metrics
+from fgvc.io import atomic_path, atomic_write_json
+from fgvc.runs.read import FEATURE_METRICS
 from fgvc.runs.table import RUNS_COLUMNS
 
 METRICS_COLUMNS = ["epoch", "train_ce", "train_center", "train_loss", "train_top1",
@@ -47,10 +49,21 @@ def write_features(path: Path, test: dict, test_ids, train: dict, train_ids) -> 
             train_labels=train["labels"].astype(np.int64), train_ids=np.asarray(train_ids, dtype=np.int64))
 
 
+def write_feature_metrics(path: Path, test: dict, train: dict) -> None:
+    """feature_metrics.json from the features as features.npz stores them (float16), so the
+    numbers equal those the report would compute from that file; results folders that drop or
+    reduce features.npz keep them."""
+    feats = dict(test_features=test["features"].astype(np.float16), test_labels=test["labels"],
+                 train_features=train["features"].astype(np.float16), train_labels=train["labels"])
+    atomic_write_json(path, feature_metrics(feats))
+
+
 def write_outputs(run_dir: Path, test_ids, test_out: dict, train_ids, train_out: dict) -> None:
-    """predictions.csv (test) and features.npz (test and train) from two `predict` outputs."""
+    """predictions.csv (test), features.npz (test and train) and feature_metrics.json from two
+    `predict` outputs."""
     write_predictions(run_dir / "predictions.csv", np.asarray(test_ids), test_out["labels"], test_out["probs"])
     write_features(run_dir / "features.npz", test_out, test_ids, train_out, train_ids)
+    write_feature_metrics(run_dir / FEATURE_METRICS, test_out, train_out)
 
 
 def blank_row() -> dict:
@@ -125,5 +138,5 @@ def close_logger(logger: logging.Logger) -> None:
 
 
 __all__ = ["METRICS_COLUMNS", "ROW_COLUMNS", "QuietFileHandler", "write_metrics", "write_predictions",
-           "write_features", "write_outputs",
+           "write_features", "write_feature_metrics", "write_outputs",
            "blank_row", "make_row", "read_row", "run_logger", "close_logger", "console"]
