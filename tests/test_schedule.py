@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -11,10 +12,11 @@ from report_fixtures import make_out
 from tiny import TINY
 
 from fgvc.grid.benchmark import run_benchmark
-from fgvc.config import RunConfig, expand_grid, load_grid
+from fgvc.config import RunConfig, config_from_dict, expand_grid, load_grid, save_config
 from fgvc.errors import FGVCError
 from fgvc.report.load import group_keys, load_runs
 from fgvc.engine.schedule import lr_at
+from fgvc.runs.table import write_runs_csv
 from fgvc.config import RunOptions
 
 
@@ -102,9 +104,15 @@ def test_resumed_run_keeps_the_schedule(sparrow_dataset, tmp_path):
 def test_report_keeps_schedules_apart(tmp_path):
     """Runs that differ in lr_schedule are separate groups, not extra seeds of one."""
     out = make_out(tmp_path / "o", seeds=(0, 1), failed=False)
-    for cfg_path in (out / "runs").glob("*-s1-*/config.yaml"):
-        cfg = yaml.safe_load(cfg_path.read_text())
-        cfg_path.write_text(yaml.safe_dump({**cfg, "lr_schedule": "cosine"}, sort_keys=False))
+    for run_dir in list((out / "runs").glob("*-s1-*")):
+        # a seed-1 run trained with the cosine schedule: its own config, and so its own run id
+        cfg = config_from_dict({**yaml.safe_load((run_dir / "config.yaml").read_text()), "lr_schedule": "cosine"})
+        save_config(cfg, run_dir / "config.yaml")
+        row = json.loads((run_dir / "row.json").read_text())
+        (run_dir / "row.json").write_text(json.dumps({**row, "run_id": cfg.run_id}))
+        run_dir.rename(run_dir.parent / cfg.run_id)
+    write_runs_csv(out)
     runs = load_runs(out)
+    assert (runs.status == "ok").all()
     assert "lr_schedule" in group_keys(runs)
     assert sorted(runs.lr_schedule) == ["constant", "constant", "cosine", "cosine"]
