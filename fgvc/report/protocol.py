@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from fgvc.config import SELECTED_FROM
+from fgvc.grid.halving import setting_of
 from fgvc.report.load import CENTER_KEYS, canon, group_keys, load_runs
 from fgvc.report.markdown import number
 from fgvc.report.stats import sort_key
@@ -52,11 +53,6 @@ class ProtocolCheck:
 
 
 # --------------------------------------------------------------------------- sweep checks
-def _setting(run_dir: str) -> str:
-    cfg = read_config(Path(run_dir))
-    return repr(sorted((k, canon(v)) for k, v in cfg.items() if k not in ("seed", "benchmark")))
-
-
 def budget_check(runs: pd.DataFrame) -> ProtocolCheck | None:
     """Distinct settings x seeds per method over every run with a validation split (pruned
     and failed runs count: they were part of the budget)."""
@@ -65,7 +61,7 @@ def budget_check(runs: pd.DataFrame) -> ProtocolCheck | None:
         return None
     budget = {}
     for method, g in swept.groupby("method"):
-        settings = {_setting(d) for d in g.run_dir}
+        settings = {setting_of(read_config(Path(d))) for d in g.run_dir}  # as halving ranks them
         pruned = int((g.status == "pruned").sum())
         budget[method] = (len(settings), g.seed.nunique(), len(g), pruned)
     text = "; ".join(f"{m} {s} settings x {n} seeds = {r} runs" + (f" ({p} pruned)" if p else "")

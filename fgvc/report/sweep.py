@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, replay
+from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, read_val_curve, replay
 from fgvc.io import save_figure, tight_layout
 from fgvc.report import figures
 from fgvc.report.load import CENTER_KEYS, TUNED_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
 from fgvc.report.stats import mean_ci, sort_key
-from fgvc.runs.read import read_config, read_metrics
+from fgvc.runs.read import read_config
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
 DEFAULT_RECIPE = {"lr": 0.001, "center_weight": 0.001}
@@ -246,11 +246,10 @@ def _halving_replay(f: SweepFamily) -> list[str]:
     cols = [k for k in ("center_weight", "lr", *f.extra) if k in f.runs.columns]
     trials = []
     for r in f.runs.itertuples():
-        m = read_metrics(Path(r.run_dir))
-        if m is None or "val_top1" not in m.columns:
+        curve = read_val_curve(Path(r.run_dir))  # the reader halving itself decides on
+        if not curve or all(math.isnan(v) for v in curve):
             return []
-        trials.append(Trial(r.run_id, r.method, _replay_setting(r, cols), m.val_top1.astype(float).tolist(),
-                            epochs=len(m)))
+        trials.append(Trial(r.run_id, r.method, _replay_setting(r, cols), curve, epochs=len(curve)))
     epochs = {t.epochs for t in trials}
     if len(epochs) != 1 or min(epochs) < 6 or len({t.setting for t in trials}) < 4:
         return []
