@@ -72,9 +72,8 @@ benchmark: setup
 	$(FGVC) benchmark "$(BENCH)" --data "$(DATA)" --out "$(OUT)" --jobs $(JOBS) $(if $(WEIGHTS),--pretrained-file "$(WEIGHTS)")
 	$(MAKE) --no-print-directory report OUT="$(OUT)"
 
-# The report links the UMAP / t-SNE figures, so they are drawn first.
+# The report, with every figure it links (UMAP / t-SNE included: fgvc report draws them), on any results folder.
 report: setup
-	$(FGVC) visualize "$(OUT)"
 	$(FGVC) report "$(OUT)" $(if $(MARGIN),--margin $(MARGIN))
 
 visualize: setup

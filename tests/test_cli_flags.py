@@ -39,3 +39,23 @@ def test_flags_pick_one_run_of_a_grid_and_lists_stay_lists():
 def test_a_key_set_twice_is_one_clear_error():
     with pytest.raises(FGVCError, match="seed is set twice"):
         overrides_of(parse("benchmark", "g.yaml", "--seed", "1", "--set", "seeds=[0]"))
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", sorted(subparsers()))
+def test_every_option_is_explained_and_help_names_no_machine_path(command):
+    """`--help` is complete: every option has a help text, no flag's default reads as its
+    opposite ("--no-X ... (default: True)"), and no path of our build machines appears."""
+    parser = subparsers()[command]
+    bare = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+    assert not bare, f"fgvc {command}: options without help: {bare}"
+    text = parser.format_help()
+    assert "../shared" not in text and "/work/" not in text
+    for action in parser._actions:
+        if any(s.startswith("--no-") for s in action.option_strings):
+            shown = parser._get_formatter()._get_help_string(action)  # what --help prints, defaults added
+            assert "%(default)" not in shown, f"fgvc {command} {action.option_strings}: shows its default"

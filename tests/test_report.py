@@ -90,7 +90,8 @@ def test_paired_comparison_degenerate_cases_do_not_crash():
 
 # --------------------------------------------------------------------------- report numbers
 def test_summary_csv_columns_and_numbers(out):
-    summary = pd.read_csv(out / "summary.csv")
+    assert (out / "group_summary.csv").read_bytes() == (out / "summary.csv").read_bytes()  # new name, old kept
+    summary = pd.read_csv(out / "group_summary.csv")
     assert list(summary.columns[:len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
     assert len(summary) == 2
     for method in ("ce", "center"):

@@ -66,7 +66,7 @@ def test_bad_arguments(out):
 def test_ambiguous_selection_needs_where(tmp_path):
     out = make_out(tmp_path / "o", seeds=(0,), lambdas=(0.001, 0.01), failed=False)
     with pytest.raises(FGVCError, match=r"2 center runs match seed=0.*--where center_weight="):
-        visualize(out, embeddings=["tsne"])
+        visualize(out, seed=0, embeddings=["tsne"])
     # center_weight filters the center run only: the CE baseline (lambda 0) stays in
     pngs = visualize(out, embeddings=["tsne"], where={"center_weight": "1e-2"})
     assert pngs[0].name == "tsne_test_s0_center_weight-1e-2.png"

@@ -12,7 +12,7 @@
 # this checkout's Python ($PY, default .venv/bin/python).
 # Finished runs are skipped, an unfinished one resumes from its last epoch. On Linux glibc
 # keeps freed memory (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_): 22-27% faster CPU training
-# (README, "Speed and scale"); this changes the allocator, not the code or its results.
+# (docs/speed.md); this changes the allocator, not the code or its results.
 # To commit the finished runs: python tools/collect_runs.py <worktree>/OUT OUT (no checkpoints).
 set -euo pipefail
 if [ $# -lt 3 ]; then

@@ -21,9 +21,10 @@ def _run_report(args: argparse.Namespace) -> int:
 
     from fgvc.report.load import damaged_runs
 
-    path = write_report(Path(args.out), margin=args.margin)
-    print(f"wrote {path}, {path.parent / 'summary.csv'}, {path.parent / 'comparisons.csv'} and figures in "
-          f"{path.parent / 'figures'}")
+    embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip() and e.strip() != "none"]
+    path = write_report(Path(args.out), margin=args.margin, embeddings=embeddings)
+    print(f"wrote {path}, {path.parent / 'group_summary.csv'} (and summary.csv), {path.parent / 'comparisons.csv'} "
+          f"and figures in {path.parent / 'figures'}")
     for run_id, why in damaged_runs(Path(args.out)).items():
         print(f"damaged run {run_id}: {why} (left out of the report; `fgvc benchmark` trains it again)",
               file=sys.stderr)
@@ -74,19 +75,24 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "report", help="write report.md, summary.csv and figures for a benchmark output folder",
+        "report", help="write report.md, group_summary.csv and every figure for a benchmark output folder",
         description="Statistics over seeds for a benchmark output folder (OUT/runs.csv and OUT/runs/*): "
-                    "accuracy table with 95% CIs; paired center-vs-CE comparison (paired t-test, TOST equivalence "
-                    "within a margin, hierarchical bootstrap over seeds and test images, smallest effect detectable "
-                    "with 80% power, P(improvement), Holm across comparisons, exact McNemar per seed pair); "
-                    "per-class accuracy with bootstrap intervals, confusion matrices, training curves, feature "
-                    "compactness and timings. Writes OUT/report.md, OUT/summary.csv, OUT/comparisons.csv and "
-                    "OUT/figures/*.png; rerunning on the same files gives identical report.md, summary.csv and "
-                    "comparisons.csv (the bootstrap uses a fixed RNG seed).")
+                    "protocol checks; accuracy table with 95% CIs; paired comparison of each method with CE (paired "
+                    "t-test, TOST equivalence within a margin, hierarchical bootstrap over seeds and test images, "
+                    "smallest effect detectable with 80% power, P(improvement), Holm across comparisons, exact "
+                    "McNemar per seed pair); per-class accuracy with bootstrap intervals, confusion matrices, "
+                    "training curves, feature compactness, timings and UMAP / t-SNE of the features (docs/"
+                    "statistics.md explains each). Writes OUT/report.md, OUT/group_summary.csv (also as "
+                    "summary.csv), OUT/comparisons.csv and OUT/figures/*.png; rerunning on the same files gives "
+                    "identical report.md, group_summary.csv and comparisons.csv (the bootstrap uses a fixed RNG seed).")
     p.add_argument("out", metavar="OUT", help="benchmark output folder (holds runs.csv), e.g. results/sparrows")
     p.add_argument("--margin", type=_margin, default=1.0, metavar="M",
                    help="equivalence margin in accuracy points for the TOST verdict (default 1): the difference is "
                         "called equivalent to zero when the 90%% t interval lies inside ±M")
+    p.add_argument("--embeddings", default="umap,tsne", metavar="LIST",
+                   help="UMAP / t-SNE figures to draw first, out of umap,tsne, or none (default umap,tsne): each "
+                        "compared pair at the first seed with saved features in every run, in a sweep at each "
+                        "method's chosen setting; `fgvc visualize --seed S` draws another seed")
     p.set_defaults(func=_run_report)
     return p
 
@@ -99,7 +105,9 @@ def add_visualize_parser(subparsers) -> argparse.ArgumentParser:
                     "center-loss run of one seed side by side, each fitted on its own with random_state=0, "
                     "written to OUT/figures/<embedding>_<split>_s<seed>.png with the coordinates in a .csv beside it.")
     p.add_argument("out", metavar="OUT", help="benchmark output folder (holds runs.csv)")
-    p.add_argument("--seed", type=int, default=0, help="which seed's runs to plot (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="which seed's runs to plot (default: as `fgvc report` picks them: each compared pair at the "
+                        "first seed with saved features in every run; in a sweep, each method's chosen setting)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="feature split (default test)")
     p.add_argument("--embedding", default="umap,tsne", metavar="LIST",
                    help="comma-separated embeddings out of umap,tsne (default umap,tsne)")

@@ -60,7 +60,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="prepared dataset folder with manifest.csv (default: %(default)s; make it with `make data`)")
     p.add_argument("--pretrained-file", type=Path, default=None, metavar="PATH",
                    help="local pretrained weights (safetensors or PyTorch state dict) instead of timm's download, "
-                        "e.g. ../shared/weights/tf_efficientnet_lite0.in1k.safetensors")
+                        "e.g. tf_efficientnet_lite0.in1k.safetensors")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, value parsed as YAML (repeatable): --set epochs=3 --set seeds=[0,1]")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
@@ -77,7 +77,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the model (CUDA; the compile time pays back only over long runs)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="bf16 autocast or fp32 for training and evaluation (default: auto = bf16 on CUDA and on a "
-                        "CPU with bf16 instructions, AVX-512 BF16 / AMX; fp32 on other CPUs; README: 'bf16 on "
+                        "CPU with bf16 instructions, AVX-512 BF16 / AMX; fp32 on other CPUs; docs/speed.md: 'bf16 on "
                         "CPU'). Recorded in provenance, not in the run id: pass fp32 to add runs to an fp32 grid")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (the one line per epoch is still printed)")

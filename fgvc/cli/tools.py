@@ -120,12 +120,13 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="resnet50.tv_in1k", help="timm model name")
     p.add_argument("--pretrained-file", type=Path, default=None, metavar="PATH",
                    help="local weights for --model (else timm's download; speed does not depend on the weights)")
-    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                   help="random init (no download needed; timings are the same)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--crop-pct", type=float, default=0.875)
-    p.add_argument("--lr", type=float, default=0.001)
+    p.set_defaults(pretrained=True)  # before the flag, whose own default is hidden: "(default: True)" misread
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=argparse.SUPPRESS,
+                   help="random init instead of ImageNet weights (no download needed; timings are the same)")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size, every loop")
+    p.add_argument("--image-size", type=int, default=224, help="training crop and evaluation size in pixels")
+    p.add_argument("--crop-pct", type=float, default=0.875, help="evaluation center-crop fraction")
+    p.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (speed does not depend on it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="the reference loop's DataLoader workers (pytorch/examples uses 4)")

@@ -50,7 +50,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """`auto`: bf16 autocast on CUDA, and on a CPU with bf16 instructions (AVX-512 BF16 / AMX),
-    where a Lite0 run is 1.2x faster and README's accuracy check found no cost; fp32 on other
+    where a Lite0 run is 1.2x faster and the accuracy check in docs/speed.md found no cost; fp32 on other
     CPUs, where bf16 would be emulated and slower (so `bf16` is refused there)."""
     if name not in PRECISIONS:
         raise FGVCError(f"invalid --precision {name!r}: use auto, fp32 or bf16")

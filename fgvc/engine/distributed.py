@@ -1,7 +1,7 @@
 """Data-parallel training of one run with `torchrun` (DDP): process group, batch split,
 reduced metrics and gathered evaluation.
 
-Rules (README, "Several GPUs: DDP"):
+Rules (docs/speed.md, "Several GPUs for one run (DDP)"):
 - `batch_size` is the GLOBAL batch: each of the W processes takes batch_size / W images of
   every global batch, so the optimisation (and the lr, which is not rescaled) is that of one
   process with the same batch. The global batches are the single-process ones: the same

@@ -1,4 +1,5 @@
-"""`fgvc report OUT`: report.md, summary.csv and figures from a benchmark's output folder.
+"""`fgvc report OUT`: report.md, group_summary.csv and every figure it links, UMAP / t-SNE
+included, from a benchmark's output folder.
 
 The report answers "does center loss help, and what does it do to the features?" with
 statistics over seeds, and says plainly what the numbers cannot show. It leads with the
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
+from fgvc.report.embedding_pick import pick_embeddings
 from fgvc.report.features import compactness_section
 from fgvc.report.inputs import Inputs, load_inputs
 from fgvc.report.paired import compare_panels, comparison_rows, paired_section
@@ -29,8 +32,12 @@ from fgvc.report.stats import DEFAULT_MARGIN, SUMMARY_EXTRA, SUMMARY_METRICS
 from fgvc.report.summary import REFERENCE
 from fgvc.report.sweep import sweep_section
 from fgvc.report.verdicts import comparisons_csv
+from fgvc.report.visualize import check_choices, draw_embeddings
 
-SUMMARY_DECIMALS = 4  # decimals of metric columns in summary.csv
+SUMMARY_DECIMALS = 4  # decimals of metric columns in group_summary.csv
+# One row per group of runs. timm's summary.csv is a per-epoch log (ours: metrics.csv), so the
+# file is group_summary.csv; summary.csv, DESIGN.md's name, is written too, byte for byte the same.
+SUMMARY_FILES = ("group_summary.csv", "summary.csv")
 
 
 def _sweep_section(x: Inputs) -> list[str]:
@@ -44,11 +51,24 @@ def summary_csv(summary: pd.DataFrame) -> str:
     return s.to_csv(index=False, lineterminator="\n")
 
 
-def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
-    """Write OUT/report.md, OUT/summary.csv, OUT/comparisons.csv and OUT/figures/*.png;
-    returns report.md's path. `margin`: the equivalence margin in accuracy points."""
+def draw_picked(x: Inputs, embeddings: Sequence[str]) -> list[str]:
+    """Draw the embedding figures of the picked runs; one line each on what was drawn and why."""
+    if not embeddings:
+        return []
+    picks, missing = pick_embeddings(x.runs)
+    for pick in picks:
+        draw_embeddings(pick.runs, "test", embeddings, x.out_dir, x.fig_dir, f"test_s{pick.seed}{pick.suffix}")
+    return [p.why for p in picks] + missing
+
+
+def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequence[str] = ()) -> Path:
+    """Write OUT/report.md, OUT/group_summary.csv (and summary.csv), OUT/comparisons.csv and OUT/figures/*.png;
+    returns report.md's path. `margin`: the equivalence margin in accuracy points; `embeddings`:
+    the UMAP / t-SNE figures to draw first (`umap`, `tsne`; the CLI draws both), for the runs
+    fgvc.report.embedding_pick picks."""
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         raise FGVCError(f"equivalence margin {margin!r}: must be a positive number of accuracy points, e.g. 1")
+    embeddings = check_choices("test", embeddings) if embeddings else []
     x = load_inputs(Path(out_dir), float(margin))
     compare_panels(x)  # the paired statistics, which the summary already quotes
     x.protocol = protocol_checks(x.out_dir, x.runs, x.groups)  # the summary says when they warn
@@ -64,19 +84,20 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Path:
         lines += curves_section(x)
         lines += compactness_section(x)  # may add notes
         lines += time_section(x)
-        lines += embedding_section(x)
+        lines += embedding_section(x, draw_picked(x, embeddings))
     lines += pruned_section(x.runs)
     lines += failed_section(x.runs)
     lines += notes_section(x.notes)
-    lines += ["Files: `summary.csv` (one row per group; accuracies in percent), `comparisons.csv` (one row per "
-              "paired comparison; differences in accuracy points, `a` the CE baseline, `b` the other group, "
-              "named by their summary.csv keys), `runs.csv` (one row per run).", ""]
+    lines += ["Files: `group_summary.csv` (one row per group; accuracies in percent; also as `summary.csv`), "
+              "`comparisons.csv` (one row per paired comparison; differences in accuracy points, `a` the CE "
+              "baseline, `b` the other group, named by their group keys), `runs.csv` (one row per run).", ""]
 
-    atomic_write_text(x.out_dir / "summary.csv", summary_csv(x.summary))
+    for name in SUMMARY_FILES:
+        atomic_write_text(x.out_dir / name, summary_csv(x.summary))
     atomic_write_text(x.out_dir / "comparisons.csv", comparisons_csv(comparison_rows(x)))
     report = x.out_dir / "report.md"
     atomic_write_text(report, inert("\n".join(lines).rstrip() + "\n"))  # nothing a run carries runs as HTML
     return report
 
 
-__all__ = ["write_report", "REFERENCE", "summary_csv"]
+__all__ = ["write_report", "REFERENCE", "summary_csv", "SUMMARY_FILES"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -214,22 +215,25 @@ def time_section(x: Inputs) -> list[str]:
             table(["group", "seed", "train seconds", "images/s", "device"], rows), ""]
 
 
-def embedding_section(x: Inputs) -> list[str]:
+def embedding_section(x: Inputs, picked: Sequence[str] = ()) -> list[str]:
+    """The UMAP / t-SNE figures in OUT/figures; `picked`: what this report drew and why
+    (fgvc.report.embedding_pick), or why a pair could not be drawn."""
     found = [p for pat in ("umap_*.png", "tsne_*.png") for p in sorted(x.fig_dir.glob(pat))]
     lines = ["## Feature embeddings (UMAP, t-SNE)", ""]
+    lines += [f"- {why}" for why in picked] + ([""] if picked else [])
     if not found:
-        return lines + ["None yet: `fgvc visualize OUT` (or `make visualize`) draws them from the saved features; "
-                        "rerun `fgvc report OUT` afterwards to link them here.", ""]
+        return lines + ["None drawn: `fgvc report OUT` draws them from the saved features (`--embeddings none` "
+                        "skips them), `fgvc visualize OUT --seed S` for another seed.", ""]
     caption = x.prov.caption(x.ok)
     for p in found:
         emb, split, seed = (p.stem.split("_") + ["", "", ""])[:3]
         lines += [image(p.stem, p, x.out_dir), "",
                   f"*Figure: {'UMAP' if emb == 'umap' else 't-SNE'} of final-epoch pooled last-conv {split} features, "
-                  f"seed {seed.lstrip('s')}, CE and center loss side by side (each fitted on its own; coordinates in "
-                  f"`{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). Under each panel, numbers "
-                  "measured on the features themselves (5-NN top-1 against the train features and the cosine "
-                  "silhouette, as in the compactness table) and, for comparison, the silhouette of the 2-D map "
-                  f"itself: a map can look more or less separated than the features are.{caption}*", ""]
+                  f"seed {seed.lstrip('s')}, CE and the compared method side by side (each fitted on its own; "
+                  f"coordinates in `{p.with_suffix('.csv').relative_to(x.out_dir).as_posix()}`). Under each panel, "
+                  "numbers measured on the features themselves (5-NN top-1 against the train features and the "
+                  "cosine silhouette, as in the compactness table) and, for comparison, the silhouette of the 2-D "
+                  f"map itself: a map can look more or less separated than the features are.{caption}*", ""]
     return lines
 
 

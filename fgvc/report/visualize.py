@@ -20,6 +20,7 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, save_figure, tight_layout
 from fgvc.engine.metrics import knn_accuracy, silhouette
 from fgvc.report.figures import display_name
+from fgvc.report.embedding_pick import pick_embeddings
 from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, group_keys, load_runs
 from fgvc.report.markdown import short_sha
 from fgvc.runs.read import class_names, read_feature_metrics, read_features, read_provenance
@@ -141,29 +142,44 @@ def select_runs(runs: pd.DataFrame, seed: int, where: dict[str, str] | None, sou
 
 def _panel_title(r: pd.Series, split: str) -> str:
     if r.method != "ce":
-        method = f"CE + {r.method.replace('_', '-')} loss, λ={r.center_weight} ({r.center_update})"
+        update = f" ({r.center_update})" if r.method == "center" else ""
+        method = f"CE + {r.method.replace('_', '-')}, λ={r.center_weight}{update}"
     else:
         method = "CE"
     return f"{r.model} · {method}\nseed {r.seed} · {split} split"
 
 
-def visualize(out_dir: Path, *, seed: int = 0, split: str = "test", embeddings: Sequence[str] = EMBEDDINGS,
+def visualize(out_dir: Path, *, seed: int | None = None, split: str = "test", embeddings: Sequence[str] = EMBEDDINGS,
               where: dict[str, str] | None = None, figures_dir: Path | None = None) -> list[Path]:
     """Write `figures/<embedding>_<split>_s<seed>.png` (+ `.csv` coordinates) per embedding;
-    with `where`, the filter is appended to the file name. Returns the PNG paths."""
+    with `where`, the filter is appended to the file name. Without a seed or a filter the
+    runs are picked as the report picks them (fgvc.report.embedding_pick), one figure per
+    compared pair. Returns the PNG paths."""
     out_dir = Path(out_dir)
-    embeddings = _check_choices(split, embeddings)
+    embeddings = check_choices(split, embeddings)
     runs = load_runs(out_dir)
+    if seed is None and not where:
+        picks, missing = pick_embeddings(runs)
+        if not picks:
+            raise FGVCError(f"{out_dir}: nothing to draw: " + ("; ".join(missing) or "no successful run"))
+        return [p for pick in picks for p in draw_embeddings(pick.runs, split, embeddings, out_dir, figures_dir,
+                                                             f"{split}_s{pick.seed}{pick.suffix}")]
+    seed = 0 if seed is None else seed
     chosen = select_runs(runs, seed, where, out_dir / "runs.csv")
+    return draw_embeddings(chosen, split, embeddings, out_dir, figures_dir, f"{split}_s{seed}{_where_suffix(where)}")
+
+
+def draw_embeddings(chosen: list[pd.Series], split: str, embeddings: Sequence[str], out_dir: Path,
+                    figures_dir: Path | None, stem: str) -> list[Path]:
+    """One figure per embedding, `<embedding>_<stem>.png`, a panel per run of `chosen`."""
     data = [_split_features(r, split) for r in chosen]
     k = max(int(d[2].max()) + 1 for d in data)
     names = class_names([Path(r.run_dir) for r in chosen], k)
-    fig_dir = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
-    return [_embedding_figure(emb, data, names, split, fig_dir, f"{emb}_{split}_s{seed}{_where_suffix(where)}")
-            for emb in embeddings]
+    fig_dir = Path(figures_dir) if figures_dir is not None else Path(out_dir) / "figures"
+    return [_embedding_figure(emb, data, names, split, fig_dir, f"{emb}_{stem}") for emb in embeddings]
 
 
-def _check_choices(split: str, embeddings: Sequence[str]) -> list[str]:
+def check_choices(split: str, embeddings: Sequence[str]) -> list[str]:
     """The embeddings asked for, normalised; an unknown split or embedding is an error."""
     if split not in SPLITS:
         raise FGVCError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -282,4 +298,4 @@ def _data_label(r: pd.Series) -> str:
     return f"{name} (content sha256 {short_sha(sha)})" if sha else name
 
 
-__all__ = ["visualize", "embed", "select_runs", "EMBEDDINGS", "SPLITS"]
+__all__ = ["visualize", "draw_embeddings", "check_choices", "embed", "select_runs", "EMBEDDINGS", "SPLITS"]

@@ -20,8 +20,8 @@ import pandas as pd
 from fgvc.io import atomic_write_text, is_no_space, no_space_error
 from fgvc.runs.health import run_problems
 
-# The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions in README
-# "Layout"); a run's row.json holds one such row.
+# The runs.csv columns (../shared/DESIGN.md, "Contracts", plus the extensions listed in
+# docs/layout.md); a run's row.json holds one such row.
 RUNS_COLUMNS = ["run_id", "benchmark", "model", "weights", "weights_sha256", "method", "center_weight",
                 "center_update", "seed", "epochs", "batch_size", "lr", "image_size", "top1", "top5",
                 "mean_class_acc", "best_epoch_top1", "train_seconds", "images_per_second", "device",
