@@ -39,6 +39,7 @@ from torch import nn
 
 from fgvc.cli.defaults import DEMO_CENTER_WEIGHT, DEMO_DATASETS, DEMO_EPOCHS, DEMO_OUT
 from fgvc.errors import FGVCError
+from fgvc.report.style import DOUBLE, class_style, styled
 
 CENTER_LR = 0.5
 LR = 3e-3
@@ -164,14 +165,15 @@ def train_one(data: tuple[torch.Tensor, ...], *, center_weight: float, epochs: i
 
 
 # --------------------------------------------------------------------------- figure
+@styled
 def plot_features(results: dict[str, dict], titles: dict[str, str], path: Path, seed: int = 0) -> Path:
-    """Rows train / test, one column per method; class k has the same colour everywhere."""
+    """Rows train / test, one column per method; class k has the same colour and marker everywhere."""
     from matplotlib.figure import Figure
 
     from fgvc.io import save_figure
 
-    colors = [f"C{k}" for k in range(10)]
-    fig = Figure(figsize=(5.2 * len(results), 9.4))
+    colors, markers = class_style(10)
+    fig = Figure(figsize=(DOUBLE, DOUBLE * 1.05))
     axes = fig.subplots(2, len(results), squeeze=False)
     rng = np.random.default_rng(seed)
     for col, (method, res) in enumerate(results.items()):
@@ -182,18 +184,17 @@ def plot_features(results: dict[str, dict], titles: dict[str, str], path: Path, 
                 keep = np.sort(rng.choice(len(y), MAX_POINTS, replace=False))
                 f, y = f[keep], y[keep]
             for k in range(int(y.max()) + 1):
-                ax.scatter(f[y == k, 0], f[y == k, 1], s=5, color=colors[k % 10], label=str(k), alpha=0.8,
-                           linewidths=0, rasterized=True)
+                ax.scatter(f[y == k, 0], f[y == k, 1], s=4, color=colors[k % 10], marker=markers[k % 10],
+                           label=str(k), alpha=0.8, linewidths=0, rasterized=True)
             if res.get("centers") is not None:
                 c = res["centers"]
                 ax.scatter(c[:, 0], c[:, 1], marker="+", s=30, color="black", linewidths=0.8, zorder=3)
             where = ", +: learned centers" if res.get("centers") is not None else ""
-            ax.set_title(f"{titles[method]}\n{split}: top-1 {res[f'{split}_acc']:.1f}%{where}", fontsize=10)
+            ax.set_title(f"{titles[method]}\n{split}: top-1 {res[f'{split}_acc']:.1f}%{where}")
             ax.set_xlabel("feature 1")
             ax.set_ylabel("feature 2")
-            ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", title="digit", markerscale=3, frameon=False)
+    fig.legend(handles, labels, loc="center right", title="digit", markerscale=2.5)
     fig.subplots_adjust(right=0.9, hspace=0.3, wspace=0.25)
     return save_figure(fig, path, dpi=90)
 

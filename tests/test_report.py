@@ -302,7 +302,7 @@ def test_summary_block_leads_with_the_answer_and_the_recipe(out):
     assert recipe["center λ=0.001"][8:10] == ["0.001", "learned"]
     assert "Every run: momentum 0.9, weight decay 0.0001" in summ
     assert "predate the `precision` key" in summ
-    assert "![Test top-1 per seed, matched pairs](figures/paired_seeds_top1.png)" in summ
+    assert "![Paired differences in test top-1, one row per comparison](figures/paired_seeds_top1.png)" in summ
     assert (out / "figures" / "paired_seeds_top1.png").stat().st_size > 0
 
 

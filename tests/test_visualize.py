@@ -83,21 +83,6 @@ def test_report_links_embeddings(out):
     assert "coordinates in `figures/tsne_test_s0.csv`" in md
 
 
-def test_palette_keeps_many_classes_apart_on_white():
-    from fgvc.report.visualize import _to_lab, class_style, distinct_colors
-
-    for k in (21, 30):
-        lab = _to_lab(np.array(distinct_colors(k)))
-        assert lab[:, 0].max() <= 75  # no pale colour that vanishes on white
-        d = np.linalg.norm(lab[:, None] - lab[None], axis=2)
-        np.fill_diagonal(d, np.inf)
-        assert d.min() > 20  # CIELAB distance; tab20's light/dark pairs come to about 17
-        assert distinct_colors(k) == distinct_colors(k)
-    colors, markers = class_style(21)
-    assert len(set(colors)) == 21 and len(set(markers)) > 1
-    assert class_style(5)[1] == ["o"] * 5
-
-
 def test_panel_numbers_match_the_compactness_table(out):
     from fgvc.engine.metrics import compactness
     from fgvc.runs.read import read_features

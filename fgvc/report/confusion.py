@@ -18,8 +18,10 @@ from matplotlib.figure import Figure
 
 from fgvc.io import save_figure
 from fgvc.report.figures import short_names
+from fgvc.report.style import DIVERGING, DOUBLE, SEQUENTIAL, styled
 
 TOP_CHANGES = 12  # off-diagonal cells annotated in the difference matrix
+SHOWN_CONFUSION = 0.15  # off-diagonal cells of a confusion matrix that carry their percentage
 MIN_CHANGE = 0.2  # ... when they changed by at least this many images per seed
 
 
@@ -49,25 +51,27 @@ def top_changes(diff: np.ndarray, n: int = TOP_CHANGES, least: float = MIN_CHANG
     return sorted(cells, key=lambda c: (-round(abs(c[2]), 9), c[0], c[1]))[:n]
 
 
+@styled
 def confusion_figure(names: Sequence[str], cms: Mapping[str, np.ndarray], title: str, path: Path) -> Path:
-    """Row-normalised confusion heatmaps, one per group, side by side; cells of at least
-    10% carry their percentage."""
+    """Row-normalised confusion heatmaps, one per group, side by side on one colour scale;
+    only the real confusions (off-diagonal cells of at least SHOWN_CONFUSION) carry their
+    percentage, so the numbers that matter stay large enough to read."""
     ticks, common = short_names(names)
     k = len(names)
-    cell = 0.2 if k > 10 else 0.45
-    side = 0.4 + cell * k
-    fig = Figure(figsize=(side * len(cms) + 2.4, side + 2.2), layout="constrained")
+    side = min(DOUBLE / len(cms), 3.6)
+    fig = Figure(figsize=(side * len(cms) + 0.8, side + 0.9), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(cms)))
     for i, (ax, (lab, cm)) in enumerate(zip(axes, cms.items())):
-        im = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
-        for r, c in zip(*np.nonzero(cm >= 0.1)):
-            ax.text(c, r, f"{100 * cm[r, c]:.0f}", ha="center", va="center", fontsize=6 if k > 10 else 8,
-                    color="white" if cm[r, c] > 0.55 else "black")
-        _ticks(ax, ticks, rows=i == 0, size=7 if k > 10 else 9)
-        ax.set_title(lab, fontsize="medium")
+        im = ax.imshow(cm, vmin=0, vmax=1, cmap=SEQUENTIAL)
+        for r, c in zip(*np.nonzero((cm >= SHOWN_CONFUSION) & ~np.eye(k, dtype=bool))):
+            ax.text(c, r, f"{100 * cm[r, c]:.0f}", ha="center", va="center", fontsize=6.5 if k > 10 else 8,
+                    color="white" if cm[r, c] > 0.55 else "black", fontweight="bold")
+        _ticks(ax, ticks, rows=i == 0, size=6 if k > 10 else 8)
+        ax.set_title(lab)
+        ax.grid(False)
     fig.colorbar(im, ax=list(axes), shrink=0.6, label="fraction of the true class")
     fig.suptitle(title + (f"\nclass names without the common word “{common}”" if common else "")
-                 + "; numbers: % of the true class, shown from 10%", fontsize="medium")
+                 + f"; numbers: confusions of at least {SHOWN_CONFUSION:.0%} of the true class")
     return save_figure(fig, path)
 
 
@@ -80,6 +84,7 @@ def _ticks(ax, ticks: Sequence[str], rows: bool = True, size: float = 8) -> None
         ax.set_ylabel("true class")
 
 
+@styled
 def confusion_diff_figure(names: Sequence[str], diff: np.ndarray, labels: tuple[str, str], seeds: int, title: str,
                           path: Path) -> Path:
     """The difference of two mean confusion-count matrices (labels[1] minus labels[0]), in
@@ -89,30 +94,31 @@ def confusion_diff_figure(names: Sequence[str], diff: np.ndarray, labels: tuple[
     k = len(names)
     off = np.where(np.eye(k, dtype=bool), np.nan, diff)
     vmax = max(float(np.nanmax(np.abs(off), initial=0.0)), 0.2)
-    fig = Figure(figsize=(3.2 + 0.33 * k, 2.6 + 0.3 * k), layout="constrained")
+    fig = Figure(figsize=(DOUBLE * 0.75, DOUBLE * 0.75), layout="constrained")
     ax = fig.subplots()
     cmap = _diverging()
     im = ax.imshow(off, cmap=cmap, vmin=-vmax, vmax=vmax)
     for i in range(k):
         ax.add_patch(_square(i, "#e6e6e6"))
         ax.text(i, i, f"{diff[i, i]:+.1f}".replace("+0.0", "0").replace("-0.0", "0"), ha="center", va="center",
-                fontsize=6, color="#555555")
+                fontsize=5.5, color="#555555")
     for i, j, v in top_changes(diff):
-        ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7, fontweight="bold",
+        ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=6.5, fontweight="bold",
                 color="white" if abs(v) > 0.6 * vmax else "black")
-    _ticks(ax, ticks, size=8.5)
+    _ticks(ax, ticks, size=6.5 if k > 10 else 8)
+    ax.grid(False)
     fig.colorbar(im, ax=ax, shrink=0.7,
                  label=f"{labels[1]} minus {labels[0]}: test images per seed (mean over {seeds})")
     fig.suptitle(title + f"\nred: confused more often with {labels[1]}; blue: less often. Bold: the "
                  f"{TOP_CHANGES} largest changes; grey diagonal: change in correct images"
-                 + (f"\nclass names without the common word “{common}”" if common else ""), fontsize="medium")
+                 + (f"\nclass names without the common word “{common}”" if common else ""))
     return save_figure(fig, path)
 
 
 def _diverging():
     import matplotlib
 
-    return matplotlib.colormaps["RdBu_r"].with_extremes(bad="#e6e6e6")
+    return matplotlib.colormaps[DIVERGING].with_extremes(bad="#e6e6e6")
 
 
 def _square(i: int, color: str):

@@ -66,20 +66,23 @@ def summary_section(x: Inputs) -> list[str]:
 
 
 def _pairs_figure(x: Inputs, pairs: list[Panel]) -> list[str]:
-    """The figure of per-seed paired accuracies, linked, with its caption."""
+    """The forest plot of the per-seed paired differences, linked, with its caption."""
     if not pairs:
         return []
-    data = [dict(label_a=p.groups[0].label, label_b=p.groups[1].label, seeds=p.paired.seeds, a=p.paired.ce_top1,
-                 b=p.paired.center_top1, ci95=(p.paired.ci_low, p.paired.ci_high),
-                 ci90=(p.paired.ci90_low, p.paired.ci90_high), margin=p.paired.margin, check=p.check)
-            for p in pairs]
+    rows = [dict(label=f"{p.groups[1].label} − {p.groups[0].label}",
+                 diffs=[b - a for a, b in zip(p.paired.ce_top1, p.paired.center_top1)], mean=p.paired.mean_diff,
+                 ci95=(p.paired.ci_low, p.paired.ci_high), ci90=(p.paired.ci90_low, p.paired.ci90_high),
+                 boot=(p.paired.boot_low, p.paired.boot_high), check=p.check) for p in pairs]
     used = pd.concat([g.runs for p in pairs for g in p.groups])
-    fig = figures.paired_seeds_figure(data, f"Final-epoch test top-1 per seed, matched pairs\n{x.prov.title(used)}",
-                                      x.fig_dir / "paired_seeds_top1.png")
-    return [image("Test top-1 per seed, matched pairs", fig, x.out_dir), "",
-            "*Figure: final-epoch test top-1 of each seed's two runs, joined (green: center loss better, red: "
-            "worse); right: the per-seed differences, their mean with its 95% (thin) and 90% (thick) Student-t "
-            f"interval, and the ±{compact(x.margin)} point equivalence margin (shaded).{x.prov.caption(used)}*", ""]
+    fig = figures.forest_figure(rows, f"Paired differences in final-epoch test top-1\n{x.prov.title(used)}",
+                                x.fig_dir / "paired_seeds_top1.png", "difference in test top-1 (points)",
+                                margin=x.margin)
+    return [image("Paired differences in test top-1, one row per comparison", fig, x.out_dir), "",
+            "*Figure: one row per comparison on one shared axis: each seed pair's difference in test top-1 (dots; "
+            "blue: the method better than CE, vermillion: worse), their mean (diamond) with its 95% (thin) and 90% "
+            "(thick) Student-t interval, the 95% hierarchical bootstrap interval (grey) and the "
+            f"±{compact(x.margin)} point equivalence margin (shaded). Per-seed accuracies: the table "
+            f"below.{x.prov.caption(used)}*", ""]
 
 
 def provenance_section(x: Inputs) -> list[str]:

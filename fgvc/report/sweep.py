@@ -19,10 +19,10 @@ from matplotlib.figure import Figure
 
 from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, read_val_curve, replay
 from fgvc.io import save_figure, tight_layout
-from fgvc.report import figures
 from fgvc.report.load import CENTER_KEYS, TUNED_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
 from fgvc.report.stats import mean_ci, sort_key
+from fgvc.report.style import DOUBLE, method_color, styled
 from fgvc.runs.read import read_config
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
@@ -109,6 +109,7 @@ def _lam(row: pd.Series, extra: list[str]) -> str:
     return str(row.center_weight) + (f" ({text})" if text else "")
 
 
+@styled
 def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: Path,
                        chosen: list[pd.Series] | None = None) -> Path:
     """Validation and test top-1 against lambda (log axis), mean ± SD over seeds, one line
@@ -121,19 +122,18 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
     lines = sorted({tuple(r[k] for k in line_keys) for _, r in aux.iterrows()},
                    key=lambda t: tuple(sort_key(x) for x in t))
     lrs = sorted(set(ce.lr) - {t[1] for t in lines}, key=sort_key)
-    color = {t: figures.METHOD_COLORS[i % len(figures.METHOD_COLORS)]
-             for i, t in enumerate(lines + [("ce", lr) for lr in lrs])}
+    color = {t: method_color(i) for i, t in enumerate(lines + [("ce", lr) for lr in lrs])}
     band_color: dict = {}
     for t, c in color.items():
         band_color.setdefault(t[1], c)
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(DOUBLE, 3.0))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (col, sd, name) in zip(axes, (("val_mean", "val_std", "validation"), ("test_mean", "test_std", "test"))):
         for t in lines:
             c = aux[(aux[line_keys] == pd.Series(t, index=line_keys)).all(axis=1)]
             c = c.assign(lam=c.center_weight.astype(float)).sort_values("lam")
             label = ", ".join([t[0], f"lr {t[1]}"] + [f"{k}={v}" for k, v in zip(extra, t[2:])])
-            ax.errorbar(c.lam, c[col], yerr=c[sd].fillna(0.0), color=color[t], marker="o", capsize=3,
+            ax.errorbar(c.lam, c[col], yerr=c[sd].fillna(0.0), color=color[t], marker="o", ms=4, capsize=2,
                         label=f"{label} (n={int(c.n.max())})")
         for _, r in sorted(ce.iterrows(), key=lambda ir: sort_key(ir[1].lr)):
             half = float(r[sd]) if math.isfinite(float(r[sd])) else 0.0
@@ -142,18 +142,18 @@ def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: P
                        label=f"CE, lr {r.lr}{own} (n={int(r.n)}), band ± SD")
             ax.axhspan(r[col] - half, r[col] + half, color=band_color[r.lr], alpha=0.12, lw=0)
         for i, b in enumerate(chosen or []):
-            ax.plot([float(b.center_weight)], [b[col]], ls="none", marker="o", ms=13, mfc="none", mec="black",
+            ax.plot([float(b.center_weight)], [b[col]], ls="none", marker="o", ms=10, mfc="none", mec="black",
                     mew=1.5, label="setting chosen on validation" if i == 0 else None)
         ax.set_xscale("log")
         ax.set_xlabel("loss weight λ (center_weight, log scale)")
-        ax.set_ylabel(f"{name} top-1 (%), mean ± SD over seeds")
-        ax.set_title(f"{name} (final epoch)", fontsize="medium")
+        ax.set_ylabel(f"{name} top-1 (%), mean ± SD")
+        ax.set_title(f"{name} (final epoch)")
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        axes[1].legend(handles, labels, fontsize="small", loc="best")
-    fig.suptitle(title, fontsize="medium")
+    fig.suptitle(title)
     tight_layout(fig)  # texts as written, not mathtext
+    if handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
     return save_figure(fig, path)
 
 

@@ -22,7 +22,7 @@ from fgvc.engine.metrics import knn_accuracy, silhouette
 from fgvc.report.figures import display_name
 from fgvc.report.embedding_pick import pick_embeddings
 from fgvc.report.load import CENTER_KEYS, GROUP_KEYS, canon, group_keys, load_runs
-from fgvc.report.markdown import short_sha
+from fgvc.report.style import DOUBLE, class_style, styled
 from fgvc.runs.read import class_names, read_feature_metrics, read_features, read_provenance
 
 EMBEDDINGS = ("umap", "tsne")
@@ -51,53 +51,6 @@ def embed(name: str, x: np.ndarray) -> np.ndarray:
     # measured on 2 busy cores); one thread takes ~2 s for 615 images, so limit it here only.
     with threadpool_limits(limits=1, user_api="openmp"):
         return tsne.fit_transform(x)
-
-
-MARKERS = "os^Dv"  # cycled over classes, so classes of similar colour still differ in shape
-# Seeds of the palette: tab10 without its grey, then colours picked greedily in CIELAB.
-_SEED_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
-_LIGHTNESS = (25.0, 72.0)  # CIELAB L* of added colours: dark enough to read on white, light enough to tell apart
-
-
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB in [0, 1] (n, 3) to CIELAB (D65)."""
-    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
-    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
-    d = 6 / 29
-    f = np.where(xyz > d ** 3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
-    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
-
-
-def distinct_colors(k: int) -> list[tuple[float, float, float]]:
-    """`k` colours that stay apart on white: tab10's (grey left out), then each next colour
-    the sRGB grid point (L* within _LIGHTNESS) farthest in CIELAB from those already chosen
-    and from white. Deterministic (a glasbey-like palette without the dependency)."""
-    from matplotlib.colors import to_rgb
-
-    chosen = [to_rgb(c) for c in _SEED_COLORS[:k]]
-    if len(chosen) >= k:
-        return chosen
-    steps = np.linspace(0, 1, 12)
-    grid = np.array(np.meshgrid(steps, steps, steps, indexing="ij")).reshape(3, -1).T
-    lab = _to_lab(grid)
-    keep = (lab[:, 0] >= _LIGHTNESS[0]) & (lab[:, 0] <= _LIGHTNESS[1])
-    grid, lab = grid[keep], lab[keep]
-    ref = _to_lab(np.array(chosen + [(1.0, 1.0, 1.0)]))
-    dist = np.min(np.linalg.norm(lab[:, None, :] - ref[None, :, :], axis=2), axis=1)
-    while len(chosen) < k:
-        i = int(np.argmax(dist))
-        chosen.append(tuple(float(v) for v in grid[i]))
-        dist = np.minimum(dist, np.linalg.norm(lab - lab[i], axis=1))
-    return chosen
-
-
-def class_style(k: int) -> tuple[list, list[str]]:
-    """(colour, marker) per class: `distinct_colors`, and marker shapes cycled once there
-    are more than 9 classes (MARKERS)."""
-    colors = distinct_colors(k)
-    markers = ["o" if k <= len(_SEED_COLORS) else MARKERS[i % len(MARKERS)] for i in range(k)]
-    return colors, markers
 
 
 def _matches(runs: pd.DataFrame, key: str, value: str) -> pd.Series:
@@ -240,6 +193,7 @@ def _where_suffix(where: dict[str, str] | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", suffix)
 
 
+@styled
 def _embedding_figure(emb: str, data: list[tuple], names: list[str], split: str, fig_dir: Path, stem: str) -> Path:
     """One figure of embedding `emb`, a panel per run of `data` (from `_split_features`),
     written to fig_dir/<stem>.png with the coordinates in <stem>.csv; returns the PNG's path."""
@@ -247,13 +201,13 @@ def _embedding_figure(emb: str, data: list[tuple], names: list[str], split: str,
 
     style = class_style(len(names))
     n_images = len(data[0][2])
-    fig = Figure(figsize=(6.2 * len(data) + 2.8, 6.2))
+    side = (DOUBLE - 1.6) / len(data)
+    fig = Figure(figsize=(DOUBLE, side + 1.6))
     axes = np.atleast_1d(fig.subplots(1, len(data)))
-    coords = [_scatter(ax, emb, d, style, split, size=24 if n_images < 300 else 12) for ax, d in zip(axes, data)]
+    coords = [_scatter(ax, emb, d, style, split, size=14 if n_images < 300 else 7) for ax, d in zip(axes, data)]
     _class_legend(fig, names, style, sorted(set(np.concatenate([d[2] for d in data]).tolist())))
     fig.suptitle(f"{TITLES[emb]} of final-epoch pooled last-conv features ({split}, {n_images} images, "
-                 f"each panel fitted on its own)\nweights {data[0][0].weights}; data {_data_label(data[0][0])}",
-                 fontsize="medium")
+                 f"each panel fitted on its own)\nweights {data[0][0].weights}; data {_data_label(data[0][0])}")
     tight_layout(fig)  # texts as written, not mathtext
     png = save_figure(fig, fig_dir / f"{stem}.png")
     with atomic_path(fig_dir / f"{stem}.csv") as tmp:
@@ -270,8 +224,9 @@ def _scatter(ax, emb: str, run_data: tuple, style: tuple[list, list[str]], split
     for c in range(len(colors)):
         m = y == c
         if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.8, linewidths=0)
-    ax.set_title(_panel_title(r, split), fontsize="medium")
+            ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], marker=markers[c], alpha=0.85, linewidths=0)
+    ax.set_title(_panel_title(r, split))
+    ax.grid(False)
     ax.set_xlabel(f"{TITLES[emb]} 1\n\n{_numbers_text(numbers, xy, y)}")
     ax.set_ylabel(f"{TITLES[emb]} 2")
     ax.set_xticks([])
@@ -286,16 +241,15 @@ def _class_legend(fig, names: list[str], style: tuple[list, list[str]], present:
     colors, markers = style
     handles = [Line2D([], [], marker=markers[c], ls="", color=colors[c], label=display_name(names[c]))
                for c in present]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small",
-               title="class", frameon=False, ncol=1 if len(handles) <= 25 else 2)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), title="class",
+               ncol=1 if len(handles) <= 25 else 2, markerscale=1.2)
 
 
 def _data_label(r: pd.Series) -> str:
-    """The run's data folder and content hash, for the figure title."""
+    """The run's data folder, for the figure title (its content hash is in the report's
+    provenance, not in a title)."""
     prov = read_provenance(Path(r.run_dir))
-    name = Path(str(prov["dataset"])).name if prov.get("dataset") else "unknown"
-    sha = str(prov.get("dataset_content_sha256") or "")
-    return f"{name} (content sha256 {short_sha(sha)})" if sha else name
+    return Path(str(prov["dataset"])).name if prov.get("dataset") else "unknown"
 
 
 __all__ = ["visualize", "draw_embeddings", "check_choices", "embed", "select_runs", "EMBEDDINGS", "SPLITS"]
