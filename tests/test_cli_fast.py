@@ -48,7 +48,8 @@ def _heavy_modules(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_every_command_is_covered():
-    assert set(_commands()) == {"benchmark", "train", "validate", "report", "visualize", "compare", "demo", "speed"}
+    assert set(_commands()) == {"benchmark", "train", "validate", "report", "visualize", "compare", "leaderboard",
+                                "demo", "speed"}
 
 
 def test_building_the_parser_imports_no_torch():

@@ -1,4 +1,5 @@
-"""`fgvc` command line: benchmark | train | validate | report | visualize | compare | demo | speed.
+"""`fgvc` command line: benchmark | train | validate | report | visualize | compare | leaderboard |
+demo | speed.
 
 One parser tree: `build_parser` here, each subcommand's parser and command in `run`
 (benchmark, train), `tools` (validate, demo, speed) and `report` (report, visualize,
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from fgvc import __version__
-from fgvc.cli.report import add_compare_parser, add_report_parser, add_visualize_parser
+from fgvc.cli.report import add_compare_parser, add_leaderboard_parser, add_report_parser, add_visualize_parser
 from fgvc.cli.run import add_benchmark_parser, add_train_parser
 from fgvc.cli.tools import add_demo_parser, add_speed_parser, add_validate_parser
 from fgvc.errors import FGVCError
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_visualize_parser(sub)
     add_compare_parser(sub)
+    add_leaderboard_parser(sub)
     add_demo_parser(sub)
     add_speed_parser(sub)
     return parser

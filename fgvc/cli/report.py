@@ -8,6 +8,7 @@ heavy imports (pandas, scipy, matplotlib, umap) happen only when a command runs,
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fgvc.errors import FGVCError
@@ -23,6 +24,13 @@ def _run_report(args: argparse.Namespace) -> int:
 
     embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip() and e.strip() != "none"]
     path = write_report(Path(args.out), margin=args.margin, embeddings=embeddings)
+    if args.latex:
+        from fgvc.io import atomic_write_text
+        from fgvc.report.latex import markdown_to_latex
+
+        tex = path.parent / "report_tables.tex"
+        atomic_write_text(tex, markdown_to_latex(path.read_text(encoding="utf-8"), "tab:fgvc"))
+        print(f"wrote {tex}")
     print(f"wrote {path}, {path.parent / 'group_summary.csv'} (and summary.csv), {path.parent / 'comparisons.csv'} "
           f"and figures in {path.parent / 'figures'}")
     for run_id, why in damaged_runs(Path(args.out)).items():
@@ -70,7 +78,39 @@ def _run_compare(args: argparse.Namespace) -> int:
     text = compare([Path(p) for p in args.csv], out=Path(args.out) if args.out else None, margin=args.margin, on=on,
                    metric=args.metric)
     print(text, end="")
+    if args.latex:
+        from fgvc.io import atomic_write_text
+        from fgvc.report.latex import markdown_to_latex
+
+        atomic_write_text(Path(args.latex), markdown_to_latex(text, "tab:fgvc-compare"))
     return 0
+
+
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    from fgvc.report.leaderboard import leaderboard
+
+    out = leaderboard([Path(f) for f in args.folders], Path(args.out) if args.out else None, margin=args.margin)
+    print(out.read_text(encoding="utf-8"), end="")
+    print(f"wrote {out}, {out.with_suffix('.csv').name}, {out.with_suffix('.tex').name} and "
+          f"figures/leaderboard_forest.png in {out.parent}", file=sys.stderr)
+    return 0
+
+
+def add_leaderboard_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "leaderboard", help="rank every method against the tuned CE over one or more results folders",
+        description="Rank every method of one or more results folders (confirmations: each method at its chosen "
+                    "setting, new seeds) by its paired test top-1 difference from its folder's CE: mean difference "
+                    "with 95%% Student-t and hierarchical bootstrap intervals, paired t-test p Holm-adjusted across "
+                    "every row, P(improvement), the tuning budget each method had (from the sweep the folder names "
+                    "in `selected_from`) and the protocol checks' verdict (docs/protocol.md). Writes "
+                    "leaderboard.csv, leaderboard.md, leaderboard.tex (booktabs) and figures/leaderboard_forest.png.")
+    p.add_argument("folders", nargs="+", metavar="OUT", help="results folders (each holds runs.csv and a CE group)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: the first folder)")
+    p.add_argument("--margin", type=_margin, default=1.0, metavar="M",
+                   help="equivalence margin in accuracy points, as in `fgvc report` (default 1)")
+    p.set_defaults(func=_run_leaderboard)
+    return p
 
 
 def add_report_parser(subparsers) -> argparse.ArgumentParser:
@@ -93,6 +133,8 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
                    help="UMAP / t-SNE figures to draw first, out of umap,tsne, or none (default umap,tsne): each "
                         "compared pair at the first seed with saved features in every run, in a sweep at each "
                         "method's chosen setting; `fgvc visualize --seed S` draws another seed")
+    p.add_argument("--latex", action="store_true",
+                   help="also write OUT/report_tables.tex: every table of report.md as a booktabs LaTeX table")
     p.set_defaults(func=_run_report)
     return p
 
@@ -142,8 +184,10 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                         "validation top-1 (runs.csv of runs with a validation split: what a choice between two "
                         "settings should read, leaving the test set only reported)")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown to FILE")
+    p.add_argument("--latex", metavar="FILE", help="also write its tables as booktabs LaTeX to FILE")
     p.set_defaults(func=_run_compare)
     return p
 
 
-__all__ = ["add_report_parser", "add_visualize_parser", "add_compare_parser", "parse_where"]
+__all__ = ["add_report_parser", "add_visualize_parser", "add_compare_parser", "add_leaderboard_parser",
+           "parse_where"]

@@ -53,19 +53,28 @@ class ProtocolCheck:
 
 
 # --------------------------------------------------------------------------- sweep checks
-def budget_check(runs: pd.DataFrame) -> ProtocolCheck | None:
-    """Distinct settings x seeds per method over every run with a validation split (pruned
-    and failed runs count: they were part of the budget)."""
+def tuning_budget(runs: pd.DataFrame) -> dict[str, tuple[int, int, int, int]]:
+    """Per method: (distinct settings, seeds, runs, pruned runs) over every run with a
+    validation split (pruned and failed runs count: they were part of the budget)."""
     swept = runs[[float(read_config(Path(d)).get("val_fraction") or 0) > 0 for d in runs.run_dir]]
-    if not len(swept) or swept.method.nunique() < 2:
-        return None
     budget = {}
     for method, g in swept.groupby("method"):
         settings = {setting_of(read_config(Path(d))) for d in g.run_dir}  # as halving ranks them
-        pruned = int((g.status == "pruned").sum())
-        budget[method] = (len(settings), g.seed.nunique(), len(g), pruned)
-    text = "; ".join(f"{m} {s} settings x {n} seeds = {r} runs" + (f" ({p} pruned)" if p else "")
-                     for m, (s, n, r, p) in sorted(budget.items()))
+        budget[method] = (len(settings), g.seed.nunique(), len(g), int((g.status == "pruned").sum()))
+    return budget
+
+
+def budget_text(method: str, budget: tuple[int, int, int, int]) -> str:
+    s, n, r, p = budget
+    return f"{method} {s} settings x {n} seeds = {r} runs" + (f" ({p} pruned)" if p else "")
+
+
+def budget_check(runs: pd.DataFrame) -> ProtocolCheck | None:
+    """Every method of a sweep tuned over as many settings and seeds (`tuning_budget`)."""
+    budget = tuning_budget(runs)
+    if len(budget) < 2:
+        return None
+    text = "; ".join(budget_text(m, b) for m, b in sorted(budget.items()))
     if len({(s, n) for s, n, _, _ in budget.values()}) == 1:
         return ProtocolCheck("tuning budget", "ok", f"every method had the same budget: {text}.")
     return ProtocolCheck("tuning budget", "warning", f"methods had different tuning budgets ({text}); give every method "
@@ -274,6 +283,6 @@ def protocol_section(checks: list[ProtocolCheck]) -> list[str]:
             "provisional.", ""] + [c.line() for c in checks] + [""]
 
 
-__all__ = ["ProtocolCheck", "MIN_SEEDS", "NATURAL_BOUNDS", "budget_check", "edge_checks",
+__all__ = ["ProtocolCheck", "MIN_SEEDS", "NATURAL_BOUNDS", "tuning_budget", "budget_text", "budget_check", "edge_checks",
            "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "confirmation_checks",
            "protocol_checks", "provisional", "protocol_section"]

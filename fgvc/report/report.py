@@ -22,6 +22,7 @@ from fgvc.io import atomic_write_text
 from fgvc.report.embedding_pick import pick_embeddings
 from fgvc.report.features import compactness_section
 from fgvc.report.inputs import Inputs, load_inputs
+from fgvc.report.leaderboard import leaderboard_section
 from fgvc.report.paired import compare_panels, comparison_rows, paired_section
 from fgvc.report.markdown import inert
 from fgvc.report.per_class import per_class_section
@@ -73,6 +74,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
     compare_panels(x)  # the paired statistics, which the summary already quotes
     x.protocol = protocol_checks(x.out_dir, x.runs, x.groups)  # the summary says when they warn
     lines = title_section(x) + (summary_section(x) if len(x.ok) else []) + protocol_section(x.protocol)
+    lines += leaderboard_section(x) if len(x.ok) else []
     lines += provenance_section(x)
     if not len(x.ok):
         lines += ["No successful runs yet: nothing to summarise.", ""]

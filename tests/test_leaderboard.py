@@ -1,0 +1,87 @@
+"""The leaderboard (issue 27) and the LaTeX tables (issue 28): methods ranked against the tuned
+CE with t and bootstrap intervals, Holm across rows, the budget from the sweep a confirmation
+names, the protocol verdict; CSV, Markdown, LaTeX and a forest plot; `--latex` on report and
+compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from fgvc.cli import main
+from fgvc.report.latex import markdown_tables, markdown_to_latex, tex
+from test_protocol import fabricate
+
+LR = 0.01
+
+
+def confirmation(root: Path, top1: dict[str, list[float]], seeds=(5, 6, 7)) -> Path:
+    """A sweep (each method 2 settings x 2 seeds, validation split) and its confirmation,
+    each method at the sweep's choice with new seeds and the given test top-1 per seed."""
+    sweep = root / "sweep"
+    fabricate(sweep, [dict(method=m, lr=lr, center_weight=0.01, seed=s, val=50.0 + 10 * (lr == LR))
+                      for m in top1 for lr in (LR / 2, LR) for s in (0, 1)], benchmark="sweep")
+    conf = root / "conf"
+    fabricate(conf, [dict(method=m, lr=LR, center_weight=0.01, seed=s, top1=t)
+                     for m, values in top1.items() for s, t in zip(seeds, values)], val_fraction=0.0, benchmark="conf")
+    (conf / "grid.yaml").write_text(yaml.safe_dump({"name": "conf", "selected_from": "sweep"}))
+    return conf
+
+
+TOP1 = {"ce": [50.0, 52.5, 55.0], "center": [60.0, 65.0, 67.5], "feature_norm": [52.5, 52.5, 57.5],
+        "supcon": [47.5, 50.0, 52.5]}
+
+
+def test_leaderboard_ranks_methods_with_intervals_budget_and_protocol(tmp_path, capsys):
+    conf = confirmation(tmp_path, TOP1)
+    assert main(["leaderboard", str(conf)]) == 0
+    board = pd.read_csv(conf / "leaderboard.csv")
+    assert list(board.method) == ["center", "feature_norm", "supcon"] and list(board["rank"]) == [1, 2, 3]
+    runs = pd.read_csv(conf / "runs.csv").set_index(["method", "seed"]).top1
+    center = board.iloc[0]
+    assert center["diff"] == pytest.approx((runs["center"] - runs["ce"]).mean())
+    assert center.ci95_low < center["diff"] < center.ci95_high
+    assert center.boot_low < center["diff"] < center.boot_high
+    assert (board.p_holm >= board.p - 1e-12).all()  # Holm never lowers a p-value
+    assert (board.budget == "2 settings x 2 seeds = 4 runs").all()  # from the sweep it names
+    assert board.protocol.str.startswith("provisional").all()  # 2 seeds in the sweep, the lr at the grid's edge
+    tex_text = (conf / "leaderboard.tex").read_text()
+    assert r"\toprule" in tex_text and r"\begin{tabular}" in tex_text and "feature\\_norm" in tex_text
+    assert (conf / "figures" / "leaderboard_forest.png").stat().st_size > 0
+    assert "| 1 | center" in capsys.readouterr().out
+
+
+def test_report_has_a_leaderboard_when_several_methods_face_ce(tmp_path):
+    conf = confirmation(tmp_path, TOP1)
+    assert main(["report", str(conf), "--embeddings", "none", "--latex"]) == 0
+    md = (conf / "report.md").read_text()
+    assert "## Leaderboard" in md and "![Leaderboard forest plot](figures/leaderboard_forest.png)" in md
+    tables = (conf / "report_tables.tex").read_text()
+    assert tables.count(r"\begin{table}") == len(markdown_tables(md)) > 3
+
+
+def test_leaderboard_over_two_folders_and_its_errors(tmp_path, capsys):
+    a = confirmation(tmp_path / "a", {"ce": TOP1["ce"], "center": TOP1["center"]})
+    b = confirmation(tmp_path / "b", {"ce": TOP1["ce"], "supcon": TOP1["supcon"]})
+    assert main(["leaderboard", str(a), str(b), "--out", str(tmp_path)]) == 0
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(board.folder) == ["conf", "conf"] and list(board.method) == ["center", "supcon"]
+    only_ce = tmp_path / "c"
+    fabricate(only_ce, [dict(method="ce", seed=s, top1=50.0 + s) for s in (0, 1)], val_fraction=0.0)
+    assert main(["leaderboard", str(only_ce)]) == 2
+    assert "no method is paired with a CE group" in capsys.readouterr().err
+    assert main(["leaderboard", str(tmp_path / "nowhere")]) == 2
+
+
+def test_latex_escapes_and_compare_writes_tables(tmp_path):
+    assert tex("a_b & 50% λ=0.01 ± 1") == r"a\_b \& 50\% $\lambda$=0.01 $\pm$ 1"
+    md = "*Table: accuracy.*\n\n| group | top-1 |\n|---|---:|\n| **CE** | 56.1 |\n"
+    assert markdown_tables(md) == [("accuracy.", ["group", "top-1"], [["CE", "56.1"]])]
+    assert r"\caption{accuracy.}" in markdown_to_latex(md, "tab:t")
+    conf = confirmation(tmp_path, {"ce": TOP1["ce"], "center": TOP1["center"]})
+    runs = conf / "runs.csv"
+    assert main(["compare", str(runs), str(runs), "--latex", str(tmp_path / "c.tex")]) == 0
+    assert r"\begin{tabular}" in (tmp_path / "c.tex").read_text()
