@@ -74,7 +74,7 @@ benchmark: setup
 
 # The report, with every figure it links (UMAP / t-SNE included: fgvc report draws them), on any results folder.
 report: setup
-	$(FGVC) report "$(OUT)" $(if $(MARGIN),--margin $(MARGIN))
+	$(FGVC) report "$(OUT)" --data "$(DATA)" $(if $(MARGIN),--margin $(MARGIN))
 
 visualize: setup
 	$(FGVC) visualize "$(OUT)"

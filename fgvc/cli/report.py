@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fgvc.cli.defaults import DEFAULT_DATA
 from fgvc.errors import FGVCError
 from fgvc.report.metric_names import PAIRED_METRICS
 
@@ -23,7 +24,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from fgvc.report.load import damaged_runs
 
     embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip() and e.strip() != "none"]
-    path = write_report(Path(args.out), margin=args.margin, embeddings=embeddings)
+    path = write_report(Path(args.out), margin=args.margin, embeddings=embeddings, data=args.data)
     if args.latex:
         from fgvc.io import atomic_write_text
         from fgvc.report.latex import markdown_to_latex
@@ -135,6 +136,9 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
                         "method's chosen setting; `fgvc visualize --seed S` draws another seed")
     p.add_argument("--latex", action="store_true",
                    help="also write OUT/report_tables.tex: every table of report.md as a booktabs LaTeX table")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="the dataset folder the runs used, for the flips figures' photos (default: %(default)s; "
+                        "none drawn when it is missing or holds other data)")
     p.set_defaults(func=_run_report)
     return p
 

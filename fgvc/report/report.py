@@ -21,6 +21,7 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_write_text
 from fgvc.report.embedding_pick import pick_embeddings
 from fgvc.report.features import compactness_section
+from fgvc.report.flips import flips_section
 from fgvc.report.inputs import Inputs, load_inputs
 from fgvc.report.leaderboard import leaderboard_section
 from fgvc.report.paired import compare_panels, comparison_rows, paired_section
@@ -62,11 +63,13 @@ def draw_picked(x: Inputs, embeddings: Sequence[str]) -> list[str]:
     return [p.why for p in picks] + missing
 
 
-def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequence[str] = ()) -> Path:
+def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequence[str] = (),
+                 data: Path | None = None) -> Path:
     """Write OUT/report.md, OUT/group_summary.csv (and summary.csv), OUT/comparisons.csv and OUT/figures/*.png;
     returns report.md's path. `margin`: the equivalence margin in accuracy points; `embeddings`:
     the UMAP / t-SNE figures to draw first (`umap`, `tsne`; the CLI draws both), for the runs
-    fgvc.report.embedding_pick picks."""
+    fgvc.report.embedding_pick picks; `data`: the dataset folder the flips figures draw photos
+    from (none drawn without it)."""
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         raise FGVCError(f"equivalence margin {margin!r}: must be a positive number of accuracy points, e.g. 1")
     embeddings = check_choices("test", embeddings) if embeddings else []
@@ -83,6 +86,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
         lines += _sweep_section(x)
         lines += paired_section(x)
         lines += per_class_section(x)
+        lines += flips_section(x, data)
         lines += curves_section(x)
         lines += compactness_section(x)  # may add notes
         lines += time_section(x)
