@@ -53,7 +53,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --index-url "$(TORCH_INDEX)" torch torchvision; fi
-	$(PY) -m pip install -e ".[dev,tensorboard,mlflow]"
+	$(PY) -m pip install -e ".[dev,tensorboard,mlflow,wandb]"
 	@touch $@
 
 # CUB's command is unchanged; another dataset adds --dataset (and --level), its source is SOURCE= (or CUB=).

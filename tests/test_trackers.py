@@ -1,4 +1,4 @@
-"""`--log tensorboard,mlflow`: the files each tracker writes, read back offline; the options
+"""`--log tensorboard,mlflow,wandb`: the files each tracker writes, read back offline; the options
 parse, a missing package is one line naming the extra, and nothing enters the run id."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_log_options_parse_and_stay_out_of_the_config():
     assert build_parser().parse_args(["benchmark", "g.yaml", "--log", "mlflow"]).trackers == ("mlflow",)
     assert build_parser().parse_args(["benchmark", "g.yaml"]).trackers == ()
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--log", "wandb"])
+        build_parser().parse_args(["train", "--log", "comet"])
     assert not {"trackers", "mlflow_uri"} & set(RunConfig().identity())
 
 
@@ -89,3 +89,59 @@ def test_missing_tracker_package_is_one_line_naming_the_extra(monkeypatch, tmp_p
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --log mlflow needs mlflow") and "\n" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def read_wandb_records(path):
+    """The records of a W&B run file (`run-<id>.wandb`): LevelDB's log format, 32 KiB blocks of
+    (crc32, length, type) chunks after a 7-byte header, each record a wandb_internal Record."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    pos, buf, out = 7, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0:
+            break
+        buf += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            out.append(rec)
+            buf = b""
+    return out
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_reads_back(sparrow_dataset, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    import json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no network here, nor in CI
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    grid = dict(TINY, epochs=2, methods=["center"])
+    row = run_benchmark(None, RunOptions(data=sparrow_dataset, out=tmp_path, progress=False, trackers=("wandb",)),
+                        grid, echo=lambda m: None).iloc[0]
+    run_dir = tmp_path / "runs" / row.run_id
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    records = read_wandb_records(run_file)
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run.display_name == row.run_id and run.project == "tiny"
+    config = {i.key: json.loads(i.value_json) for i in run.config.update if i.key != "_wandb"}
+    assert config["method"] == "center" and config["center_weight"] == pytest.approx(0.001)
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    assert [h["_step"] for h in history] == [1, 2]
+    assert [h["train_loss"] for h in history] == pytest.approx(metrics.train_loss.tolist(), rel=1e-5)
+    summary = {"/".join(i.nested_key) or i.key: json.loads(i.value_json)
+               for r in records if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
+    assert summary["final/top1"] == pytest.approx(row.top1)
+    exit_record = next(r.exit for r in records if r.WhichOneof("record_type") == "exit")
+    assert exit_record.exit_code == 0

@@ -82,10 +82,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (the one line per epoch is still printed)")
     p.add_argument("--log", dest="trackers", type=_trackers, default=(), metavar="TRACKERS",
-                   help="also log to experiment trackers: tensorboard (event files in each run folder's tb/), "
-                        "mlflow (to --mlflow-uri), or tensorboard,mlflow: per-epoch metrics, the config as "
-                        "hyper-parameters, the final metrics. Optional extras: pip install 'fgvc[tensorboard,mlflow]'"
-                        " (make setup installs both). Not part of the run id")
+                   help="also log to experiment trackers, one or several joined by commas: tensorboard (event "
+                        "files in each run folder's tb/), mlflow (to --mlflow-uri), wandb (Weights & Biases; "
+                        "offline into each run folder's wandb/ unless an API key is set up): per-epoch metrics, "
+                        "the config as hyper-parameters, the final metrics. Optional extras: pip install "
+                        "'fgvc[tensorboard,mlflow,wandb]' (make setup installs them). Not part of the run id")
     p.add_argument("--mlflow-uri", default=None, metavar="URI",
                    help="MLflow tracking URI for --log mlflow, e.g. http://localhost:5000 or sqlite:///mlflow.db "
                         "(default: a file store OUT/mlruns)")

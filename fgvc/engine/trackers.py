@@ -1,4 +1,5 @@
-"""Optional experiment trackers for a run: `--log tensorboard`, `--log mlflow` or both.
+"""Optional experiment trackers for a run: `--log tensorboard`, `--log mlflow`, `--log wandb`,
+or several (`--log tensorboard,wandb`).
 
 Each logs the same three things: the config (`cfg.identity()`) as hyper-parameters when
 the run starts, every epoch's metrics (the columns of metrics.csv), and the final metrics
@@ -10,12 +11,17 @@ the run starts, every epoch's metrics (the columns of metrics.csv), and the fina
 - MLflow: `RunOptions.mlflow_uri` (default: a file store `OUT/mlruns`), one experiment per
   benchmark name, one MLflow run per fgvc run (named by run id, tag `fgvc.run_id`), metric
   keys as in metrics.csv and runs.csv.
+- Weights & Biases: one W&B run per fgvc run in the project named by the benchmark (display
+  name the run id), files under the run folder's `wandb/`; online when an API key is set up
+  (`wandb login` or WANDB_API_KEY), otherwise offline (`wandb sync OUT/runs/*/wandb/offline-run-*`
+  uploads it later); WANDB_MODE overrides. Epoch metrics as in metrics.csv, final ones in the
+  run summary as `final/<key>`.
 
 A resumed run logs its restored epochs again where the tracker lacks them: TensorBoard's
 `tb/` is rewritten from the run's history, an unfinished MLflow run of the same run id is
 continued from its last logged epoch. Options never enter the run id, and nothing here
-changes a run's results. Both packages are optional extras (`pip install 'fgvc[tensorboard]'`,
-`'fgvc[mlflow]'`), imported only when asked for; `check_available` says which is missing
+changes a run's results. The packages are optional extras (`pip install 'fgvc[tensorboard]'`,
+`'fgvc[mlflow]'`, `'fgvc[wandb]'`), imported only when asked for; `check_available` says which is missing
 before any training. Only the main process (rank 0 under torchrun) logs.
 """
 
@@ -28,8 +34,8 @@ from pathlib import Path
 
 from fgvc.errors import FGVCError
 
-TRACKERS = ("tensorboard", "mlflow")
-PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # tracker -> importable package
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # tracker -> importable package
 # per-epoch metrics (metrics.csv columns but `epoch`, which is the step) and final ones (runs.csv)
 EPOCH_KEYS = ("train_loss", "train_ce", "train_center", "train_top1", "test_top1", "test_top5",
               "val_top1", "val_top5", "lr", "seconds")
@@ -42,7 +48,7 @@ def parse_trackers(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip().lower() for n in str(text).split(",") if n.strip()))
     for name in names:
         if name not in TRACKERS:
-            raise FGVCError(f"unknown --log {name!r}: use tensorboard, mlflow or tensorboard,mlflow")
+            raise FGVCError(f"unknown --log {name!r}: use {', '.join(TRACKERS)}, or several joined by commas")
     return names
 
 
@@ -154,6 +160,36 @@ class MLflowTracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
+class WandbTracker:
+    def __init__(self, cfg, run_dir: Path, history: list[dict]):
+        import re
+
+        import wandb
+
+        self.epochs = cfg.epochs
+        self.run = wandb.init(project=cfg.benchmark or "fgvc", name=cfg.run_id, dir=str(run_dir), resume="allow",
+                              id=re.sub(r"[^A-Za-z0-9_-]", "-", cfg.run_id)[-64:], config=_hparams(cfg),
+                              mode=os.environ.get("WANDB_MODE") or ("online" if _wandb_key() else "offline"),
+                              settings=wandb.Settings(silent=True))
+        for rec in history:  # a resumed run: its restored epochs again (W&B keeps the highest steps)
+            self.log_epoch(rec)
+
+    def log_epoch(self, rec: dict) -> None:
+        self.run.log(_scalars(rec, EPOCH_KEYS), step=int(rec["epoch"]))
+
+    def finish(self, row: dict) -> None:
+        self.run.summary.update({f"final/{k}": v for k, v in _scalars(row, FINAL_KEYS).items()})
+
+    def close(self, status: str) -> None:
+        self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+
+
+def _wandb_key() -> bool:
+    """Whether W&B has an API key here (env or `wandb login`'s netrc): online, else offline."""
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+
+
 class Trackers:
     """The trackers of one run, as a context manager: `log_epoch(rec)` after each epoch,
     `finish(row)` at the end; leaving the block closes them (MLflow status FINISHED, or
@@ -189,8 +225,10 @@ def open_trackers(opts, cfg, run_dir: Path, history: list[dict], main: bool = Tr
         started.append(TensorBoardTracker(cfg, run_dir, history))
     if "mlflow" in names:
         started.append(MLflowTracker(cfg, opts.mlflow_uri or default_mlflow_uri(opts.out), history))
+    if "wandb" in names:
+        started.append(WandbTracker(cfg, run_dir, history))
     return Trackers(started)
 
 
 __all__ = ["TRACKERS", "parse_trackers", "check_available", "default_mlflow_uri", "open_trackers", "Trackers",
-           "TensorBoardTracker", "MLflowTracker", "EPOCH_KEYS", "FINAL_KEYS"]
+           "TensorBoardTracker", "MLflowTracker", "WandbTracker", "EPOCH_KEYS", "FINAL_KEYS"]
