@@ -37,7 +37,9 @@ def dataset_for(data: Path | None, runs_sha: set[str]) -> tuple[Path | None, str
         sha = json.loads((Path(data) / "dataset.json").read_text()).get("content_sha256")
     except (OSError, ValueError):
         sha = None
-    if runs_sha and sha not in runs_sha:
+    if not runs_sha:
+        return None, "the runs recorded no dataset checksum to check a dataset folder against"
+    if sha not in runs_sha:
         return None, f"the dataset at {data} is not the one the runs were trained on (content checksum differs)"
     return Path(data), ""
 
@@ -74,7 +76,8 @@ def _pair_flips(x: Inputs, p: Panel, folder: Path, manifest: pd.DataFrame) -> li
                  if x.preds.get(runs[0][s]) is not None and x.preds.get(runs[1][s]) is not None), None)
     if seed is None:
         return []
-    gained, lost = flipped(x.preds[runs[0][seed]], x.preds[runs[1][seed]])
+    both = flipped(x.preds[runs[0][seed]], x.preds[runs[1][seed]])
+    gained, lost = (f[f.image_id.isin(manifest.index)] for f in both)
     path = flips_figure(folder, manifest, x.names, (gained, lost), (ce.label, other.label), seed,
                         x.fig_dir / f"flips_{p.slug}.png")
     return [f"### {other.label} vs {ce.label}, seed {seed}", "",

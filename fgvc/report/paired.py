@@ -19,26 +19,31 @@ def pairs_of(x: Inputs) -> list[Panel]:
 
 
 def paired_section(x: Inputs) -> list[str]:
-    lines = ["## Center loss vs CE: paired comparison over matching seeds", ""]
     pairs = [p for p in x.panels if len(p.groups) == 2]
+    lines = [f"## {paired_title(pairs)}: paired comparison over matching seeds", ""]
     if not pairs:
         return lines + ["No CE baseline and center-loss group share the same settings: nothing to pair.", ""]
     m = compact(x.margin) + (" point" if x.margin == 1 else " points")
     lines += ["Same seed = same head initialisation and batch order, so each seed is a matched pair. Differences "
-              "are center minus CE in accuracy points. Over seeds: the paired t-test with its 95% Student-t "
+              "are the method minus CE in accuracy points. Over seeds: the paired t-test with its 95% Student-t "
               f"interval, and an equivalence test (TOST: two one-sided paired t-tests against a margin of ±{m}, "
               "`fgvc report --margin`; equivalent when both reject at 0.05, i.e. when the 90% t interval "
               f"lies inside ±{m}). The hierarchical bootstrap ({BOOT_RESAMPLES:,} resamples, fixed RNG seed) draws "
               "seeds with replacement and, within each drawn seed, the test images with replacement (both runs' "
               "per-image correctness together), so its 95% interval covers test-sample variation too. The smallest "
               "detectable effect is the true difference a two-sided paired t-test with these seeds and this SD "
-              "would detect with 80% power at alpha 0.05. P(improvement) is the share of pairs where center beats "
+              "would detect with 80% power at alpha 0.05. P(improvement) is the share of pairs where the method beats "
               "CE. The exact McNemar test compares per-image correctness of the two runs of one seed (b: CE right "
-              "and center wrong; c: the reverse); its p-values are Holm-adjusted across the seed pairs."
+              "and the method wrong; c: the reverse); its p-values are Holm-adjusted across the seed pairs."
               + _family_text(pairs) + " Every number is also in `comparisons.csv`.", ""]
     for p in pairs:
         lines += _pair(p, x.prov)
     return lines
+
+
+def paired_title(pairs: list[Panel]) -> str:
+    """The paired section's title: "Center loss vs CE", or "Each method vs CE" beside other losses."""
+    return "Center loss vs CE" if all(p.groups[1].method == "center" for p in pairs) else "Each method vs CE"
 
 
 def _family_text(pairs: list[Panel]) -> str:
@@ -84,6 +89,9 @@ def pair_statistics(p: Panel, preds: dict, margin: float) -> None:
     ct_runs = ct.runs.set_index("seed")
     res = paired_comparison(p.seeds, [ce_runs.top1[s] for s in p.seeds], [ct_runs.top1[s] for s in p.seeds],
                             margin=margin, ce_all=ce.runs.top1, center_all=ct.runs.top1)
+    if ct.method != "center":  # the texts name the method compared with CE
+        res.name = ct.method.replace("_", "-")
+        res.loss = f"{res.name} loss"
     tables = []
     for s in p.seeds:
         a, b = preds.get(ce_runs.run_id[s]), preds.get(ct_runs.run_id[s])

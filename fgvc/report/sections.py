@@ -15,7 +15,7 @@ from fgvc.report import figures
 from fgvc.report.features import features_line
 from fgvc.report.inputs import Inputs, Prov
 from fgvc.report.markdown import code, compact, escape, image, mean_sd, number, table
-from fgvc.report.paired import pairs_of
+from fgvc.report.paired import paired_title, pairs_of
 from fgvc.report.panels import Panel
 from fgvc.report.protocol import provisional
 from fgvc.report.stats import SUMMARY_EXTRA, SUMMARY_METRICS, sort_key
@@ -37,13 +37,16 @@ def summary_section(x: Inputs) -> list[str]:
     pairs = pairs_of(x)
     n_test = next((len(p) for p in x.preds.values() if p is not None), 0)
     data = x.prov.values(list(x.ok.run_id), "dataset")
-    lines = ["## Summary", "", question(uniq(x.ok.model), data, x.k, n_test), ""]
+    aux = sorted(set(x.ok.method) - {"ce"})
+    lines = ["## Summary", "", question(uniq(x.ok.model), data, x.k, n_test, aux), ""]
     if not pairs:
         lines += ["**Answer:** none: no CE baseline and center-loss group share the same settings, so nothing is "
                   "compared.", ""]
     else:
-        lines += ["**Answer** (center loss minus CE in test top-1 points, paired by seed; the full verdict, with "
-                  "McNemar, power and P(improvement), is under *Center loss vs CE* below):", ""]
+        title = paired_title(pairs)
+        who = "center loss" if title.startswith("Center") else "each method"
+        lines += [f"**Answer** ({who} minus CE in test top-1 points, paired by seed; the full verdict, with "
+                  f"McNemar, power and P(improvement), is under *{title}* below):", ""]
         lines += [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: "
                   f"{headline(p.paired)}" for p in pairs] + [""]
         why = provisional(x.protocol)

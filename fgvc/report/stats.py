@@ -242,6 +242,8 @@ class PairedResult:
     boot_high: float = math.nan
     boot_seeds: int = 0  # seed pairs with predictions that the bootstrap used
     boot_resamples: int = 0
+    name: str = "center"  # the compared method as the texts name it: "<name> minus CE"
+    loss: str = "center loss"  # ... and "<loss> beats CE"
 
     @property
     def p_decision(self) -> float:

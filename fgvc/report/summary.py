@@ -151,12 +151,15 @@ def shared_settings(ok: pd.DataFrame) -> str:
             if parts else "")
 
 
-def question(models: Sequence[str], data: Sequence[str], num_classes: int, n_test: int) -> str:
-    """The question the report answers, naming the backbone and the data."""
+def question(models: Sequence[str], data: Sequence[str], num_classes: int, n_test: int,
+             aux: Sequence[str] = ("center",)) -> str:
+    """The question the report answers, naming the auxiliary losses, the backbone and the data."""
     on = f" on {code(', '.join(data))}" if data else ""
     size = f" ({num_classes} classes, {n_test} test images)" if num_classes and n_test else ""
     backbone = f" with {', '.join(code(m) for m in models)}" if models else ""
-    return (f"**Question:** does adding center loss to cross-entropy (CE + λ·center) change final-epoch test "
+    what = ("center loss to cross-entropy (CE + λ·center)" if list(aux) in ([], ["center"]) else
+            f"an auxiliary loss to cross-entropy (CE + λ·X, X one of {', '.join(code(a) for a in aux)})")
+    return (f"**Question:** does adding {what} change final-epoch test "
             f"top-1{on}{size}{backbone}, compared seed for seed with plain CE, and what does it do to the "
             "features?")
 
