@@ -60,19 +60,24 @@ def test_grid_packed_unpacked_and_reported(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_second_call_on_the_carried_results_skips_finished_runs(trained, sparrow_dataset, tmp_path, capfd):
+def test_a_second_call_with_the_carried_pack_skips_finished_runs(trained, sparrow_dataset, tmp_path, capfd):
     _, pack = trained
-    carried = tmp_path / "carried"  # what the tree brings to the next call: unpacked, no checkpoints
-    unpack_results(pack, carried)
-    capfd.readouterr()
-    again = tmp_path / "pack2"
-    rc = TOOL["main"](["run", "benchmarks/smoke.yaml", "--out", str(carried), "--pack", str(again), "--device",
-                       "cpu", "--jobs", "2", "--data", str(sparrow_dataset), "--set", "seeds=[0,1]"])
+    carried = tmp_path / "carried"  # the next call's tree: the first call's pack (no checkpoints)
+    shutil.copytree(pack, carried)
+    out, again = tmp_path / "out", tmp_path / "pack2"
+    rc = TOOL["main"](["run", "benchmarks/smoke.yaml", "--out", str(out), "--pack", str(again), "--device", "cpu",
+                       "--jobs", "2", "--data", str(sparrow_dataset), "--set", "seeds=[0,1]", "--from-pack",
+                       str(carried)])
     assert rc == 0
     text = capfd.readouterr().out
-    assert "4 done, 0 to do" in text and "4 runs ok" in text
-    found = unpack_results(again, carried)
-    assert found["same"] and not (found["added"] or found["replaced"])
+    assert "4 done, 0 to do" in text and "packed 0 runs" in text and "left out 4 that came with the call" in text
+    manifest = json.loads((again / PACK_FILE).read_text())
+    assert manifest["runs"] == {} and len(manifest["unchanged"]) == 4  # only what this call trained travels
+    home = tmp_path / "home"
+    unpack_results(pack, home)
+    (home / "runs" / manifest["unchanged"][0] / "features.npz").unlink(missing_ok=True)  # made leaner here
+    found = unpack_results(again, home)
+    assert not any(found.values()) and len(json.loads((home / PACKS_FILE).read_text())["packs"]) == 2
 
 
 @pytest.mark.slow
@@ -150,7 +155,20 @@ def test_the_deadline_stops_the_grid_with_sigterm():
     assert stopped and rc == -15 and time.perf_counter() - started < 20
 
 
+def test_a_tree_without_git_takes_the_commit_make_gpu_carry_saw(tmp_path, monkeypatch):
+    (tmp_path / ".carry").mkdir()
+    (tmp_path / ".carry" / "git.json").write_text('{"git_commit": "abc123", "git_dirty": true}')
+    tool = TOOL["git_env"].__globals__  # the module's own globals (run_path returns a copy)
+    monkeypatch.setitem(tool, "ROOT", tmp_path)  # the device's copy: no .git
+    monkeypatch.setitem(tool, "CARRY", tmp_path / ".carry")
+    monkeypatch.delenv("FGVC_GIT_COMMIT", raising=False)
+    assert TOOL["git_env"]() == {"FGVC_GIT_COMMIT": "abc123"} and TOOL["carried_dirty"]() is True
+    monkeypatch.setitem(tool, "ROOT", ROOT)
+    assert TOOL["git_env"]() == {}  # a checkout: git itself says
+
+
 def test_a_missing_package_is_one_line(monkeypatch):
     monkeypatch.setitem(TOOL["REQUIRED"], "no_such_module_here", "no-such-package")
     with pytest.raises(Exception, match=r"lacks no-such-package \(gpu-grid needs .*no internet"):
         TOOL["check_packages"]()
+

@@ -1,7 +1,7 @@
 """`make gpu-grid` / `make gpu-unpack`: a whole grid trained in one call of a lent GPU machine, and
 brought home in the few files such a call returns (docs/gpu.md).
 
-    python3 tools/gpu_grid.py run GRID --out RESULTS --pack PACK [--jobs 8] [--minutes 5] [--compile]
+    python3 tools/gpu_grid.py run GRID --out RESULTS --pack PACK [--jobs 8] [--minutes 5] [--compile] [--from-pack DIR]
     python3 tools/gpu_grid.py pack RESULTS PACK
     python3 tools/gpu_grid.py unpack PACK [RESULTS]
 
@@ -13,7 +13,9 @@ twice; a second call on the same RESULTS skips its finished runs), stopped by SI
 run's features made lean as tools/lean_results.py does (the --keep-seeds runs' reduced to 64
 PCA dims, the others' dropped, their numbers kept); then RESULTS packed into PACK
 (fgvc.grid.pack: at most 7 parts of at most 16 MiB and pack.json; no checkpoints). PACK
-defaults to $OUT, the folder the device machine brings back. `unpack` (here) verifies the
+defaults to $OUT, the folder the device machine brings back. --from-pack DIR first unpacks an
+earlier call's pack into RESULTS (a pack is about a third of its unpacked folder: what fits the
+transfer), so that call's finished runs are skipped. `unpack` (here) verifies the
 parts and brings the runs into a results folder that `fgvc report` reads like any other.
 
 With --device cpu, `run` is the tiny configuration (timm's test_resnet, 32 px, one epoch, on
@@ -39,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # fgvc need not be installed on the device machine
 
 from fgvc.errors import FGVCError  # noqa: E402
-from fgvc.grid.pack import MAX_FILES, PART_BYTES, check_pack_folder, pack_results, unpack_results  # noqa: E402
+from fgvc.grid.pack import (MAX_FILES, PART_BYTES, check_pack_folder, pack_results, tree_digest,  # noqa: E402
+                            unpack_results)
 
 CARRY = ROOT / ".carry"  # what `make gpu-carry` copies for the device: data, weights, git.json
 CARRIED_DATA = CARRY / "cub_sparrows"
@@ -143,6 +146,12 @@ def lean(out: Path, keep: set[str], dims: int = 64) -> int:
     return changed
 
 
+def digests(out: Path) -> dict[str, dict[str, str]]:
+    """run id -> its content (fgvc.grid.pack.tree_digest) for every run folder in OUT now."""
+    runs = Path(out) / "runs"
+    return {p.name: tree_digest(p) for p in sorted(runs.iterdir()) if p.is_dir()} if runs.is_dir() else {}
+
+
 def run_meta(device: str, cmd: list[str], rc: int, stopped: bool, started: float) -> dict:
     """What pack.json records of this call: device, torch, python, commit, command, outcome."""
     import torch
@@ -166,24 +175,33 @@ def cmd_run(args) -> int:
         raise FGVCError("no pack folder: give --pack DIR (on the device machine its $OUT, the folder it brings back)")
     check_pack_folder(args.out, pack)
     data, weights, sets = inputs(args.device, args.data, args.pretrained_file)
+    if args.from_pack is not None:  # an earlier call's pack, carried (smaller than its unpacked folder)
+        found = unpack_results(args.from_pack, args.out)
+        print(f"gpu-grid: {args.from_pack} unpacked into {args.out}: {len(found['added'])} runs added, "
+              f"{len(found['same'])} there already", flush=True)
     precision = args.precision or ("bf16" if args.device.startswith("cuda") else "auto")
     cmd = [sys.executable, "-m", "fgvc", "benchmark", str(args.grid), "--out", str(args.out), "--jobs",
            str(args.jobs), "--device", args.device, "--pipeline", "batched", "--precision", precision,
            "--no-progress", "--data", str(data), *weights, *(["--compile"] if args.compile else []),
            *[a for s in sets + args.overrides for a in ("--set", s)]]
     print("gpu-grid: " + " ".join(cmd[1:]), flush=True)
+    before = digests(args.out)  # runs the call brought (carried, or --from-pack): packed only if they change
     rc, stopped = train(cmd, args.minutes)
     keep = set() if args.keep_seeds.strip() in ("", "none") else set(args.keep_seeds.split(","))
     leaned = lean(args.out, keep)
+    after = digests(args.out)
     manifest = pack_results(args.out, pack, run_meta(args.device, cmd, rc, stopped, started),
-                            part_bytes=int(args.part_mb * 2**20), max_files=args.max_files)
-    statuses = list(manifest["runs"].values())
-    print(f"gpu-grid: {statuses.count('ok')} runs ok, {statuses.count('failed')} failed, "
-          f"{statuses.count('pruned')} pruned, {statuses.count('unfinished')} unfinished in {args.out} "
-          f"({leaned} made lean); packed into {len(manifest['parts'])} part(s) + pack.json in {pack} "
-          f"({sum(p['bytes'] for p in manifest['parts']) / 2**20:.2f} MiB) on {manifest['device']}", flush=True)
+                            part_bytes=int(args.part_mb * 2**20), max_files=args.max_files,
+                            unchanged=[r for r, d in before.items() if after.get(r) == d])
+    n = list(manifest["runs"].values())
+    print(f"gpu-grid: packed {len(n)} runs of {args.out} ({n.count('ok')} ok, {n.count('failed')} failed, "
+          f"{n.count('pruned')} pruned, {n.count('unfinished')} unfinished; {leaned} made lean) and left out "
+          f"{len(manifest['unchanged'])} that came with the call unchanged: {len(manifest['parts'])} part(s) + "
+          f"pack.json in {pack} ({sum(p['bytes'] for p in manifest['parts']) / 2**20:.2f} MiB); trained on "
+          f"{manifest['device']}", flush=True)
     if stopped:
-        print("gpu-grid: stopped at --minutes with runs left: call again with the results folder in the tree")
+        print("gpu-grid: stopped at --minutes with runs left: call again with this pack carried (RESUME=, "
+              "docs/gpu.md); unfinished runs start again at their first epoch", flush=True)
         return 3
     return 0 if rc == 0 else (1 if rc == 1 else 2)
 
@@ -227,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pretrained-file", type=Path, default=None, help="weights (default: .carry's Lite0)")
     r.add_argument("--precision", default=None, help="bf16 (default on CUDA), fp32 or auto (default on CPU)")
     r.add_argument("--compile", action="store_true", help="torch.compile each run (pays only over long runs)")
+    r.add_argument("--from-pack", type=Path, default=None, metavar="DIR",
+                   help="unpack an earlier call's pack into --out first, so its finished runs are skipped")
     r.add_argument("--keep-seeds", default="0",
                    help="seeds whose features are kept, PCA-reduced (default 0: what fgvc visualize draws); none")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

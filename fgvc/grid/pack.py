@@ -8,7 +8,9 @@ they fit before it writes anything, and fails in one line naming the limit when 
 `unpack_results` checks every part against pack.json first, then moves the run folders into
 a results folder (a finished run there with other content is refused, identical is fine),
 records the manifest in its `packs.json` and rebuilds runs.csv, so `fgvc report` reads it
-like any other. Standard library only (tarfile, hashlib), torch-free; every write is atomic.
+like any other. Packing needs the standard library only (tarfile, hashlib: the device machine
+may lack the rest); unpacking rebuilds runs.csv with fgvc.runs.table. Torch-free; every write
+is atomic (a temporary, then a rename).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tarfile
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Collection
 
 from fgvc.errors import FGVCError
 from fgvc.io import atomic_path, atomic_write_json, clean_temps
@@ -150,15 +153,16 @@ def _statuses(out: Path, units: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def pack_results(out: Path, dest: Path, meta: dict | None = None, part_bytes: int = PART_BYTES,
-                 max_files: int = MAX_FILES) -> dict:
+                 max_files: int = MAX_FILES, unchanged: Collection[str] = ()) -> dict:
     """Pack results folder `out` into `dest` (made if needed): part-NN.tar.gz files, then pack.json
-    (written last: its presence means the parts are whole). Returns the manifest."""
+    (written last: its presence means the parts are whole). Runs `unchanged` (the caller saw them
+    as they are before it trained: they came with the call) stay out. Returns the manifest."""
     out, dest = Path(out), Path(dest)
     if not (out / "runs").is_dir():
         raise PackError(f"{out} has no runs/ folder: nothing was trained there (see the benchmark's output above)")
     dest.mkdir(parents=True, exist_ok=True)
     check_pack_folder(out, dest)
-    units = unit_files(out)
+    units = {u: files for u, files in unit_files(out).items() if u.removeprefix("runs/") not in set(unchanged)}
     sizes = {u: _compressed_size(out, files) for u, files in units.items()}
     plan = plan_parts(sizes, part_bytes, max_files - 1)
     (dest / PACK_FILE).unlink(missing_ok=True)  # no manifest describes parts half replaced
@@ -181,9 +185,10 @@ def pack_results(out: Path, dest: Path, meta: dict | None = None, part_bytes: in
         if old.name not in {p["file"] for p in parts}:
             old.unlink()
     statuses, devices = _statuses(out, [u for u in units if u != TOP])
-    manifest = dict(format=PACK_FORMAT, results=out.name, created=datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), **(meta or {}), run_devices=devices, runs=statuses, parts=parts,
-        limits=dict(part_bytes=part_bytes, max_files=max_files))
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest = dict(format=PACK_FORMAT, results=out.name, created=created, **(meta or {}), run_devices=devices,
+                    runs=statuses, unchanged=sorted(unchanged), parts=parts,
+                    limits=dict(part_bytes=part_bytes, max_files=max_files))
     atomic_write_json(dest / PACK_FILE, manifest)
     return manifest
 
