@@ -8,12 +8,16 @@ import json
 import os
 import re
 import runpy
+import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_readme import make_variables, shell_commands
+from tiny import make_env
 
 from fgvc.grid.pack import PACK_FILE, PACKS_FILE, PackError, pack_results, plan_parts, unpack_results
 
@@ -172,3 +176,31 @@ def test_a_missing_package_is_one_line(monkeypatch):
     with pytest.raises(Exception, match=r"lacks no-such-package \(gpu-grid needs .*no internet"):
         TOOL["check_packages"]()
 
+
+def _doc_commands() -> list[list[str]]:
+    """docs/gpu.md's shell commands, split at `&&`."""
+    found = []
+    for line in shell_commands((ROOT / "docs" / "gpu.md").read_text(encoding="utf-8")):
+        tokens, current = shlex.split(line), []
+        for t in tokens + ["&&"]:
+            if t == "&&":
+                found.append(current)
+                current = []
+            else:
+                current.append(t)
+    return [c for c in found if c]
+
+
+@pytest.mark.parametrize("tokens", [c for c in _doc_commands() if c[0] == "make" or any(
+    t.endswith("gpu_grid.py") for t in c)], ids=shlex.join)
+def test_the_commands_of_docs_gpu_run_as_written(tokens):
+    """make: the target exists and every VAR= is read (make -n: nothing runs); the tool: it parses."""
+    if tokens[0] == "make":
+        unknown = [a.split("=")[0] for a in tokens[1:] if "=" in a and a.split("=")[0] not in make_variables()]
+        assert not unknown, f"the Makefile reads no {unknown}"
+        done = subprocess.run(["make", "-n", *tokens[1:], "VENV=/nonexistent-venv"], cwd=ROOT, env=make_env(),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    else:
+        at = next(i for i, t in enumerate(tokens) if t.endswith("gpu_grid.py"))
+        TOOL["build_parser"]().parse_args(tokens[at + 1:])
