@@ -16,7 +16,17 @@
 #   JOBS=N        runs trained at the same time by `make benchmark` (default 1)
 #   MODEL=NAME    timm model timed by `make speed` (default resnet50.tv_in1k)
 #   A=, B=        the two CSVs for `make compare`
-#   DEVICE=D      `make gpu-check`: cuda (default) or cpu (the tiny configuration CI runs)
+#   DEVICE=D      `make gpu-check` / `make gpu-grid`: cuda (default) or cpu (the tiny configuration CI runs)
+#   GRID=YAML     `make gpu-grid`: the grid trained in one call of a lent GPU machine (default: BENCH),
+#                 docs/gpu.md; its OUT is the results folder (default results/<grid name>-gpu)
+#   PACK=DIR      where `make gpu-grid` writes its parts + pack.json (on the device machine PACK="$OUT",
+#                 the default when OUT comes from the environment) and `make gpu-unpack` reads them
+#                 (gpu-unpack's OUT: default results/<the results folder name the pack records>)
+#   MINUTES=M     `make gpu-grid` stops training after M minutes and packs what finished (default 5:
+#                 room for gpu-check first in one 10-minute call; alone: 8)
+#   COMPILE=1     `make gpu-grid`: torch.compile each run;  RESUME=DIR: an earlier call's pack, carried,
+#                 unpacked into OUT first so its finished runs are skipped;  GRID_ARGS=...: more
+#                 tools/gpu_grid.py run arguments (--set seeds=[0], --keep-seeds none); JOBS defaults to 8 there
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -41,11 +51,12 @@ MODEL ?= resnet50.tv_in1k
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check clean-venv
+.PHONY: help setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check gpu-grid \
+	gpu-unpack clean-venv
 
 help:
 	@sed -n '/^#/p;/^SHELL/q' Makefile
-	@echo "targets: setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check"
+	@echo "targets: setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check gpu-grid gpu-unpack"
 
 setup: $(VENV)/.installed
 
@@ -86,14 +97,37 @@ speed: data
 # The GPU acceptance check (tools/gpu_check.py): every CUDA path in one command, one PASS/FAIL
 # line per step. On a lent GPU machine, which has torch but none of our venv, run it with that
 # machine's python: `make gpu-check PY=python3` after `make gpu-carry` here (copies the prepared
-# dataset and the Lite0 weights into the git-ignored .carry/, 56 MB) and carrying .carry.
+# dataset and the Lite0 weights into the git-ignored .carry/, 55 MB, and the commit into
+# .carry/git.json for the runs' provenance there, where the tree has no .git) and carrying .carry.
 DEVICE ?= cuda
 GPU_WEIGHTS ?= ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
 gpu-carry: data
 	mkdir -p .carry && rm -rf .carry/cub_sparrows && cp -r "$(DATA)" .carry/cub_sparrows && cp "$(GPU_WEIGHTS)" .carry/
+	printf '{"git_commit": "%s", "git_dirty": %s}\n' "$$(git rev-parse HEAD)" \
+	    "$$(git diff --quiet HEAD && echo false || echo true)" > .carry/git.json
 
 gpu-check:
 	$(PY) tools/gpu_check.py --device $(DEVICE)
+
+# A whole grid in one call of a lent GPU machine (tools/gpu_grid.py, docs/gpu.md): trained with
+# --jobs N, batched on the GPU in bf16, made lean, packed into PACK (at most 8 files of at most
+# 16 MiB); then, here, `make gpu-unpack PACK=<fetched folder> OUT=<results folder>`.
+GRID ?= $(BENCH)
+PACK ?= $(if $(filter environment,$(origin OUT)),$(OUT))
+MINUTES ?= 5
+COMPILE ?=
+RESUME ?=
+GRID_ARGS ?=
+GPU_OUT = $(if $(filter command line,$(origin OUT)),$(OUT),results/$(basename $(notdir $(GRID)))-gpu)
+GPU_JOBS = $(if $(filter file,$(origin JOBS)),8,$(JOBS))
+gpu-grid:
+	@test -n "$(PACK)" || { echo 'gpu-grid: give PACK=DIR, the folder for the parts (on the device machine: PACK="$$OUT")' >&2; exit 2; }
+	$(PY) tools/gpu_grid.py run "$(GRID)" --out "$(GPU_OUT)" --pack "$(PACK)" --device $(DEVICE) --jobs $(GPU_JOBS) \
+	    --minutes $(MINUTES) $(if $(COMPILE),--compile) $(if $(RESUME),--from-pack "$(RESUME)") $(GRID_ARGS)
+
+gpu-unpack:
+	@test -n "$(PACK)" || { echo "gpu-unpack: give PACK=DIR, the folder the device's files were fetched into" >&2; exit 2; }
+	$(PY) tools/gpu_grid.py unpack "$(PACK)" $(if $(filter command line,$(origin OUT)),"$(OUT)")
 
 compare: setup
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=results/x/runs.csv B=results/y/runs.csv" >&2; exit 2; }

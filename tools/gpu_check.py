@@ -8,7 +8,11 @@ init: timing needs no weights) with `--measure-grid`, whose CSVs go to results/s
 With `--device cpu` the same steps run in a tiny configuration (a small timm test model on a
 synthetic CUB tree), so CI tests the script itself; nothing is written under results/.
 
-Every step runs `python -m fgvc ...` in a subprocess, as a user would.
+Every step runs `python -m fgvc ...` (or tools/gpu_grid.py) in a subprocess, as a user would.
+The gpu-grid step is `make gpu-grid`'s path end to end (it took over the former jobs4 step):
+4 runs under --jobs 4 (batched, bf16 on CUDA; --jobs 2 on CPU), made lean and packed, then
+unpacked, reported, and called again on the unpacked folder, which must skip every run (a
+second call on carried results).
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from gpu_grid import CARRIED_DATA, CARRIED_WEIGHTS, REQUIRED, TINY_SETS, missing_packages, tiny_data
+
 ROOT = Path(__file__).resolve().parents[1]
-CARRY = ROOT / ".carry"
-STEPS = ("batched-bf16", "jobs4", "deterministic-jobs2", "compile", "torchrun-1", "validate-on-cpu", "speed")
+STEPS = ("batched-bf16", "gpu-grid", "deterministic-jobs2", "compile", "torchrun-1", "validate-on-cpu", "speed")
+REPORT_PACKAGES = {"matplotlib": "matplotlib", "statsmodels": "statsmodels", **REQUIRED}  # fgvc report's
 
 
 def fgvc(*args: str, env: dict | None = None, timeout: int = 600) -> str:
@@ -45,16 +51,12 @@ def _run(cmd: list[str], env: dict | None, timeout: int) -> str:
 def setup(device: str, work: Path) -> dict:
     """Data, weights and the per-run settings of this configuration."""
     if device == "cpu":
-        from data_prep.carve import carve
-        from data_prep.synthetic import make_cub_tree
-
-        data = work / "ds"
-        carve(make_cub_tree(work / "cub"), data)
-        sets = ["model=test_resnet", "pretrained=false", "epochs=1", "batch_size=8", "image_size=32", "seeds=[0]"]
+        data = tiny_data(work)
+        sets = [*TINY_SETS, "seeds=[0]"]
         return dict(data=data, weights=[], sets=sets, speed_models=[("test_resnet", ["--no-pretrained"])], speed_extra=[
             "--batch-size", "8", "--image-size", "32", "--train-batches", "2", "--warmup-batches", "1",
             "--repeats", "1", "--workers", "0"], speed_out=work / "speed", nproc_env={})
-    data, weights = CARRY / "cub_sparrows", CARRY / "tf_efficientnet_lite0.in1k.safetensors"
+    data, weights = CARRIED_DATA, CARRIED_WEIGHTS
     for p in (data / "manifest.csv", weights):
         if not p.exists():
             raise SystemExit(f"error: {p} missing: run `make gpu-carry` here first and carry .carry")
@@ -75,6 +77,35 @@ def predictions(out: Path) -> dict[str, str]:
     return {d.name: (d / "predictions.csv").read_text() for d in sorted((out / "runs").iterdir())}
 
 
+def grid_tool(*args: str, timeout: int = 600) -> str:
+    return _run([sys.executable, str(ROOT / "tools" / "gpu_grid.py"), *map(str, args)], None, timeout)
+
+
+def grid_step(cfg: dict, device: str, work: Path) -> str:
+    """tools/gpu_grid.py run -> unpack -> fgvc report -> run again on the unpacked folder."""
+    out, pack, home = work / "grid", work / "pack", work / "home"
+    sets = [a for s in [*cfg["sets"], "seeds=[0,1]"] for a in ("--set", s)]
+    small = ["--part-mb", "0.01"] if device == "cpu" else []  # several parts on the tiny runs too
+    jobs = "2" if device == "cpu" else "4"  # on 2 CPU cores each further worker is only a slower start
+    common = ["--device", device, "--jobs", jobs, "--minutes", "4", "--data", cfg["data"], *cfg["weights"], *sets]
+    grid_tool("run", "benchmarks/smoke.yaml", "--out", out, "--pack", pack, *common, *small)
+    manifest = json.loads((pack / "pack.json").read_text())
+    grid_tool("unpack", pack, home)
+    assert (home / "runs.csv").read_text() == (out / "runs.csv").read_text(), "unpacked runs.csv differs"
+    assert list(manifest["runs"].values()) == ["ok"] * 4, manifest["runs"]
+    missing = missing_packages(REPORT_PACKAGES)
+    if missing:
+        reported = f"report not run here (no {', '.join(missing)}): run it where the pack lands"
+    else:
+        fgvc("report", str(home))
+        reported = "reported"
+    again = grid_tool("run", "benchmarks/smoke.yaml", "--out", home, "--pack", work / "pack2", *common)
+    assert "4 done, 0 to do" in again, "a second call on the unpacked results trained again"
+    return (f"4 runs under --jobs {jobs} on {manifest['device']}, {len(manifest['parts'])} part(s) "
+            f"{sum(p['bytes'] for p in manifest['parts']) / 2**20:.2f} MiB, unpacked, {reported}; "
+            "a second call skipped them")
+
+
 def run_step(name: str, cfg: dict, device: str, work: Path) -> str:
     """One check; returns a short detail for the PASS line, raises on failure."""
     if name == "batched-bf16":
@@ -88,9 +119,8 @@ def run_step(name: str, cfg: dict, device: str, work: Path) -> str:
         want = resolve_precision("auto", torch.device(device))  # bf16 on CUDA and on CPUs with bf16 instructions
         assert all(p["pipeline"] == "batched" and p["precision"] == want for p in prov), prov
         return f"{len(prov)} runs, pipeline batched, {want}"
-    if name == "jobs4":
-        out = bench(cfg, work / name, device, "--jobs", "4", "--set", "seeds=[0,1]")
-        return f"{len(predictions(out))} runs finished under --jobs 4"
+    if name == "gpu-grid":
+        return grid_step(cfg, device, work)
     if name == "deterministic-jobs2":
         import torch
 
@@ -132,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (the tiny configuration CI runs)")
     p.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {', '.join(STEPS)}")
     args = p.parse_args(argv)
+    missing = missing_packages()
+    if missing:  # every step would fail on the same import
+        print(f"gpu-check: {sys.executable} lacks {', '.join(missing)}; the device machine has no internet to "
+              "pip-install them: use a python that has them (PY=...), see docs/gpu.md", file=sys.stderr)
+        return 2
     failed = 0
     with tempfile.TemporaryDirectory(prefix="fgvc-gpu-check-") as tmp:
         work = Path(tmp)

@@ -7,6 +7,7 @@
 - `claims`: the claim files that keep workers on one OUT from training a run twice;
 - `pool`: `--jobs N`, N worker processes on one device;
 - `signals`: Ctrl-C / SIGTERM and parent death, stopping every worker where it is.
+- `pack`: a results folder as at most 8 files of at most 16 MiB and back, verified (a GPU call's limits).
 
 The package itself imports nothing (fgvc.config reads `halving`'s rule, torch-free).
 """
