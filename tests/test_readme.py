@@ -31,9 +31,10 @@ def shell_commands(markdown: str) -> list[str]:
     commands = []
     for block in re.findall(r"^```(?:bash|sh|shell|console)\n(.*?)^```", markdown, flags=re.M | re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            tokens = shlex.split(line, comments=True)
-            if tokens:
-                commands.append(shlex.join(tokens))
+            for part in re.split(r"\s(?:&&|\|\||;)\s", line):  # `a && b`: two commands
+                tokens = shlex.split(part, comments=True)
+                if tokens:
+                    commands.append(shlex.join(tokens))
     return commands
 
 
