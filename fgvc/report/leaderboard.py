@@ -111,9 +111,11 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str) -> tuple[l
 
 
 def leaderboard_section(x: Inputs) -> list[str]:
-    """The report's Leaderboard section, for a folder with two or more methods beside CE."""
+    """The report's Leaderboard section, for a folder with two or more methods beside CE, each
+    at one setting (a confirmation); a sweep's many settings per method are no leaderboard:
+    ranking them on test top-1 would select on the test set."""
     board = rank(leaderboard_rows(x))
-    if len(board) < 2:
+    if len(board) < 2 or board.method.nunique() < len(board):
         return []
     lines, _ = write_leaderboard(board, x.out_dir, x.out_dir.name)
     return ["## Leaderboard", ""] + lines
