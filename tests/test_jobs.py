@@ -33,6 +33,7 @@ def test_concurrent_runs_equal_runs_alone(sparrow_dataset, tmp_path):
         for epoch in (1, 2):
             assert any(line.startswith(f"{run_id}: epoch {epoch}/2 loss ") for line in lines), lines
     assert sorted(together.run_id) == sorted(alone.run_id)
+    assert not [line for line in lines if line.startswith("worker ")]  # a finished worker is not "stopped"
     for run_id in alone.run_id:
         a, b = tmp_path / "alone" / "runs" / run_id, tmp_path / "together" / "runs" / run_id
         ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")

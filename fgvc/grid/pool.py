@@ -86,8 +86,13 @@ def _relay(conns: list, echo: Callable[[str], None], total: int) -> str | None:
     return None
 
 
-def _stop(procs: list) -> list[int | None]:
-    """SIGTERM every live worker, wait for it (killing it after STOP_GRACE_S); their exit codes."""
+def _stop(procs: list, wait_first: bool = False) -> list[int | None]:
+    """SIGTERM every live worker, wait for it (killing it after STOP_GRACE_S); their exit codes.
+    `wait_first`: the workers closed their pipes because their work is done, so let them exit
+    on their own first (a SIGTERM then would only report a finished worker as stopped)."""
+    if wait_first:
+        for p in procs:
+            p.join(STOP_GRACE_S)
     for p in procs:
         if p.is_alive():
             try:
@@ -119,7 +124,7 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
     job_opts = replace(opts, on_epoch_end=None, progress=False)
     ctx = multiprocessing.get_context("spawn")  # fork would copy a CUDA context
     snap = snapshot(todo, out) if snap is None else snap
-    procs, conns, codes = [], [], []
+    procs, conns, codes, done = [], [], [], False
     with rebuilt_after(out):
         try:
             for k in range(min(jobs, len(todo))):
@@ -131,8 +136,9 @@ def run_concurrently(todo: list[RunConfig], opts: RunOptions, jobs: int, out: Pa
                 send.close()
                 conns.append(recv)
             error = _relay(conns, echo, len(todo))
+            done = error is None
         finally:
-            codes = _stop(procs)
+            codes = _stop(procs, wait_first=done)
         if error is not None:
             raise FGVCError(error)
     for k, code in enumerate(codes):
