@@ -102,7 +102,7 @@ def add_leaderboard_parser(subparsers) -> argparse.ArgumentParser:
         "leaderboard", help="rank every method against the tuned CE over one or more results folders",
         description="Rank every method of one or more results folders (confirmations: each method at its chosen "
                     "setting, new seeds) by its paired test top-1 difference from its folder's CE: mean difference "
-                    "with 95%% Student-t and hierarchical bootstrap intervals, paired t-test p Holm-adjusted across "
+                    "with 95% Student-t and hierarchical bootstrap intervals, paired t-test p Holm-adjusted across "
                     "every row, P(improvement), the tuning budget each method had (from the sweep the folder names "
                     "in `selected_from`) and the protocol checks' verdict (docs/protocol.md). Writes "
                     "leaderboard.csv, leaderboard.md, leaderboard.tex (booktabs) and figures/leaderboard_forest.png.")
