@@ -68,3 +68,23 @@ def test_forest_figure_draws_rows_on_one_axis(tmp_path):
             dict(label="feature_norm − CE", diffs=[0.5], mean=0.5, ci95=(np.nan, np.nan), check="")]
     png = forest_figure(rows, "title", tmp_path / "f.png", "difference (points)", margin=1.0)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fair_sweep_figure_measures_each_method_against_ce_at_its_best_smoothing(tmp_path):
+    """A sweep where CE tunes label smoothing and two losses tune λ (benchmarks/fair-lite0.yaml's
+    shape): one line per (method, lr), and per lr one CE band, at the smoothing validation prefers."""
+    from fgvc.cli import main
+    from fgvc.report.sweep import best_ce
+    from test_protocol import fabricate
+
+    runs = [dict(method="ce", lr=lr, label_smoothing=ls, seed=s, val=50 + 10 * ls + lr * 100)
+            for lr in (0.005, 0.01) for ls in (0.0, 0.1, 0.2) for s in (0, 1, 2)]
+    runs += [dict(method=m, lr=lr, center_weight=lam, seed=s, val=55 + lam * 100)
+             for m in ("center", "feature_norm") for lr in (0.005, 0.01) for lam in (0.003, 0.01, 0.03)
+             for s in (0, 1, 2)]
+    out = fabricate(tmp_path / "fair", runs)
+    assert main(["report", str(out), "--embeddings", "none"]) == 0
+    assert list((out / "figures").glob("sweep_lambda_*.png"))
+    table = pd.DataFrame({"method": "ce", "lr": ["0.01"] * 3, "label_smoothing": ["0", "0.1", "0.2"],
+                          "val_mean": [50.0, 53.0, 51.0]})
+    assert best_ce(table, ["label_smoothing"]).label_smoothing.tolist() == ["0.1"]

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, read_val_curve, replay
 from fgvc.io import save_figure, tight_layout
@@ -109,42 +110,62 @@ def _lam(row: pd.Series, extra: list[str]) -> str:
     return str(row.center_weight) + (f" ({text})" if text else "")
 
 
+LINE_STYLES = ("-", "--", ":", "-.")  # one per auxiliary-loss method; colour is the lr
+LINE_MARKERS = "osD^v"
+
+
+def best_ce(ce: pd.DataFrame, own: list[str]) -> pd.DataFrame:
+    """Per lr, the CE row the validation would pick among CE's own settings (e.g. label
+    smoothing): the band a method is measured against at that lr."""
+    if not own or not len(ce):
+        return ce
+    rows = [g.sort_values("val_mean", ascending=False, kind="stable").iloc[0] for _, g in ce.groupby("lr", sort=False)]
+    return pd.DataFrame(rows)
+
+
 @styled
 def sensitivity_figure(table: pd.DataFrame, keys: list[str], title: str, path: Path,
                        chosen: list[pd.Series] | None = None) -> Path:
     """Validation and test top-1 against lambda (log axis), mean ± SD over seeds, one line
-    per (auxiliary-loss method, lr); each CE baseline as a horizontal band (mean ± SD) in
-    its lr's colour; the settings chosen on validation ringed."""
+    per (auxiliary-loss method, lr): colour = lr, line style and marker = method; each CE
+    baseline as a horizontal band (mean ± SD) in its lr's colour (where CE tunes a knob of its
+    own, such as label smoothing, the knob value validation prefers at that lr); the settings
+    chosen on validation ringed."""
     extra = [k for k in setting_keys(table, keys) if k not in ("center_weight", "lr")]
     line_keys = ["method", "lr"] + extra
     aux = table[table.method != "ce"]
-    ce = table[table.method == "ce"]
+    ce_own = [k for k in extra if k not in CENTER_KEYS and table[table.method == "ce"][k].nunique() > 1]
+    ce = best_ce(table[table.method == "ce"], ce_own)
     lines = sorted({tuple(r[k] for k in line_keys) for _, r in aux.iterrows()},
                    key=lambda t: tuple(sort_key(x) for x in t))
-    lrs = sorted(set(ce.lr) - {t[1] for t in lines}, key=sort_key)
-    color = {t: method_color(i) for i, t in enumerate(lines + [("ce", lr) for lr in lrs])}
-    band_color: dict = {}
-    for t, c in color.items():
-        band_color.setdefault(t[1], c)
+    lr_color = {lr: method_color(i) for i, lr in enumerate(sorted(set(table.lr), key=sort_key))}
+    methods = sorted(set(aux.method), key=sort_key)
     fig = Figure(figsize=(DOUBLE, 3.0))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (col, sd, name) in zip(axes, (("val_mean", "val_std", "validation"), ("test_mean", "test_std", "test"))):
         for t in lines:
             c = aux[(aux[line_keys] == pd.Series(t, index=line_keys)).all(axis=1)]
             c = c.assign(lam=c.center_weight.astype(float)).sort_values("lam")
-            label = ", ".join([t[0], f"lr {t[1]}"] + [f"{k}={v}" for k, v in zip(extra, t[2:])])
-            ax.errorbar(c.lam, c[col], yerr=c[sd].fillna(0.0), color=color[t], marker="o", ms=4, capsize=2,
-                        label=f"{label} (n={int(c.n.max())})")
+            k = methods.index(t[0])
+            mine = aux[aux.method == t[0]]  # name only what varies within this method
+            label = ", ".join([t[0], f"lr {t[1]}"] + [f"{key}={v}" for key, v in zip(extra, t[2:])
+                                                      if mine[key].nunique() > 1])
+            ax.errorbar(c.lam, c[col], yerr=c[sd].fillna(0.0), color=lr_color[t[1]], ls=LINE_STYLES[k % 4],
+                        marker=LINE_MARKERS[k % 5], ms=4, capsize=2, label=f"{label} (n={int(c.n.max())})")
         for _, r in sorted(ce.iterrows(), key=lambda ir: sort_key(ir[1].lr)):
             half = float(r[sd]) if math.isfinite(float(r[sd])) else 0.0
-            own = "".join(f", {k}={r[k]}" for k in extra if k not in CENTER_KEYS)
-            ax.axhline(r[col], color=band_color[r.lr], ls="--", lw=1,
+            own = "".join(f", {key}={r[key]}" for key in ce_own)
+            ax.axhline(r[col], color=lr_color[r.lr], ls="--", lw=1,
                        label=f"CE, lr {r.lr}{own} (n={int(r.n)}), band ± SD")
-            ax.axhspan(r[col] - half, r[col] + half, color=band_color[r.lr], alpha=0.12, lw=0)
+            ax.axhspan(r[col] - half, r[col] + half, color=lr_color[r.lr], alpha=0.12, lw=0)
         for i, b in enumerate(chosen or []):
             ax.plot([float(b.center_weight)], [b[col]], ls="none", marker="o", ms=10, mfc="none", mec="black",
                     mew=1.5, label="setting chosen on validation" if i == 0 else None)
         ax.set_xscale("log")
+        lams = sorted({float(v) for v in aux.center_weight})
+        if lams:  # ticks at the values tried, written plainly
+            ax.set_xticks(lams, [f"{v:g}" for v in lams])
+            ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("loss weight λ (center_weight, log scale)")
         ax.set_ylabel(f"{name} top-1 (%), mean ± SD")
         ax.set_title(f"{name} (final epoch)")
@@ -340,9 +361,10 @@ def _sensitivity(f: SweepFamily, keys: list[str], cap: str, fig_dir: Path, out_d
                              chosen=[b for m, b in sorted(f.by_method.items()) if m != "ce"])
     return [image(f"λ sensitivity, {f.name}", fig, out_dir), "",
             f"*Figure: final-epoch validation (left) and test (right) top-1 against the loss weight λ "
-            f"(log axis), mean ± SD over seeds, one line per lr; dashed line and band: the CE baseline of that "
-            f"lr (mean ± SD); ring: the setting chosen on validation. {f.split}.{cap}*", ""]
+            f"(log axis), mean ± SD over seeds, one line per method and lr (colour: lr; line style: method); "
+            f"dashed line and band: the CE baseline of that lr (mean ± SD; where CE tunes a knob of its own, the "
+            f"value validation prefers at that lr); ring: the setting chosen on validation. {f.split}.{cap}*", ""]
 
 
 __all__ = ["sweep_section", "sweep_families", "SweepFamily", "sweep_runs", "sweep_table", "choose",
-           "sensitivity_figure", "setting_keys", "family_keys", "DEFAULT_RECIPE"]
+           "sensitivity_figure", "setting_keys", "family_keys", "DEFAULT_RECIPE", "best_ce"]
