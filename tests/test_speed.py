@@ -147,3 +147,26 @@ def test_speed_options_tool_measures_each_option(sparrow_dataset, tmp_path, tiny
     with pytest.raises(SystemExit):
         tool["main"](["--only", "fp64"])
 
+
+@pytest.mark.slow
+def test_memory_options_tool_measures_each_candidate(sparrow_dataset, tmp_path, tiny_grid_yaml, monkeypatch):
+    """tools/memory_options.py: each candidate's mallopt settings in a fresh process, interleaved."""
+    import importlib
+    from pathlib import Path
+
+    # imported by name, not run_path: the spawned measuring process imports its function from it
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    tool = vars(importlib.import_module("memory_options"))
+    out = tmp_path / "memory"
+    argv = _args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", "fgvc,glibc-defaults", "--rounds", "2",
+                                                              "--repeats", "1", "--precision", "fp32"]
+    assert tool["main"](argv) == 0
+    table = pd.read_csv(out / "cpu-test_resnet-memory.csv")
+    assert list(table.columns) == tool["COLUMNS"]
+    assert list(table.candidate) == ["fgvc", "glibc-defaults"] * 2 and list(table["round"]) == [1, 1, 2, 2]
+    assert (table.peak_rss_gb > 0.1).all() and (table.seconds_per_step > 0).all()
+    assert table.settings.iloc[1] == "glibc defaults" and "M_TRIM_THRESHOLD" in table.settings.iloc[0]
+    prov = json.loads((out / "cpu-test_resnet-memory.json").read_text())
+    assert prov["rounds"] == 2 and set(prov["candidates"]) == {"fgvc", "glibc-defaults"}
+    with pytest.raises(SystemExit):
+        tool["main"](["--only", "jemalloc"])

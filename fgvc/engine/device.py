@@ -85,10 +85,12 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
         keep_freed_memory()
 
 
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)
+# What `keep_freed_memory` sets (parameter -> value); its docstring says why these values.
+MALLOC_SETTINGS: dict[int, int] = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 2**31 - 1}
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(settings: dict[int, int] | None = None) -> bool:
     """Let glibc keep freed memory for reuse instead of returning it to the system; True if set.
 
     glibc serves every allocation above 32 MB (most activations of a batch-32 CNN) with a fresh
@@ -96,13 +98,15 @@ def keep_freed_memory() -> bool:
     again: 15-27% of a 2-core CPU went to the kernel. Serving them from the heap and trimming only
     above 2 GB made Lite0 training 27% (fp32) and 22% (bf16) faster on 2 cores
     (results/speed/cpu-tf_efficientnet_lite0-options.csv), at a higher peak resident memory
-    (4.9 -> 7.2 GB for a fp32 step). Process-wide and irreversible; FGVC_KEEP_MALLOC=1
-    leaves glibc's defaults alone. No effect off glibc (macOS, musl)."""
+    (4.9 -> 7.2 GB for a fp32 step). `settings` (mallopt parameter -> value) replaces
+    MALLOC_SETTINGS (tools/memory_options.py compares candidates). Process-wide and
+    irreversible; FGVC_KEEP_MALLOC=1 leaves glibc's defaults alone. No effect off glibc (macOS, musl)."""
     if os.environ.get("FGVC_KEEP_MALLOC") == "1" or platform.system() != "Linux":
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        return all([bool(libc.mallopt(param, value))
+                    for param, value in (MALLOC_SETTINGS if settings is None else settings).items()])
     except (OSError, AttributeError):
         return False
 
@@ -180,5 +184,6 @@ def _fp32_while_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["resolve_device", "describe_device", "cpu_name", "configure_backends", "place_model", "PRECISIONS",
-           "resolve_precision", "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory", "compile_cache_dir",
-           "compile_model", "inductor_cache_is_default"]
+           "resolve_precision", "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory", "MALLOC_SETTINGS",
+           "M_TRIM_THRESHOLD", "M_MMAP_THRESHOLD", "M_MMAP_MAX", "compile_cache_dir", "compile_model",
+           "inductor_cache_is_default"]
