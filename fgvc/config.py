@@ -175,7 +175,7 @@ class RunOptions:
     # there (fgvc.data.batched), "per-sample" augments each image in a DataLoader (torchvision
     # v2); both draw from the same distribution. "auto": batched on CUDA, per-sample on CPU.
     pipeline: str = "auto"
-    compile: bool = False  # torch.compile the model (CUDA; pays for long runs only)
+    compile: bool = False  # torch.compile the model (fgvc.engine.device.compile_model: compiled once per grid)
     # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA and on CPUs with bf16 instructions, else fp32
     # (fgvc.engine.device.resolve_precision).
     # Recorded in provenance; the report says when a group mixes precisions.

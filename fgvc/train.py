@@ -26,7 +26,8 @@ from fgvc.data.dataset import (DatasetInfo, check_batch_fits, load_dataset_info,
 from fgvc.data.loaders import RunData, build_loaders
 from fgvc.engine import checkpoint as ckpt
 from fgvc.runs.write import close_logger, make_row, run_logger, write_metrics, write_outputs
-from fgvc.engine.device import configure_backends, describe_device, place_model, resolve_device, resolve_precision
+from fgvc.engine.device import (compile_model, configure_backends, describe_device, place_model, resolve_device,
+                                resolve_precision)
 from fgvc.engine.loop import AuxTerm, NonFiniteLossError, evaluate_all, predict_all, seed_epoch, train_one_epoch
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
@@ -137,7 +138,7 @@ def start(ctx: RunContext, parts: RunParts, prov: dict) -> None:
     # the same parameter objects either way.
     parts.net = dist_.wrap_model(WithFeatures(parts.model), ctx.device, d)
     if ctx.opts.compile:
-        parts.net = torch.compile(parts.net)
+        parts.net = compile_model(parts.net)  # compiled code from the on-disk cache after a grid's first run
     aux = parts.aux
     params = list(parts.model.parameters()) + (aux.module.model_parameters() if aux is not None else [])
     parts.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -126,6 +126,9 @@ def test_keep_freed_memory_sets_glibc_and_can_be_turned_off(monkeypatch):
     monkeypatch.delenv("FGVC_KEEP_MALLOC")
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert device_mod.keep_freed_memory() is True
+        # other settings (tools/memory_options.py), here the same ones: each one glibc accepts
+        assert device_mod.keep_freed_memory(dict(device_mod.MALLOC_SETTINGS)) is True
+        assert device_mod.keep_freed_memory({}) is True  # nothing to set: glibc's own defaults
     big = torch.ones(64, 1024, 1024)  # 256 MB: served from the heap now, and still correct
     assert float(big.sum()) == 64 * 1024 * 1024
 

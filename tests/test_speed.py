@@ -11,7 +11,8 @@ from tiny import TINY
 
 from fgvc.cli import main
 from fgvc.config import RunConfig
-from fgvc.speed.measure import GRID_COLUMNS, RUN_COLUMNS, SPEED_COLUMNS, epoch_seconds, run_seconds
+from fgvc.speed.measure import (GRID_COLUMNS, RUN_COLUMNS, SPEED_COLUMNS, and_a_short_batch, epoch_seconds,
+                                 grid_seconds, run_seconds)
 
 
 def _args(data, out, grid, *extra):
@@ -83,13 +84,48 @@ def test_run_seconds_counts_what_each_loop_does():
     assert run_seconds("cached", res, recipe, n, 32) == pytest.approx(5 + 100 + 0.5)
     assert run_seconds("fgvc", res, recipe, n, 32) == pytest.approx(5 + 100 + 2 * 0.5 + 1.0 + 1)
     assert run_seconds("fgvc", res, RunConfig(epochs=10, eval_every=0), n, 32) == pytest.approx(5 + 100 + 0.5 + 2)
-    # --compile: the compilation measured in the warm-up is charged to every run
-    assert run_seconds("fgvc", dict(res, compile_seconds=60.0), recipe, n, 32) == pytest.approx(60 + 5 + 100 + 2 * 0.5 + 1.0 + 1)
+    # --compile: the compilation measured in the warm-up is charged to a run alone, or a grid's first;
+    # a later run of the grid loads it from the on-disk cache
+    compiled = dict(res, compile_seconds=60.0, compile_warm_seconds=4.0)
+    assert run_seconds("fgvc", compiled, recipe, n, 32) == pytest.approx(60 + 5 + 100 + 2 * 0.5 + 1.0 + 1)
+    assert run_seconds("fgvc", compiled, recipe, n, 32, first=False) == pytest.approx(4 + 5 + 100 + 2 * 0.5 + 1.0 + 1)
+    assert grid_seconds("fgvc", compiled, [recipe] * 3, n, 32) == pytest.approx(60 + 2 * 4 + 3 * (5 + 100 + 2 * 0.5 + 1.0 + 1))
+    assert grid_seconds("fgvc", res, [recipe] * 3, n, 32) == pytest.approx(3 * (5 + 100 + 2 * 0.5 + 1.0 + 1))
+
+
+def test_the_warm_up_of_a_compiled_model_ends_with_a_short_batch():
+    """A run's epoch ends with a smaller batch, which a compiled model compiles a second graph
+    for: the warm-up of `fgvc speed --compile` shows it one, so that compilation is charged too."""
+    import torch
+
+    batches = [(torch.zeros(4, 3), torch.arange(4)), (torch.ones(4, 3), torch.arange(4))]
+    got = list(and_a_short_batch(iter(batches), 3))
+    assert [len(y) for _, y in got] == [4, 4, 3] and bool((got[2][0] == 1).all())
+    assert [len(y) for _, y in and_a_short_batch(iter(batches), 0)] == [4, 4]
+    assert list(and_a_short_batch(iter([]), 3)) == []
+
+
+@pytest.mark.slow
+def test_speed_charges_the_compilation_once_per_grid(sparrow_dataset, tmp_path, tiny_grid_yaml):
+    """`--compile` (tools/speed_options.py, measured in a fresh process): compiled from an empty
+    cache, then again from the cache; the grid's 4 runs pay the first once and the second 3 times."""
+    import runpy
+    from pathlib import Path
+
+    tool = runpy.run_path(str(Path(__file__).parents[1] / "tools" / "speed_options.py"))
+    out = tmp_path / "speed"
+    assert tool["main"](_args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", "fp32-compile"]) == 0
+    row = pd.read_csv(out / "cpu-test_resnet-options.csv").iloc[0]
+    assert row.compile and row.compile_seconds > row.compile_warm_seconds >= 0
+    assert row.grid_run_seconds == pytest.approx(row.run_seconds - 0.75 * (row.compile_seconds - row.compile_warm_seconds),
+                                                 abs=0.2)
 
 
 def test_speed_bad_input(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
     assert main(_args(sparrow_dataset, tmp_path, tiny_grid_yaml)[:-2] + ["--out", str(tmp_path), "--repeats", "0"]) == 2
     assert "--repeats 0" in capsys.readouterr().err
+    assert main(_args(sparrow_dataset, tmp_path, tiny_grid_yaml, "--compile", "--warmup-batches", "0")) == 2
+    assert "--compile needs --warmup-batches >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -110,3 +146,27 @@ def test_speed_options_tool_measures_each_option(sparrow_dataset, tmp_path, tiny
                                                                                                         "fp32"]
     with pytest.raises(SystemExit):
         tool["main"](["--only", "fp64"])
+
+
+@pytest.mark.slow
+def test_memory_options_tool_measures_each_candidate(sparrow_dataset, tmp_path, tiny_grid_yaml, monkeypatch):
+    """tools/memory_options.py: each candidate's mallopt settings in a fresh process, interleaved."""
+    import importlib
+    from pathlib import Path
+
+    # imported by name, not run_path: the spawned measuring process imports its function from it
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    tool = vars(importlib.import_module("memory_options"))
+    out = tmp_path / "memory"
+    argv = _args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", "fgvc,glibc-defaults", "--rounds", "2",
+                                                              "--repeats", "1", "--precision", "fp32"]
+    assert tool["main"](argv) == 0
+    table = pd.read_csv(out / "cpu-test_resnet-memory.csv")
+    assert list(table.columns) == tool["COLUMNS"]
+    assert list(table.candidate) == ["fgvc", "glibc-defaults"] * 2 and list(table["round"]) == [1, 1, 2, 2]
+    assert (table.peak_rss_gb > 0.1).all() and (table.seconds_per_step > 0).all()
+    assert table.settings.iloc[1] == "glibc defaults" and "M_TRIM_THRESHOLD" in table.settings.iloc[0]
+    prov = json.loads((out / "cpu-test_resnet-memory.json").read_text())
+    assert prov["rounds"] == 2 and set(prov["candidates"]) == {"fgvc", "glibc-defaults"}
+    with pytest.raises(SystemExit):
+        tool["main"](["--only", "jemalloc"])

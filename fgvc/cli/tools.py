@@ -133,7 +133,9 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=("auto", "batched", "per-sample"), default="auto", help="fgvc's data path")
     p.add_argument("--fgvc-workers", type=int, default=None,
                    help="fgvc's DataLoader workers (default: fgvc's own, 0 on CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile fgvc's model")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile fgvc's model; the compilation (from an empty cache, and from the warm one "
+                        "every later run of a grid loads) is charged to the runs")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="fgvc's precision (default: auto = bf16 on CUDA and on CPUs with bf16 instructions, else fp32); the references run fp32")
     p.add_argument("--train-batches", type=int, default=None,

@@ -6,6 +6,7 @@ import ctypes
 import os
 import platform
 import types
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -84,10 +85,12 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
         keep_freed_memory()
 
 
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)
+# What `keep_freed_memory` sets (parameter -> value); its docstring says why these values.
+MALLOC_SETTINGS: dict[int, int] = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 2**31 - 1}
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(settings: dict[int, int] | None = None) -> bool:
     """Let glibc keep freed memory for reuse instead of returning it to the system; True if set.
 
     glibc serves every allocation above 32 MB (most activations of a batch-32 CNN) with a fresh
@@ -95,15 +98,54 @@ def keep_freed_memory() -> bool:
     again: 15-27% of a 2-core CPU went to the kernel. Serving them from the heap and trimming only
     above 2 GB made Lite0 training 27% (fp32) and 22% (bf16) faster on 2 cores
     (results/speed/cpu-tf_efficientnet_lite0-options.csv), at a higher peak resident memory
-    (4.9 -> 7.2 GB for a fp32 step). Process-wide and irreversible; FGVC_KEEP_MALLOC=1
-    leaves glibc's defaults alone. No effect off glibc (macOS, musl)."""
+    (4.9 -> 7.2 GB for a fp32 step). `settings` (mallopt parameter -> value) replaces
+    MALLOC_SETTINGS (tools/memory_options.py compares candidates). Process-wide and
+    irreversible; FGVC_KEEP_MALLOC=1 leaves glibc's defaults alone. No effect off glibc (macOS, musl)."""
     if os.environ.get("FGVC_KEEP_MALLOC") == "1" or platform.system() != "Linux":
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        return all([bool(libc.mallopt(param, value))
+                    for param, value in (MALLOC_SETTINGS if settings is None else settings).items()])
     except (OSError, AttributeError):
         return False
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled code is kept: `$FGVC_CACHE_DIR/inductor` (default ~/.cache/fgvc/inductor)."""
+    env = os.environ.get("FGVC_CACHE_DIR")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "fgvc") / "inductor"
+
+
+def compile_model(net: nn.Module) -> nn.Module:
+    """`torch.compile(net)` as in a fresh process, its compiled code kept on disk for every later run.
+
+    Compiling Lite0's training step takes about a minute on 2 cores, more than `--compile` gains
+    in a 30-epoch run. Inductor keeps what it compiled (FX graph and AOTAutograd caches) in
+    TORCHINDUCTOR_CACHE_DIR, set here to `compile_cache_dir()` unless set to another folder than
+    torch's default (a /tmp folder), so every later run of a grid -- in this worker, another
+    `--jobs` worker, a shard, the next grid -- loads it instead. Dynamo's in-memory state is reset first: a run trained after others in one process
+    then traces and selects its graphs (static, then dynamic shapes after a smaller last batch)
+    exactly as a fresh process does, and gets the same results (tested); kept, it would send the
+    next run's batches through the previous run's graphs and, after 8 (Dynamo's recompile limit:
+    several models or image sizes), run uncompiled."""
+    if inductor_cache_is_default():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
+    torch.compiler.reset()
+    return torch.compile(net)
+
+
+def inductor_cache_is_default() -> bool:
+    """Is TORCHINDUCTOR_CACHE_DIR unset, or torch's default? Importing torch._dynamo (torchvision
+    does) sets it to the default, so its being set does not mean a user chose it."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None:
+        return True
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: only an unset variable counts as the default
+        return False
+    return os.path.abspath(current) == os.path.abspath(default_cache_dir())
 
 
 def place_model(model: nn.Module, device: torch.device, channels_last: bool = True,
@@ -142,4 +184,6 @@ def _fp32_while_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["resolve_device", "describe_device", "cpu_name", "configure_backends", "place_model", "PRECISIONS",
-           "resolve_precision", "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory"]
+           "resolve_precision", "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory", "MALLOC_SETTINGS",
+           "M_TRIM_THRESHOLD", "M_MMAP_THRESHOLD", "M_MMAP_MAX", "compile_cache_dir", "compile_model",
+           "inductor_cache_is_default"]

@@ -19,7 +19,11 @@ rates, and the CSV says so. One default run's wall time (`-run.csv`) is built fr
 rates as each loop runs by default: its setup (decoding), every epoch's training, the
 evaluations it does, and for fgvc the final feature pass and the files it writes. The grid's
 wall time (every run of a benchmark YAML, one after another) is extrapolated the same way
-unless `--measure-grid` runs fgvc's grid for real.
+unless `--measure-grid` runs fgvc's grid for real. With `--compile` the warm-up (which then
+also trains one batch of the size an epoch ends with, a second compiled graph) is measured
+with an empty compile cache, and again from the filled cache after `torch.compiler.reset()`:
+a run alone, or the first of a grid, is charged the first; every later run of the grid, which
+loads the compiled code from the on-disk cache, the second.
 
 Modules: `measure` (the timings, CSVs and provenance), `reference_loops` (the two
 references). The package itself imports nothing: `fgvc speed --help` shows this text.

@@ -3,7 +3,9 @@ timed and how; the command line shows it as the help text)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
 import statistics
 import tempfile
@@ -99,9 +101,11 @@ def measure_cached(args, info, device, dcfg, train_batches: int) -> dict:
 
 
 def measure_fgvc(args, info, device, train_batches: int) -> dict:
-    """fgvc's own loaders, loop and predict; also its setup (decoding) and the files a run writes."""
+    """fgvc's own loaders, loop and predict; also its setup (decoding) and the files a run writes.
+    With --compile also the compilation, cold and from the warm cache (`compile_costs`)."""
     from fgvc.config import RunConfig
     from fgvc.data.loaders import build_loaders
+    from fgvc.data.sampling import drop_last_batch
     from fgvc.runs.write import write_outputs
     from fgvc.engine.device import configure_backends, resolve_precision
     from fgvc.engine.loop import predict, train_one_epoch
@@ -112,8 +116,9 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
     precision = resolve_precision(args.precision, device)
     configure_backends(device, deterministic=False)  # as a run does (on CPU: keep_freed_memory)
     model = _model(args, info.num_classes, device, channels_last=True, precision=precision)
-    net = torch.compile(WithFeatures(model)) if args.compile else WithFeatures(model)
     frames = {"train": info.split(True), "test": info.split(False), "val": None}
+    n_train = len(frames["train"])
+    short = 0 if drop_last_batch(n_train, args.batch_size, 1) else n_train % args.batch_size
     t0 = time.perf_counter()
     data = build_loaders(cfg, info, frames, data_config(model), device, pipeline=args.pipeline,
                          workers=args.fgvc_workers)
@@ -123,16 +128,20 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
     def train_step(k):
         data.set_epoch(next(epoch))
         batches = itertools.islice(data.train, k or train_batches)
+        if k and args.compile:  # the warm-up compiles the graph of an epoch's smaller last batch too
+            batches = and_a_short_batch(batches, short)
         return train_one_epoch(net, None, opt, batches, device, precision=precision, progress=False)["train_images"]
 
     def eval_pass():
         last["out"] = predict(model, data.test, device, precision=precision, progress=False)
         return len(last["out"]["labels"])
 
-    res = measure(train_step, eval_pass, device, args.warmup_batches, args.repeats)
-    if args.compile:  # the training graph compiles in the untimed warm-up, once per run: charge it to the run
-        res["compile_seconds"] = max(0.0, res["warmup_seconds"]
-                                     - args.warmup_batches * args.batch_size / res["train_img_s"])
+    with cold_compile_cache(args.compile):
+        net = torch.compile(WithFeatures(model)) if args.compile else WithFeatures(model)
+        res = measure(train_step, eval_pass, device, args.warmup_batches, args.repeats)
+        if args.compile:
+            res.update(compile_costs(res, train_step, args.warmup_batches,
+                                     args.warmup_batches * args.batch_size + short))
     with tempfile.TemporaryDirectory() as tmp:
         ids = frames["test"].image_id.to_numpy()
         t0 = time.perf_counter()
@@ -140,6 +149,52 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
         artifacts = time.perf_counter() - t0
     return dict(res, workers=data.workers, pipeline=data.pipeline, precision=precision, setup_seconds=setup,
                 artifacts_seconds=artifacts)
+
+
+def and_a_short_batch(batches, size: int):
+    """`batches`, then the last of them again cut to `size` images (none when 0): an epoch's
+    smaller last batch, which a compiled model compiles a second graph for (dynamic shapes)."""
+    x = y = None
+    for x, y in batches:
+        yield x, y
+    if x is not None and size:
+        yield x[:size], y[:size]
+
+
+@contextlib.contextmanager
+def cold_compile_cache(cold: bool = True):
+    """An empty inductor cache while measuring (a grid's first run on a new machine compiles
+    everything), then the cache before; nothing when not `cold`."""
+    if not cold:
+        yield
+        return
+    old = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="fgvc-inductor-") as tmp:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tmp
+        try:
+            torch.compiler.reset()
+            yield
+        finally:
+            torch.compiler.reset()
+            if old is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = old
+
+
+def compile_costs(res: dict, train_step, warmup_batches: int, warmup_images: int) -> dict:
+    """The compilation charged to runs: in the untimed warm-up with an empty cache
+    (`compile_seconds`: a grid's first run), and in the same warm-up again after
+    `torch.compiler.reset()`, as fgvc.engine.device.compile_model does before every run, from
+    the cache the first one filled (`compile_warm_seconds`: every later run of the grid, in any
+    process). Each is the warm-up's time less its images at the measured training rate."""
+    training = warmup_images / res["train_img_s"]
+    torch.compiler.reset()
+    t0 = time.perf_counter()
+    train_step(warmup_batches)
+    warm = time.perf_counter() - t0
+    return dict(compile_seconds=max(0.0, res["warmup_seconds"] - training),
+                compile_warm_seconds=max(0.0, warm - training))
 
 
 # --------------------------------------------------------------------------- report
@@ -158,8 +213,10 @@ def train_seconds(res: dict, n_train: int, batch_size: int) -> float:
     return (n_train - (n_train % batch_size == 1)) / res["train_img_s"]
 
 
-def run_seconds(who: str, res: dict, recipe, n: dict, batch_size: int) -> float:
-    """One default run's wall time as `who` runs it (see the module docstring)."""
+def run_seconds(who: str, res: dict, recipe, n: dict, batch_size: int, first: bool = True) -> float:
+    """One default run's wall time as `who` runs it (see the module docstring). With --compile
+    the first run of a grid pays the compilation (`compile_seconds`), a later one loads the
+    compiled code from the on-disk cache (`compile_warm_seconds`)."""
     from fgvc.train import tests_after
 
     epochs = recipe.epochs
@@ -170,7 +227,8 @@ def run_seconds(who: str, res: dict, recipe, n: dict, batch_size: int) -> float:
     if who == "cached":
         return res["setup_seconds"] + train + test
     tests = sum(tests_after(recipe, e) for e in range(epochs))
-    return (res["setup_seconds"] + res.get("compile_seconds", 0.0) + train + tests * test
+    compiling = res.get("compile_seconds", 0.0) if first else res.get("compile_warm_seconds", 0.0)
+    return (res["setup_seconds"] + compiling + train + tests * test
             + epochs * n["val"] / res["eval_img_s"] + n["train"] / res["eval_img_s"] + res["artifacts_seconds"])
 
 
@@ -203,17 +261,25 @@ def _fgvc_note(r: dict, args) -> str:
             + f", {r['precision']}, channels_last" + (", torch.compile" if args.compile else ""))
 
 
+def grid_seconds(who: str, res: dict, configs: list, n: dict, batch_size: int) -> float:
+    """The runs of a grid one after another (one worker): with --compile the compilation is paid
+    once, by the first run; the others load it from the on-disk cache."""
+    return sum(run_seconds(who, res, c, n, batch_size, first=i == 0) for i, c in enumerate(configs))
+
+
 def grid_rows(grid: Path, results: dict, n: dict, batch_size: int, jobs: int, measured: float | None) -> list[dict]:
     """The grid's wall time: each loop's runs one after another (extrapolated), fgvc's measured if asked."""
     from fgvc.config import expand_grid, load_grid
 
     configs = expand_grid(load_grid(grid))
     epochs = sum(c.epochs for c in configs)
-    wall = {who: sum(run_seconds(who, results[who], c, n, batch_size) for c in configs) for who in WHO}
+    wall = {who: grid_seconds(who, results[who], configs, n, batch_size) for who in WHO}
     base = dict(grid=grid.name, runs=len(configs), epochs=epochs)
+    compiled = "; compiled by the first run, the others load it from the on-disk cache"
     rows = [dict(base, who=who, jobs=1, wall_seconds=round(wall[who], 1), extrapolated=True,
                  speedup=round(wall["examples"] / wall[who], 2),
-                 notes="runs one after another; measured rates x each run's work (see -run.csv)")
+                 notes="runs one after another; measured rates x each run's work (see -run.csv)"
+                       + (compiled if "compile_seconds" in results[who] else ""))
             for who in WHO if who != "fgvc" or measured is None]
     if measured is not None:
         rows.append(dict(base, who="fgvc", jobs=jobs, wall_seconds=round(measured, 1), extrapolated=False,
@@ -226,7 +292,7 @@ def measure_grid(args, device) -> float:
     from fgvc.grid.benchmark import run_benchmark
     from fgvc.config import RunOptions
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, cold_compile_cache(args.compile):  # the grid compiles from nothing
         opts = RunOptions(data=args.data, out=Path(tmp), pretrained_file=args.pretrained_file, device=str(device),
                           progress=False, pipeline=args.pipeline, compile=args.compile, precision=args.precision)
         t0 = time.perf_counter()
@@ -250,6 +316,8 @@ def check_args(args) -> None:
             raise FGVCError(f"invalid --{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
     if args.warmup_batches < 0 or args.workers < 0 or (args.fgvc_workers or 0) < 0 or args.jobs < 1:
         raise FGVCError("invalid --warmup-batches/--workers/--fgvc-workers/--jobs: need >= 0, >= 0, >= 0 and >= 1")
+    if args.compile and args.warmup_batches < 1:
+        raise FGVCError("--compile needs --warmup-batches >= 1: the compilation is measured in the warm-up")
 
 
 def in_fresh_process(fn, *args):
