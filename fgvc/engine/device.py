@@ -98,9 +98,13 @@ def keep_freed_memory(settings: dict[int, int] | None = None) -> bool:
     again: 15-27% of a 2-core CPU went to the kernel. Serving them from the heap and trimming only
     above 2 GB made Lite0 training 27% (fp32) and 22% (bf16) faster on 2 cores
     (results/speed/cpu-tf_efficientnet_lite0-options.csv), at a higher peak resident memory
-    (4.9 -> 7.2 GB for a fp32 step). `settings` (mallopt parameter -> value) replaces
-    MALLOC_SETTINGS (tools/memory_options.py compares candidates). Process-wide and
-    irreversible; FGVC_KEEP_MALLOC=1 leaves glibc's defaults alone. No effect off glibc (macOS, musl)."""
+    (4.9 -> 7.2 GB for a fp32 step). Bounded settings did not bring that under 5 GB: over a few
+    Lite0 fp32 steps and two evaluation passes (tools/memory_options.py, 2 cores of an AMD EPYC)
+    these peaked at 6.1-6.2 GB and glibc's defaults at 4.6-4.9; mmapping only allocations above
+    64, 128 or 256 MB, or trimming above 256 MB, at 5.2-6.3 GB (docs/speed.md). Their step times
+    need an idle machine, so these values stay. `settings` (mallopt parameter -> value) replaces
+    MALLOC_SETTINGS. Process-wide and irreversible; FGVC_KEEP_MALLOC=1 leaves glibc's defaults
+    alone. No effect off glibc (macOS, musl)."""
     if os.environ.get("FGVC_KEEP_MALLOC") == "1" or platform.system() != "Linux":
         return False
     try:
