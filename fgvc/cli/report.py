@@ -26,11 +26,9 @@ def _run_report(args: argparse.Namespace) -> int:
     embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip() and e.strip() != "none"]
     path = write_report(Path(args.out), margin=args.margin, embeddings=embeddings, data=args.data)
     if args.latex:
-        from fgvc.io import atomic_write_text
-        from fgvc.report.latex import markdown_to_latex
+        from fgvc.report.latex import write_latex
 
-        tex = path.parent / "report_tables.tex"
-        atomic_write_text(tex, markdown_to_latex(path.read_text(encoding="utf-8"), "tab:fgvc"))
+        tex = write_latex(path.read_text(encoding="utf-8"), path.parent / "report_tables.tex", "tab:fgvc")
         print(f"wrote {tex}")
     print(f"wrote {path}, {path.parent / 'group_summary.csv'} (and summary.csv), {path.parent / 'comparisons.csv'} "
           f"and figures in {path.parent / 'figures'}")
@@ -80,10 +78,9 @@ def _run_compare(args: argparse.Namespace) -> int:
                    metric=args.metric)
     print(text, end="")
     if args.latex:
-        from fgvc.io import atomic_write_text
-        from fgvc.report.latex import markdown_to_latex
+        from fgvc.report.latex import write_latex
 
-        atomic_write_text(Path(args.latex), markdown_to_latex(text, "tab:fgvc-compare"))
+        write_latex(text, Path(args.latex), "tab:fgvc-compare")
     return 0
 
 

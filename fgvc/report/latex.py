@@ -5,6 +5,7 @@ leaderboard.tex. Every cell is escaped, so a class or run name never breaks the 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Sequence
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -62,4 +63,12 @@ def markdown_to_latex(md: str, label: str) -> str:
     return "% fgvc tables; needs \\usepackage{booktabs}\n" + "\n".join(tables)
 
 
-__all__ = ["tex", "latex_table", "markdown_tables", "markdown_to_latex"]
+def write_latex(md: str, path: Path, label: str) -> Path:
+    """`markdown_to_latex(md)` written atomically to `path` (`--latex` on report and compare)."""
+    from fgvc.io import atomic_write_text
+
+    atomic_write_text(Path(path), markdown_to_latex(md, label))
+    return Path(path)
+
+
+__all__ = ["tex", "latex_table", "markdown_tables", "markdown_to_latex", "write_latex"]
