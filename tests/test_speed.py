@@ -121,6 +121,23 @@ def test_speed_charges_the_compilation_once_per_grid(sparrow_dataset, tmp_path, 
                                                  abs=0.2)
 
 
+@pytest.mark.slow
+def test_speed_compile_measures_eager_and_compiled_side_by_side(sparrow_dataset, tmp_path, tiny_grid_yaml):
+    """`fgvc speed --compile`: fgvc eager and compiled in one table; only the compiled row pays
+    the compilation, and its grid charges the cold compile once and the warm one to every other run."""
+    out = tmp_path / "speed"
+    assert main(_args(sparrow_dataset, out, tiny_grid_yaml, "--same-process", "--compile")) == 0
+    speed = pd.read_csv(out / "cpu-test_resnet.csv")
+    assert list(speed.pipeline) == ["examples", "cached", "fgvc-per-sample", "fgvc-per-sample-compiled"]
+    assert "torch.compile" in speed.notes.iloc[3] and "torch.compile" not in speed.notes.iloc[2]
+    run = pd.read_csv(out / "cpu-test_resnet-run.csv").set_index("who")
+    assert list(run.index) == ["examples", "cached", "fgvc", "fgvc-compiled"]
+    grid = pd.read_csv(out / "cpu-test_resnet-grid.csv").set_index("who")
+    assert "compiled by the first run" in grid.loc["fgvc-compiled", "notes"]
+    assert "compiled" not in grid.loc["fgvc", "notes"]
+    assert grid.loc["fgvc-compiled", "wall_seconds"] < 4 * run.loc["fgvc-compiled", "run_seconds"]
+
+
 def test_speed_bad_input(sparrow_dataset, tmp_path, tiny_grid_yaml, capsys):
     assert main(_args(sparrow_dataset, tmp_path, tiny_grid_yaml)[:-2] + ["--out", str(tmp_path), "--repeats", "0"]) == 2
     assert "--repeats 0" in capsys.readouterr().err
@@ -158,15 +175,17 @@ def test_memory_options_tool_measures_each_candidate(sparrow_dataset, tmp_path, 
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
     tool = vars(importlib.import_module("memory_options"))
     out = tmp_path / "memory"
-    argv = _args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", "fgvc,glibc-defaults", "--rounds", "2",
+    names = ["fgvc", "glibc-defaults", "mmap-above-128MB-trim-eval"]
+    argv = _args(sparrow_dataset, out, tiny_grid_yaml)[1:] + ["--only", ",".join(names), "--rounds", "2",
                                                               "--repeats", "1", "--precision", "fp32"]
     assert tool["main"](argv) == 0
     table = pd.read_csv(out / "cpu-test_resnet-memory.csv")
     assert list(table.columns) == tool["COLUMNS"]
-    assert list(table.candidate) == ["fgvc", "glibc-defaults"] * 2 and list(table["round"]) == [1, 1, 2, 2]
+    assert list(table.candidate) == names * 2 and list(table["round"]) == [1, 1, 1, 2, 2, 2]
     assert (table.peak_rss_gb > 0.1).all() and (table.seconds_per_step > 0).all()
     assert table.settings.iloc[1] == "glibc defaults" and "M_TRIM_THRESHOLD" in table.settings.iloc[0]
+    assert table.settings.iloc[2].endswith("malloc_trim(0) around evaluation")
     prov = json.loads((out / "cpu-test_resnet-memory.json").read_text())
-    assert prov["rounds"] == 2 and set(prov["candidates"]) == {"fgvc", "glibc-defaults"}
+    assert prov["rounds"] == 2 and set(prov["candidates"]) == set(names)
     with pytest.raises(SystemExit):
         tool["main"](["--only", "jemalloc"])

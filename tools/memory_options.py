@@ -31,26 +31,47 @@ CANDIDATES: dict[str, dict[int, int] | None] = {  # name: mallopt settings (None
     "mmap-above-256MB": {MMAP_THRESHOLD: 256 * MB, TRIM: 2**31 - 1},
     "mmap-above-128MB": {MMAP_THRESHOLD: 128 * MB, TRIM: 2**31 - 1},
     "mmap-above-64MB": {MMAP_THRESHOLD: 64 * MB, TRIM: 2**31 - 1},
+    "mmap-above-128MB-trim-eval": {MMAP_THRESHOLD: 128 * MB, TRIM: 2**31 - 1},
 }
+TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval"}  # malloc_trim(0) before and after every evaluation pass
 COLUMNS = ["candidate", "round", "settings", "precision", "peak_rss_gb", "seconds_per_step", "train_img_s",
            "eval_img_s", "train_batches_timed", "repeats"]
 NAMES = {TRIM: "M_TRIM_THRESHOLD", MMAP_THRESHOLD: "M_MMAP_THRESHOLD", MMAP_MAX: "M_MMAP_MAX"}
 
 
-def describe(settings: dict[int, int] | None) -> str:
+def describe(name: str) -> str:
     from fgvc.engine.device import MALLOC_SETTINGS
 
-    settings = MALLOC_SETTINGS if settings is None else settings
-    return " ".join(f"{NAMES.get(k, k)}={v}" for k, v in settings.items()) or "glibc defaults"
+    settings = MALLOC_SETTINGS if CANDIDATES[name] is None else CANDIDATES[name]
+    text = " ".join(f"{NAMES.get(k, k)}={v}" for k, v in settings.items()) or "glibc defaults"
+    return text + (" malloc_trim(0) around evaluation" if name in TRIM_AROUND_EVAL else "")
 
 
-def measure_with(settings: dict[int, int] | None, args, info, device, k: int) -> dict:
-    """In the fresh process: `measure_fgvc` under `settings`, and the process's peak resident memory."""
-    from fgvc.engine import device as device_mod
+def trimmed(fn):
+    """`fn` with the free heap returned to the system (glibc malloc_trim) before and after it: an
+    evaluation pass (batch 64) then starts from a heap not fragmented by the training steps."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+
+    def wrapper(*args, **kwargs):
+        libc.malloc_trim(0)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            libc.malloc_trim(0)
+    return wrapper
+
+
+def measure_with(name: str, args, info, device, k: int) -> dict:
+    """In the fresh process: `measure_fgvc` under candidate `name`, and the process's peak resident memory."""
+    from fgvc.engine import device as device_mod, loop
     from fgvc.speed.measure import measure_fgvc
 
-    if settings is not None:  # read by keep_freed_memory when measure_fgvc configures the backends
-        device_mod.MALLOC_SETTINGS = settings
+    if CANDIDATES[name] is not None:  # read by keep_freed_memory when measure_fgvc configures the backends
+        device_mod.MALLOC_SETTINGS = CANDIDATES[name]
+    if name in TRIM_AROUND_EVAL:  # measure_fgvc imports predict from fgvc.engine.loop when called
+        loop.predict = trimmed(loop.predict)
     res = measure_fgvc(args, info, device, k)
     return dict(res, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9)  # KiB on Linux
 
@@ -91,9 +112,9 @@ def main(argv: list[str]) -> int:
     rows = []
     for r in range(rounds):
         for name in names:
-            print(f"round {r + 1}/{rounds}: measuring {name} ({describe(CANDIDATES[name])}) ...", flush=True)
-            res = in_fresh_process(measure_with, CANDIDATES[name], args, info, device, args.train_batches)
-            rows.append(dict(candidate=name, round=r + 1, settings=describe(CANDIDATES[name]),
+            print(f"round {r + 1}/{rounds}: measuring {name} ({describe(name)}) ...", flush=True)
+            res = in_fresh_process(measure_with, name, args, info, device, args.train_batches)
+            rows.append(dict(candidate=name, round=r + 1, settings=describe(name),
                              precision=res["precision"], peak_rss_gb=round(res["peak_rss_gb"], 2),
                              seconds_per_step=round(args.batch_size / res["train_img_s"], 3),
                              train_img_s=round(res["train_img_s"], 2), eval_img_s=round(res["eval_img_s"], 2),
@@ -106,7 +127,7 @@ def main(argv: list[str]) -> int:
     with atomic_path(out / f"{stem}.csv") as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_json(out / f"{stem}.json", dict(speed_provenance(args, info, device), rounds=rounds,
-                                                 candidates={n: describe(CANDIDATES[n]) for n in names}))
+                                                 candidates={n: describe(n) for n in names}))
     summary = table.groupby("candidate", sort=False)[["peak_rss_gb", "seconds_per_step"]].median()
     summary["step_vs_first"] = (summary.seconds_per_step / summary.seconds_per_step.iloc[0]).round(3)
     print(summary.to_string())

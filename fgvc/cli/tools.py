@@ -134,8 +134,9 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fgvc-workers", type=int, default=None,
                    help="fgvc's DataLoader workers (default: fgvc's own, 0 on CPU)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile fgvc's model; the compilation (from an empty cache, and from the warm one "
-                        "every later run of a grid loads) is charged to the runs")
+                   help="also measure fgvc with torch.compile, beside eager (`fgvc-compiled` rows); the compilation "
+                        "(from an empty cache, and from the warm one every later run of a grid loads) is charged "
+                        "to the runs")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="fgvc's precision (default: auto = bf16 on CUDA and on CPUs with bf16 instructions, else fp32); the references run fp32")
     p.add_argument("--train-batches", type=int, default=None,

@@ -19,11 +19,13 @@ rates, and the CSV says so. One default run's wall time (`-run.csv`) is built fr
 rates as each loop runs by default: its setup (decoding), every epoch's training, the
 evaluations it does, and for fgvc the final feature pass and the files it writes. The grid's
 wall time (every run of a benchmark YAML, one after another) is extrapolated the same way
-unless `--measure-grid` runs fgvc's grid for real. With `--compile` the warm-up (which then
+unless `--measure-grid` runs fgvc's grid for real. With `--compile` fgvc is measured twice,
+eager (`fgvc`) and compiled (`fgvc-compiled`), side by side: the compiled warm-up (which then
 also trains one batch of the size an epoch ends with, a second compiled graph) is measured
 with an empty compile cache, and again from the filled cache after `torch.compiler.reset()`:
 a run alone, or the first of a grid, is charged the first; every later run of the grid, which
-loads the compiled code from the on-disk cache, the second.
+loads the compiled code from the on-disk cache, the second (`--measure-grid` then runs the
+grid compiled).
 
 Modules: `measure` (the timings, CSVs and provenance), `reference_loops` (the two
 references). The package itself imports nothing: `fgvc speed --help` shows this text.

@@ -3,6 +3,7 @@ timed and how; the command line shows it as the help text)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import os
@@ -25,7 +26,6 @@ SPEED_COLUMNS = ["pipeline", "device", "model", "weights", "batch_size", "image_
 GRID_COLUMNS = ["who", "grid", "runs", "epochs", "jobs", "wall_seconds", "extrapolated", "speedup", "notes"]
 RUN_COLUMNS = ["who", "run_seconds", "train_img_s", "epochs_timed", "extrapolated", "speedup_vs_cached",
                "speedup_vs_examples"]
-WHO = ("examples", "cached", "fgvc")
 NOTES = {
     "examples": "pytorch/examples-style loop: PIL decode per sample, torchvision transforms, fp32, NCHW; "
                 "test evaluated every epoch",
@@ -148,7 +148,7 @@ def measure_fgvc(args, info, device, train_batches: int) -> dict:
         write_outputs(Path(tmp), ids, last["out"], ids, last["out"])
         artifacts = time.perf_counter() - t0
     return dict(res, workers=data.workers, pipeline=data.pipeline, precision=precision, setup_seconds=setup,
-                artifacts_seconds=artifacts)
+                artifacts_seconds=artifacts, compiled=args.compile)
 
 
 def and_a_short_batch(batches, size: int):
@@ -233,32 +233,32 @@ def run_seconds(who: str, res: dict, recipe, n: dict, batch_size: int, first: bo
 
 
 def run_rows(results: dict, recipe, n: dict, batch_size: int, epochs_timed: float) -> list[dict]:
-    secs = {who: run_seconds(who, results[who], recipe, n, batch_size) for who in WHO}
+    secs = {who: run_seconds(who, results[who], recipe, n, batch_size) for who in results}
     return [dict(who=who, run_seconds=round(secs[who], 1), train_img_s=round(results[who]["train_img_s"], 2),
                  epochs_timed=round(epochs_timed, 2), extrapolated=epochs_timed < recipe.epochs,
                  speedup_vs_cached=round(secs["cached"] / secs[who], 3),
-                 speedup_vs_examples=round(secs["examples"] / secs[who], 3)) for who in WHO]
+                 speedup_vs_examples=round(secs["examples"] / secs[who], 3)) for who in results]
 
 
 def epoch_rows(results: dict, prov: dict, args, device, n: dict, k: int, epoch_batches: int) -> list[dict]:
-    per_epoch = {who: epoch_seconds(results[who], n["train"], n["test"], args.batch_size) for who in WHO}
+    per_epoch = {who: epoch_seconds(results[who], n["train"], n["test"], args.batch_size) for who in results}
     rows = []
-    for who in WHO:
-        r = results[who]
+    for who, r in results.items():
+        fgvc = who.startswith("fgvc")
         rows.append(dict(
-            pipeline=f"fgvc-{r['pipeline']}" if who == "fgvc" else who, device=device_slug(device),
+            pipeline=f"fgvc-{r['pipeline']}" + ("-compiled" if r.get("compiled") else "") if fgvc else who, device=device_slug(device),
             model=args.model, weights=prov["weights"], batch_size=args.batch_size, image_size=args.image_size,
             workers=r["workers"], train_img_s=round(r["train_img_s"], 2), eval_img_s=round(r["eval_img_s"], 2),
             epoch_seconds=round(per_epoch[who], 2), train_batches_timed=k, epoch_extrapolated=k < epoch_batches,
             repeats=args.repeats, speedup_train=round(r["train_img_s"] / results["examples"]["train_img_s"], 3),
-            speedup_epoch=round(per_epoch["examples"] / per_epoch[who], 3), notes=NOTES.get(who) or _fgvc_note(r, args)))
+            speedup_epoch=round(per_epoch["examples"] / per_epoch[who], 3), notes=NOTES.get(who) or _fgvc_note(r)))
     return rows
 
 
-def _fgvc_note(r: dict, args) -> str:
+def _fgvc_note(r: dict) -> str:
     return ("fgvc: decode once, " + ("batched augmentation on the device" if r["pipeline"] == "batched"
                                      else "per-sample augmentation from memory")
-            + f", {r['precision']}, channels_last" + (", torch.compile" if args.compile else ""))
+            + f", {r['precision']}, channels_last" + (", torch.compile" if r.get("compiled") else ""))
 
 
 def grid_seconds(who: str, res: dict, configs: list, n: dict, batch_size: int) -> float:
@@ -267,22 +267,24 @@ def grid_seconds(who: str, res: dict, configs: list, n: dict, batch_size: int) -
     return sum(run_seconds(who, res, c, n, batch_size, first=i == 0) for i, c in enumerate(configs))
 
 
-def grid_rows(grid: Path, results: dict, n: dict, batch_size: int, jobs: int, measured: float | None) -> list[dict]:
-    """The grid's wall time: each loop's runs one after another (extrapolated), fgvc's measured if asked."""
+def grid_rows(grid: Path, results: dict, n: dict, batch_size: int, jobs: int, measured: float | None,
+              measured_who: str = "fgvc") -> list[dict]:
+    """The grid's wall time: each loop's runs one after another (extrapolated); `measured_who`'s
+    (fgvc, or fgvc-compiled under --compile) measured instead if asked."""
     from fgvc.config import expand_grid, load_grid
 
     configs = expand_grid(load_grid(grid))
     epochs = sum(c.epochs for c in configs)
-    wall = {who: grid_seconds(who, results[who], configs, n, batch_size) for who in WHO}
+    wall = {who: grid_seconds(who, results[who], configs, n, batch_size) for who in results}
     base = dict(grid=grid.name, runs=len(configs), epochs=epochs)
     compiled = "; compiled by the first run, the others load it from the on-disk cache"
     rows = [dict(base, who=who, jobs=1, wall_seconds=round(wall[who], 1), extrapolated=True,
                  speedup=round(wall["examples"] / wall[who], 2),
                  notes="runs one after another; measured rates x each run's work (see -run.csv)"
                        + (compiled if "compile_seconds" in results[who] else ""))
-            for who in WHO if who != "fgvc" or measured is None]
+            for who in results if who != measured_who or measured is None]
     if measured is not None:
-        rows.append(dict(base, who="fgvc", jobs=jobs, wall_seconds=round(measured, 1), extrapolated=False,
+        rows.append(dict(base, who=measured_who, jobs=jobs, wall_seconds=round(measured, 1), extrapolated=False,
                          speedup=round(wall["examples"] / measured, 2),
                          notes="fgvc benchmark run for real (training, evaluation and feature export)"))
     return rows
@@ -337,10 +339,13 @@ def measure_all(args, info, device, k: int, echo) -> dict:
     dcfg = data_config(_model(args, info.num_classes, torch.device("cpu"), channels_last=False))
     loops = {"examples": (measure_examples, (args, info, device, dcfg, k)),
              "cached": (measure_cached, (args, info, device, dcfg, k)),
-             "fgvc": (measure_fgvc, (args, info, device, k))}
+             "fgvc": (measure_fgvc, (argparse.Namespace(**vars(args) | {"compile": False}), info, device, k))}
+    if args.compile:  # eager and compiled side by side
+        loops["fgvc-compiled"] = (measure_fgvc, (args, info, device, k))
     results = {}
     for who, (fn, fn_args) in loops.items():
-        echo(f"measuring {who}: {NOTES.get(who, 'fgvc: its own loaders, loop and predict')} ...")
+        echo(f"measuring {who}: {NOTES.get(who, 'fgvc: its own loaders, loop and predict')}"
+             + (", torch.compile" if who == "fgvc-compiled" else "") + " ...")
         results[who] = fn(*fn_args) if args.same_process else in_fresh_process(fn, *fn_args)
         echo(f"  {who}: {results[who]['train_img_s']:.1f} train img/s, {results[who]['eval_img_s']:.1f} eval img/s, "
              f"setup {results[who]['setup_seconds']:.1f}s")
@@ -397,7 +402,8 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = epoch_rows(results, prov, args, device, n, k, epoch_batches)
     runs = run_rows(results, recipe, n, args.batch_size, args.repeats * k / epoch_batches)
-    grid = grid_rows(Path(args.grid), results, n, args.batch_size, args.jobs, measured)
+    grid = grid_rows(Path(args.grid), results, n, args.batch_size, args.jobs, measured,
+                     "fgvc-compiled" if args.compile else "fgvc")
     write_csv(out / f"{stem}.csv", rows, SPEED_COLUMNS)
     write_csv(out / f"{stem}-run.csv", runs, RUN_COLUMNS)
     write_csv(out / f"{stem}-grid.csv", grid, GRID_COLUMNS)
