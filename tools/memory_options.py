@@ -32,8 +32,9 @@ CANDIDATES: dict[str, dict[int, int] | None] = {  # name: mallopt settings (None
     "mmap-above-128MB": {MMAP_THRESHOLD: 128 * MB, TRIM: 2**31 - 1},
     "mmap-above-64MB": {MMAP_THRESHOLD: 64 * MB, TRIM: 2**31 - 1},
     "mmap-above-128MB-trim-eval": {MMAP_THRESHOLD: 128 * MB, TRIM: 2**31 - 1},
+    "fgvc-trim-eval": None,
 }
-TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval"}  # malloc_trim(0) before and after every evaluation pass
+TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval", "fgvc-trim-eval"}  # malloc_trim(0) before and after every evaluation pass
 COLUMNS = ["candidate", "round", "settings", "precision", "peak_rss_gb", "seconds_per_step", "train_img_s",
            "eval_img_s", "train_batches_timed", "repeats"]
 NAMES = {TRIM: "M_TRIM_THRESHOLD", MMAP_THRESHOLD: "M_MMAP_THRESHOLD", MMAP_MAX: "M_MMAP_MAX"}

@@ -74,8 +74,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "there (no CPU workers), 'per-sample' augments each image in a DataLoader; same "
                         "distribution (default: auto = batched on CUDA, per-sample on CPU)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (opt-in: the compilation pays back only over long runs or "
-                        "grids; compiled once, later runs load it from $FGVC_CACHE_DIR/inductor; docs/speed.md)")
+                   help="torch.compile the model (opt-in: on a 2-core CPU it trained slower, even compiled once per "
+                        "grid; compiled once, later runs load it from $FGVC_CACHE_DIR/inductor; docs/speed.md)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="bf16 autocast or fp32 for training and evaluation (default: auto = bf16 on CUDA and on a "
                         "CPU with bf16 instructions, AVX-512 BF16 / AMX; fp32 on other CPUs; docs/speed.md: 'bf16 on "

@@ -100,9 +100,10 @@ def keep_freed_memory(settings: dict[int, int] | None = None) -> bool:
     (results/speed/cpu-tf_efficientnet_lite0-options.csv), at a higher peak resident memory
     (4.9 -> 7.2 GB for a fp32 step). Bounded settings did not bring that under 5 GB: over a few
     Lite0 fp32 steps and two evaluation passes (tools/memory_options.py, 2 cores of an AMD EPYC)
-    these peaked at 6.1-6.2 GB and glibc's defaults at 4.6-4.9; mmapping only allocations above
-    64, 128 or 256 MB, or trimming above 256 MB, at 5.2-6.3 GB (docs/speed.md). Their step times
-    need an idle machine, so these values stay. `settings` (mallopt parameter -> value) replaces
+    these peaked at 6.0-6.3 GB and glibc's defaults at 4.6-5.0; mmapping only allocations above
+    64, 128 or 256 MB, or trimming above 256 MB, at 5.2-6.3 GB, and on an idle machine the step
+    of glibc's defaults took 1.52x and of mmap above 128 MB 1.21x as long (docs/speed.md), so
+    these values stay. `settings` (mallopt parameter -> value) replaces
     MALLOC_SETTINGS. Process-wide and irreversible; FGVC_KEEP_MALLOC=1 leaves glibc's defaults
     alone. No effect off glibc (macOS, musl)."""
     if os.environ.get("FGVC_KEEP_MALLOC") == "1" or platform.system() != "Linux":
