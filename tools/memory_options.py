@@ -33,8 +33,10 @@ CANDIDATES: dict[str, dict[int, int] | None] = {  # name: mallopt settings (None
     "mmap-above-64MB": {MMAP_THRESHOLD: 64 * MB, TRIM: 2**31 - 1},
     "mmap-above-128MB-trim-eval": {MMAP_THRESHOLD: 128 * MB, TRIM: 2**31 - 1},
     "fgvc-trim-eval": None,
+    "fgvc-eval-batch-32": None,
 }
 TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval", "fgvc-trim-eval"}  # malloc_trim(0) before and after every evaluation pass
+TRAIN_SIZED_EVAL = {"fgvc-eval-batch-32"}  # evaluate in batches of the training batch (32), not of 64
 COLUMNS = ["candidate", "round", "settings", "precision", "peak_rss_gb", "seconds_per_step", "train_img_s",
            "eval_img_s", "train_batches_timed", "repeats"]
 NAMES = {TRIM: "M_TRIM_THRESHOLD", MMAP_THRESHOLD: "M_MMAP_THRESHOLD", MMAP_MAX: "M_MMAP_MAX"}
@@ -45,7 +47,8 @@ def describe(name: str) -> str:
 
     settings = MALLOC_SETTINGS if CANDIDATES[name] is None else CANDIDATES[name]
     text = " ".join(f"{NAMES.get(k, k)}={v}" for k, v in settings.items()) or "glibc defaults"
-    return text + (" malloc_trim(0) around evaluation" if name in TRIM_AROUND_EVAL else "")
+    return (text + (" malloc_trim(0) around evaluation" if name in TRIM_AROUND_EVAL else "")
+            + (" evaluation batch = training batch" if name in TRAIN_SIZED_EVAL else ""))
 
 
 def trimmed(fn):
@@ -66,6 +69,7 @@ def trimmed(fn):
 
 def measure_with(name: str, args, info, device, k: int) -> dict:
     """In the fresh process: `measure_fgvc` under candidate `name`, and the process's peak resident memory."""
+    from fgvc.data import loaders
     from fgvc.engine import device as device_mod, loop
     from fgvc.speed.measure import measure_fgvc
 
@@ -73,6 +77,8 @@ def measure_with(name: str, args, info, device, k: int) -> dict:
         device_mod.MALLOC_SETTINGS = CANDIDATES[name]
     if name in TRIM_AROUND_EVAL:  # measure_fgvc imports predict from fgvc.engine.loop when called
         loop.predict = trimmed(loop.predict)
+    if name in TRAIN_SIZED_EVAL:  # read by fgvc.data.loaders.eval_batch_size when the loaders are built
+        loaders.MIN_EVAL_BATCH = 0
     res = measure_fgvc(args, info, device, k)
     return dict(res, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9)  # KiB on Linux
 
