@@ -217,7 +217,7 @@ def _predict_splits(net, cfg, info, device: torch.device, view: dict, progress: 
     for split, is_train in (("test", False), ("train", True)):
         frame = info.split(is_train)
         loader = build_eval_loader(info, frame, view["image_size"], view["crop_pct"], view["dcfg"],
-                                   eval_batch_size(cfg.batch_size), device, view["workers"])
+                                   eval_batch_size(cfg.batch_size, device), device, view["workers"])
         outs[split] = dict(predict(net, loader, device, precision=precision, desc=f"{split} features",
                                    progress=progress), frame=frame)
     return outs

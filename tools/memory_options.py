@@ -33,10 +33,10 @@ CANDIDATES: dict[str, dict[int, int] | None] = {  # name: mallopt settings (None
     "mmap-above-64MB": {MMAP_THRESHOLD: 64 * MB, TRIM: 2**31 - 1},
     "mmap-above-128MB-trim-eval": {MMAP_THRESHOLD: 128 * MB, TRIM: 2**31 - 1},
     "fgvc-trim-eval": None,
-    "fgvc-eval-batch-32": None,
+    "fgvc-eval-batch-64": None,
 }
 TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval", "fgvc-trim-eval"}  # malloc_trim(0) before and after every evaluation pass
-TRAIN_SIZED_EVAL = {"fgvc-eval-batch-32"}  # evaluate in batches of the training batch (32), not of 64
+EVAL_BATCH_64 = {"fgvc-eval-batch-64"}  # evaluate in batches of 64, as fgvc did on CPU before (now: the training batch)
 COLUMNS = ["candidate", "round", "settings", "precision", "peak_rss_gb", "seconds_per_step", "train_img_s",
            "eval_img_s", "train_batches_timed", "repeats"]
 NAMES = {TRIM: "M_TRIM_THRESHOLD", MMAP_THRESHOLD: "M_MMAP_THRESHOLD", MMAP_MAX: "M_MMAP_MAX"}
@@ -48,7 +48,7 @@ def describe(name: str) -> str:
     settings = MALLOC_SETTINGS if CANDIDATES[name] is None else CANDIDATES[name]
     text = " ".join(f"{NAMES.get(k, k)}={v}" for k, v in settings.items()) or "glibc defaults"
     return (text + (" malloc_trim(0) around evaluation" if name in TRIM_AROUND_EVAL else "")
-            + (" evaluation batch = training batch" if name in TRAIN_SIZED_EVAL else ""))
+            + (" evaluation batch 64" if name in EVAL_BATCH_64 else ""))
 
 
 def trimmed(fn):
@@ -77,8 +77,8 @@ def measure_with(name: str, args, info, device, k: int) -> dict:
         device_mod.MALLOC_SETTINGS = CANDIDATES[name]
     if name in TRIM_AROUND_EVAL:  # measure_fgvc imports predict from fgvc.engine.loop when called
         loop.predict = trimmed(loop.predict)
-    if name in TRAIN_SIZED_EVAL:  # read by fgvc.data.loaders.eval_batch_size when the loaders are built
-        loaders.MIN_EVAL_BATCH = 0
+    if name in EVAL_BATCH_64:  # called by fgvc.data.loaders.build_loaders for every evaluation loader
+        loaders.eval_batch_size = lambda train_batch_size, device: max(train_batch_size, 64)
     res = measure_fgvc(args, info, device, k)
     return dict(res, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9)  # KiB on Linux
 

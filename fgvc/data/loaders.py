@@ -26,12 +26,17 @@ from fgvc.data.transforms import eval_resize_crop, normalize, train_transform
 from fgvc.errors import FGVCError
 
 PIPELINES = ("auto", "batched", "per-sample")
-MIN_EVAL_BATCH = 64  # evaluation keeps no activations for backward: a larger batch than training fits
+MIN_EVAL_BATCH = 64  # on a GPU: evaluation keeps no activations for backward, a larger batch than training fits
 
 
-def eval_batch_size(train_batch_size: int) -> int:
-    """The evaluation batch of a run (its predictions depend on it only through rounding)."""
-    return max(train_batch_size, MIN_EVAL_BATCH)
+def eval_batch_size(train_batch_size: int, device: torch.device) -> int:
+    """The evaluation batch of a run (its predictions depend on it only through rounding).
+
+    On a GPU at least MIN_EVAL_BATCH, fewer kernel launches. On a CPU the training batch: the
+    heap the training steps leave behind (fgvc keeps freed memory, engine.device.keep_freed_memory)
+    does not fit a batch of 64, which added about 0.9 GB to a Lite0 run's peak resident memory
+    (6.1 -> 5.2 GB, same step and evaluation speed; tools/memory_options.py, docs/speed.md)."""
+    return train_batch_size if device.type == "cpu" else max(train_batch_size, MIN_EVAL_BATCH)
 
 
 @dataclass
@@ -111,8 +116,9 @@ def _batched(cfg, info, frames, dcfg, device, sampler, drop_last):
     def evaluation(split: str):
         # Resized and cropped once on the CPU (the same pixels as the per-sample path), kept on the device.
         part = frames[split].iloc[dist_.eval_chunk(len(frames[split]), d)]
-        return DeviceEvalLoader(build_image_cache(info, part), part.label.to_numpy(), eval_batch_size(cfg.batch_size),
-                                resize_crop, dcfg["mean"], dcfg["std"], device=device)
+        return DeviceEvalLoader(build_image_cache(info, part), part.label.to_numpy(),
+                                eval_batch_size(cfg.batch_size, device), resize_crop, dcfg["mean"], dcfg["std"],
+                                device=device)
 
     return train, train.set_epoch, evaluation
 
@@ -135,7 +141,7 @@ def _per_sample(cfg, info, frames, dcfg, device, sampler, drop_last, workers):
         chunk = dist_.eval_chunk(len(frames[split]), d)
         images = images_train if split == "train" else decode_all(info, frames[split])
         labels = frames[split].label.to_numpy()
-        return eval_loader(images[chunk], labels[chunk], resize_crop, norm, eval_batch_size(cfg.batch_size),
+        return eval_loader(images[chunk], labels[chunk], resize_crop, norm, eval_batch_size(cfg.batch_size, device),
                            workers, pin)
 
     def set_epoch(epoch: int) -> None:

@@ -103,7 +103,8 @@ def keep_freed_memory(settings: dict[int, int] | None = None) -> bool:
     these peaked at 6.0-6.3 GB and glibc's defaults at 4.6-5.0; mmapping only allocations above
     64, 128 or 256 MB, or trimming above 256 MB, at 5.2-6.3 GB, and on an idle machine the step
     of glibc's defaults took 1.52x and of mmap above 128 MB 1.21x as long (docs/speed.md), so
-    these values stay. `settings` (mallopt parameter -> value) replaces
+    these values stay; evaluating in training-sized batches on CPU (fgvc.data.loaders.eval_batch_size)
+    brought fgvc's peak to 5.2 GB instead. `settings` (mallopt parameter -> value) replaces
     MALLOC_SETTINGS. Process-wide and irreversible; FGVC_KEEP_MALLOC=1 leaves glibc's defaults
     alone. No effect off glibc (macOS, musl)."""
     if os.environ.get("FGVC_KEEP_MALLOC") == "1" or platform.system() != "Linux":
