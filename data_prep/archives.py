@@ -9,6 +9,7 @@ byte read is computed on the way, for dataset.json.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -91,7 +92,7 @@ def extract(archive: Path, into: Path, wanted: Callable[[str], str | None], hint
                                           desc=f"reading {archive.name}", disable=None, leave=False) as bar:
         reader = HashingReader(raw, bar)
         buffered = io.BufferedReader(reader, CHUNK)
-        try:
+        with bad_archive(archive, "truncated, corrupt or not a tar archive", hint):
             if buffered.peek(2)[:2] == GZIP_MAGIC:
                 with gzip.GzipFile(fileobj=buffered, mode="rb") as gz:
                     written = _unpack(archive, gz, "r|", into, wanted)
@@ -100,14 +101,21 @@ def extract(archive: Path, into: Path, wanted: Callable[[str], str | None], hint
             else:
                 written = _unpack(archive, buffered, "r|*", into, wanted)
             reader.drain()
-        except FGVCError:
-            raise
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
-            if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno is not None:
-                raise  # a real I/O error (disk full, permission) rather than bad archive bytes
-            raise FGVCError(f"archive {archive} is truncated, corrupt or not a tar archive "
-                            f"({type(e).__name__}: {e}); {hint}") from None
     return written, reader.md5.hexdigest()
 
 
-__all__ = ["HashingReader", "refuse", "member_name", "extract", "CHUNK"]
+@contextlib.contextmanager
+def bad_archive(archive: Path, problem: str, hint: str):
+    """Bad archive bytes (tar, gzip or zlib errors, an early end) as one FGVCError naming the
+    archive, `problem` and the fix (`hint`); a real I/O error (disk full, permission) passes."""
+    try:
+        yield
+    except FGVCError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
+        if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno is not None:
+            raise
+        raise FGVCError(f"archive {archive} is {problem} ({type(e).__name__}: {e}); {hint}") from None
+
+
+__all__ = ["HashingReader", "refuse", "member_name", "extract", "bad_archive", "CHUNK"]

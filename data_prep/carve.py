@@ -19,7 +19,6 @@ import gzip
 import io
 import re
 import tarfile
-import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -28,7 +27,7 @@ from fgvc.errors import FGVCError
 from fgvc.io import atomic_dir
 
 from data_prep._cli import run
-from data_prep.archives import HashingReader, member_name, refuse
+from data_prep.archives import HashingReader, bad_archive, member_name, refuse
 from fgvc.data.checksum import content_sha256  # re-exported: `from data_prep.carve import content_sha256`
 from data_prep.classes import parse_classes  # re-exported: `from data_prep.carve import parse_classes`
 from data_prep.folder import Described, Row, check_decodes, check_out, write_outputs
@@ -155,7 +154,8 @@ def _stream_tgz(source: Path, classes: str, images_dir: Path) -> tuple[dict[str,
     with open(source, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc="reading archive",
                                          disable=None, leave=False) as bar:
         reader = HashingReader(raw, bar)
-        try:
+        with bad_archive(source, "truncated or corrupt", "download it again (python -m data_prep.download) "
+                         "or pass an extracted CUB_200_2011/ folder"):
             with gzip.GzipFile(fileobj=io.BufferedReader(reader, 1 << 20), mode="rb") as gz:
                 with tarfile.open(fileobj=gz, mode="r|") as tar:
                     for m in tar:
@@ -185,15 +185,6 @@ def _stream_tgz(source: Path, classes: str, images_dir: Path) -> tuple[dict[str,
                 while gz.read(1 << 20):
                     pass
             reader.drain()
-        except FGVCError:
-            raise
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as e:
-            if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile) and e.errno is not None:
-                raise  # a real I/O error (disk full, permission) rather than bad archive bytes
-            raise FGVCError(
-                f"archive {source} is truncated or corrupt ({type(e).__name__}: {e}); "
-                "download it again (python -m data_prep.download) or pass an extracted CUB_200_2011/ folder"
-            ) from None
     return meta, written, reader.md5.hexdigest()
 
 
