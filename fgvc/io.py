@@ -29,6 +29,14 @@ def _umask() -> int:
     return mask
 
 
+def cache_dir(name: str) -> Path:
+    """Where fgvc keeps one kind of cache: `$FGVC_CACHE_DIR/<name>` (default `~/.cache/fgvc/<name>`).
+    The caches (decoded images, dataset checksums, compiled code) only ever save time: deleting
+    the folder is always safe."""
+    env = os.environ.get("FGVC_CACHE_DIR")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "fgvc") / name
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

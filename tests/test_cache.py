@@ -15,9 +15,8 @@ from fgvc.data.dataset import load_dataset_info
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    d = tmp_path / "decoded"
-    monkeypatch.setenv("FGVC_CACHE_DIR", str(d))
-    return d
+    monkeypatch.setenv("FGVC_CACHE_DIR", str(tmp_path))
+    return tmp_path / "decoded"
 
 
 @pytest.fixture(scope="module")

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     with tempfile.TemporaryDirectory(prefix="fgvc-gpu-check-") as tmp:
         work = Path(tmp)
-        os.environ.setdefault("FGVC_CACHE_DIR", str(work / "decoded"))
+        os.environ.setdefault("FGVC_CACHE_DIR", str(work / "cache"))
         cfg = setup(args.device, work)
         for name in args.steps.split(","):
             t0 = time.perf_counter()

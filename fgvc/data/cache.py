@@ -3,7 +3,7 @@
 Why one flat buffer: images of different sizes need no padding (CUB photos vary), the whole
 split moves to a GPU in one copy, and a crop of image i is a view, never a copy. Why a file:
 decoding ~6,000 JPEGs costs about a minute per process; the decoded bytes are written once
-under `$FGVC_CACHE_DIR` (default `~/.cache/fgvc/decoded/`) and every later run, shard or
+under `$FGVC_CACHE_DIR/decoded/` (default `~/.cache/fgvc/decoded/`) and every later run, shard or
 worker maps them (pages shared by the OS). The file is keyed by the dataset's
 `content_sha256` and a hash of the frame's image paths, so a changed dataset or a different
 split never reads stale pixels. A file whose size disagrees with its index is rebuilt.
@@ -24,7 +24,7 @@ from PIL import Image
 from fgvc.data.dataset import DatasetInfo
 from fgvc.data.decode import decode_image
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_path, atomic_write_json, is_no_space, no_space_error
+from fgvc.io import atomic_path, atomic_write_json, cache_dir, is_no_space, no_space_error
 
 CACHE_FORMAT = 1  # bump when the layout or the decoding changes: old files are then ignored
 
@@ -76,8 +76,7 @@ class ImageCache:
 
 # --------------------------------------------------------------------------- building
 def default_cache_dir() -> Path:
-    env = os.environ.get("FGVC_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "fgvc" / "decoded"
+    return cache_dir("decoded")
 
 
 def paths_hash(paths: list[str]) -> str:

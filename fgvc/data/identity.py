@@ -14,13 +14,12 @@ and the run-reuse check all see the data as it is) and says dataset.json is stal
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 from fgvc.data.checksum import content_sha256, files_fingerprint
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_write_text
+from fgvc.io import atomic_write_text, cache_dir
 
 
 class Identity(NamedTuple):
@@ -29,8 +28,7 @@ class Identity(NamedTuple):
 
 
 def checksum_cache_dir() -> Path:
-    env = os.environ.get("FGVC_CACHE_DIR")
-    return (Path(env).expanduser() if env else Path.home() / ".cache" / "fgvc") / "checksums"
+    return cache_dir("checksums")
 
 
 def _remembered(fingerprint: str) -> str | None:

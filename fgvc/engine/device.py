@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fgvc.errors import FGVCError
+from fgvc.io import cache_dir
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,8 +120,7 @@ def keep_freed_memory(settings: dict[int, int] | None = None) -> bool:
 
 def compile_cache_dir() -> Path:
     """Where compiled code is kept: `$FGVC_CACHE_DIR/inductor` (default ~/.cache/fgvc/inductor)."""
-    env = os.environ.get("FGVC_CACHE_DIR")
-    return (Path(env).expanduser() if env else Path.home() / ".cache" / "fgvc") / "inductor"
+    return cache_dir("inductor")
 
 
 def compile_model(net: nn.Module) -> nn.Module:
