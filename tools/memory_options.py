@@ -35,8 +35,10 @@ CANDIDATES: dict[str, dict[int, int] | None] = {  # name: mallopt settings (None
     "fgvc-trim-eval": None,
     "fgvc-eval-batch-64": None,
 }
-TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval", "fgvc-trim-eval"}  # malloc_trim(0) before and after every evaluation pass
-EVAL_BATCH_64 = {"fgvc-eval-batch-64"}  # evaluate in batches of 64, as fgvc did on CPU before (now: the training batch)
+# malloc_trim(0) before and after every evaluation pass
+TRIM_AROUND_EVAL = {"mmap-above-128MB-trim-eval", "fgvc-trim-eval"}
+# evaluation in batches of 64, as fgvc did on CPU before commit d711ae4 (since then: the training batch)
+EVAL_BATCH_64 = {"fgvc-eval-batch-64"}
 COLUMNS = ["candidate", "round", "settings", "precision", "peak_rss_gb", "seconds_per_step", "train_img_s",
            "eval_img_s", "train_batches_timed", "repeats"]
 NAMES = {TRIM: "M_TRIM_THRESHOLD", MMAP_THRESHOLD: "M_MMAP_THRESHOLD", MMAP_MAX: "M_MMAP_MAX"}
@@ -53,7 +55,7 @@ def describe(name: str) -> str:
 
 def trimmed(fn):
     """`fn` with the free heap returned to the system (glibc malloc_trim) before and after it: an
-    evaluation pass (batch 64) then starts from a heap not fragmented by the training steps."""
+    evaluation pass then starts from a heap not fragmented by the training steps."""
     import ctypes
 
     libc = ctypes.CDLL("libc.so.6")

@@ -244,9 +244,9 @@ def epoch_rows(results: dict, prov: dict, args, device, n: dict, k: int, epoch_b
     per_epoch = {who: epoch_seconds(results[who], n["train"], n["test"], args.batch_size) for who in results}
     rows = []
     for who, r in results.items():
-        fgvc = who.startswith("fgvc")
+        pipeline = f"fgvc-{r['pipeline']}" + ("-compiled" if r.get("compiled") else "") if who.startswith("fgvc") else who
         rows.append(dict(
-            pipeline=f"fgvc-{r['pipeline']}" + ("-compiled" if r.get("compiled") else "") if fgvc else who, device=device_slug(device),
+            pipeline=pipeline, device=device_slug(device),
             model=args.model, weights=prov["weights"], batch_size=args.batch_size, image_size=args.image_size,
             workers=r["workers"], train_img_s=round(r["train_img_s"], 2), eval_img_s=round(r["eval_img_s"], 2),
             epoch_seconds=round(per_epoch[who], 2), train_batches_timed=k, epoch_extrapolated=k < epoch_batches,
