@@ -1,0 +1,46 @@
+"""tools/zoo_scales.py: every registered loss measured against CE, and the λ grid around its scale."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fgvc.losses.registry import registered_losses
+
+
+@pytest.fixture()
+def tool(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    return importlib.import_module("zoo_scales")
+
+
+def test_series_grid_is_the_nearest_1_3_10_value_and_its_neighbours(tool):
+    assert tool.series_grid(0.01) == [0.003, 0.01, 0.03]
+    assert tool.series_grid(0.004) == [0.001, 0.003, 0.01]
+    assert tool.series_grid(0.0065) == [0.003, 0.01, 0.03]  # log-nearest: 0.0065 is nearer 0.01 than 0.003
+    assert tool.series_grid(2.0) == [1.0, 3.0, 10.0]
+    assert tool.series_grid(150.0) == [30.0, 100.0, 300.0]
+    assert tool.series_grid(0.0) == [] and tool.series_grid(math.nan) == []
+
+
+def test_every_registered_loss_is_measured_against_ce(tool, sparrow_dataset, tmp_path):
+    out = tmp_path / "scales"
+    assert tool.main(["--data", str(sparrow_dataset), "--model", "test_resnet", "--no-pretrained", "--image-size", "32",
+                      "--batch-size", "8", "--epochs", "1", "--batches", "2", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "zoo-scales.csv")
+    assert list(table.columns) == tool.COLUMNS
+    assert sorted(table.method) == sorted(registered_losses())
+    assert (table.ce_value > 0).all() and (table.ce_grad_norm > 0).all() and (table.batches == 2).all()
+    assert set(table.inputs) == {"features", "logits"}
+    measured = table[table.grad_norm > 0]
+    assert len(measured) >= len(table) - 2  # supcon / triplet may find no positives in two tiny batches
+    for _, r in measured.iterrows():
+        assert r.lam_grad == pytest.approx(r.ce_grad_norm / r.grad_norm, rel=1e-3)
+        assert [float(v) for v in r.grid.split()] == tool.series_grid(r.lam_grad)
+    prov = json.loads((out / "zoo-scales.json").read_text())
+    assert "git_commit" in prov and "dataset_content_sha256" in prov

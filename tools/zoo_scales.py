@@ -1,0 +1,155 @@
+"""How hard each auxiliary loss pulls on the features next to CE: where to centre its λ grid (issue 27).
+
+    python tools/zoo_scales.py --pretrained-file ../shared/weights/tf_efficientnet_lite0.in1k.safetensors
+
+The loss zoo gives every method three values of its weight λ. Their losses differ in scale by
+orders of magnitude (ArcFace's scaled logits against a confusion term bounded by 2), so one
+λ grid for all would favour some; three values around each method's own scale keep the
+footing equal. The scale measured here: train CE for --epochs on the sweeps' training split
+(val_fraction 0.2, val_seed 0; the validation and test images are not read), then over
+--batches training batches, with the model in eval mode, compare for every registered loss
+at its defaults the gradient its unweighted value sends to the pooled features (through the
+classifier for the losses on the logits) with the gradient of CE. `lam_grad` = ‖∇CE‖ / ‖∇L‖
+(means over the batches) is the λ at which the weighted term pulls as hard as CE does; `grid`
+is the value of the 1-3-10 series nearest to it with its two neighbours (center loss's
+0.003 / 0.01 / 0.03 of the fair sweep is such a grid). `lam_value` = CE / L compares values
+instead. A heuristic for where to look, not a tuned result: the sweep over the grid decides.
+Writes OUT/zoo-scales.csv and a provenance JSON beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+SERIES = (1.0, 3.0)  # the 1-3-10 series: ..., 0.01, 0.03, 0.1, 0.3, ...
+COLUMNS = ["method", "inputs", "value", "ce_value", "grad_norm", "ce_grad_norm", "lam_value", "lam_grad", "grid",
+           "batches", "note"]
+
+
+def series_grid(lam: float) -> list[float]:
+    """The value of the 1-3-10 series nearest to `lam` (on a log scale) with its two neighbours."""
+    if not (math.isfinite(lam) and lam > 0):
+        return []
+    values = sorted(m * 10.0**e for e in range(math.floor(math.log10(lam)) - 2, math.floor(math.log10(lam)) + 3)
+                    for m in SERIES)
+    i = min(range(1, len(values) - 1), key=lambda j: abs(math.log10(values[j] / lam)))
+    return [float(f"{v:.3g}") for v in values[i - 1:i + 2]]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="data/cub_sparrows", help="prepared dataset folder")
+    p.add_argument("--model", default="tf_efficientnet_lite0", help="timm model name")
+    p.add_argument("--pretrained-file", default=None, help="local weights for --model (else timm's download)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init (tests)")
+    p.add_argument("--image-size", type=int, default=224, help="training crop in pixels")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch (the zoo's)")
+    p.add_argument("--lr", type=float, default=0.01, help="CE's lr for the --epochs before measuring")
+    p.add_argument("--epochs", type=int, default=1, help="CE epochs before measuring (the head is random at 0)")
+    p.add_argument("--batches", type=int, default=8, help="training batches measured")
+    p.add_argument("--methods", default=None, help="comma-separated losses (default: every registered one)")
+    p.add_argument("--out", default="results/zoo-scales", help="output folder")
+    return p.parse_args(argv)
+
+
+def measure(args) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+
+    from fgvc.config import RunConfig
+    from fgvc.data.dataset import load_dataset_info, stratified_val_split
+    from fgvc.data.loaders import build_loaders
+    from fgvc.engine.device import configure_backends, place_model
+    from fgvc.engine.loop import train_one_epoch
+    from fgvc.losses.registry import build_aux_loss, registered_losses
+    from fgvc.models import WithFeatures, load_backbone
+
+    device = torch.device("cpu")
+    configure_backends(device, deterministic=False)
+    info = load_dataset_info(args.data)
+    cfg = RunConfig(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size,
+                    image_size=args.image_size, lr=args.lr, epochs=max(args.epochs, 1), val_fraction=0.2).validate()
+    train, _ = stratified_val_split(info.split(True), cfg.val_fraction, cfg.val_seed)
+    backbone = load_backbone(cfg.model, info.num_classes, pretrained=cfg.pretrained,
+                             pretrained_file=args.pretrained_file, seed=cfg.seed)
+    model = place_model(backbone.model, device, precision="fp32")
+    data = build_loaders(cfg, info, {"train": train, "test": info.split(False), "val": None}, backbone.data_config,
+                         device, pipeline="per-sample", workers=0)
+    net = WithFeatures(model)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for epoch in range(args.epochs):
+        data.set_epoch(epoch)
+        stats = train_one_epoch(net, None, opt, data.train, device, precision="fp32", progress=False)
+        print(f"CE epoch {epoch + 1}/{args.epochs}: train top1 {stats.get('train_top1', float('nan')):.1f}", flush=True)
+
+    methods = args.methods.split(",") if args.methods else registered_losses()
+    losses = {}
+    for name in methods:
+        own = dataclasses.replace(cfg, method=name, center_weight=1.0).validate()  # unweighted: λ is what we look for
+        losses[name] = build_aux_loss(own, info.num_classes, backbone.feature_dim).to(device)
+    model.eval()
+    head = model.get_classifier()
+    sums = {name: [0.0, 0.0] for name in ["ce", *methods]}  # value, gradient norm
+    data.set_epoch(args.epochs)
+    n = 0
+    for x, y in data.train:
+        if n == args.batches:
+            break
+        with torch.no_grad():
+            _, feats = net(x.to(device))
+        f = feats.detach().float().requires_grad_()
+        logits = head(f)
+        for name in ["ce", *methods]:
+            if name == "ce":
+                value = F.cross_entropy(logits, y)
+            else:
+                value = losses[name](logits if getattr(losses[name], "inputs", "features") == "logits" else f, y)
+            (grad,) = torch.autograd.grad(value, f, retain_graph=True, allow_unused=True)
+            sums[name][0] += float(value.detach())
+            sums[name][1] += float(grad.norm()) if grad is not None else 0.0
+        n += 1
+    ce_value, ce_grad = (s / n for s in sums["ce"])
+    rows = []
+    for name in methods:
+        value, grad = (s / n for s in sums[name])
+        lam_grad = ce_grad / grad if grad > 0 else math.nan
+        rows.append(dict(method=name, inputs=getattr(losses[name], "inputs", "features"), value=round(value, 6),
+                         ce_value=round(ce_value, 6), grad_norm=round(grad, 8), ce_grad_norm=round(ce_grad, 8),
+                         lam_value=round(ce_value / value, 6) if value > 0 else math.nan,
+                         lam_grad=round(lam_grad, 6), grid=" ".join(f"{v:g}" for v in series_grid(lam_grad)),
+                         batches=n, note="" if grad > 0 else "no gradient on these batches"))
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    import pandas as pd
+    import torch
+
+    from fgvc.data.dataset import load_dataset_info
+    from fgvc.engine.provenance import measurement_provenance
+    from fgvc.io import atomic_path, atomic_write_json
+    from fgvc.models import weights_info
+
+    args = parse(argv)
+    if args.epochs < 0 or args.batches < 1:
+        raise SystemExit("zoo_scales.py: --epochs must be >= 0 and --batches >= 1")
+    rows = measure(args)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "zoo-scales.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    winfo = weights_info(args.model, args.pretrained, args.pretrained_file)
+    atomic_write_json(out / "zoo-scales.json", measurement_provenance(args.model, winfo, load_dataset_info(args.data),
+                                                                      torch.device("cpu"), vars(args)))
+    print(table.drop(columns=["note"]).to_string(index=False))
+    print(f"wrote zoo-scales.csv and zoo-scales.json in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
