@@ -49,7 +49,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=224, help="training crop in pixels")
     p.add_argument("--batch-size", type=int, default=32, help="training batch (the zoo's)")
     p.add_argument("--lr", type=float, default=0.01, help="CE's lr for the --epochs before measuring")
-    p.add_argument("--epochs", type=int, default=1, help="CE epochs before measuring (the head is random at 0)")
+    p.add_argument("--epochs", type=int, default=3,
+                   help="CE epochs before measuring (the head is random at 0, near chance after 1)")
     p.add_argument("--batches", type=int, default=8, help="training batches measured")
     p.add_argument("--methods", default=None, help="comma-separated losses (default: every registered one)")
     p.add_argument("--out", default="results/zoo-scales", help="output folder")
