@@ -44,3 +44,11 @@ def test_every_registered_loss_is_measured_against_ce(tool, sparrow_dataset, tmp
         assert [float(v) for v in r.grid.split()] == tool.series_grid(r.lam_grad)
     prov = json.loads((out / "zoo-scales.json").read_text())
     assert "git_commit" in prov and "dataset_content_sha256" in prov
+
+
+def test_an_unknown_loss_is_one_line_and_writes_nothing(tool, sparrow_dataset, tmp_path):
+    out = tmp_path / "scales"
+    with pytest.raises(SystemExit, match="zoo_scales.py: .*no_such_loss"):
+        tool.main(["--data", str(sparrow_dataset), "--model", "test_resnet", "--no-pretrained", "--image-size", "32",
+                   "--batch-size", "8", "--epochs", "0", "--methods", "no_such_loss", "--out", str(out)])
+    assert not out.exists()

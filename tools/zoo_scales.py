@@ -57,12 +57,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def measure(args) -> list[dict]:
+def measure(args, info) -> tuple[list[dict], dict]:
+    """The table's rows, and the weights' provenance (fgvc.models.weights_info, hashed once)."""
     import torch
     import torch.nn.functional as F
 
     from fgvc.config import RunConfig
-    from fgvc.data.dataset import load_dataset_info, stratified_val_split
+    from fgvc.data.dataset import stratified_val_split
     from fgvc.data.loaders import build_loaders
     from fgvc.engine.device import configure_backends, place_model
     from fgvc.engine.loop import train_one_epoch
@@ -71,7 +72,6 @@ def measure(args) -> list[dict]:
 
     device = torch.device("cpu")
     configure_backends(device, deterministic=False)
-    info = load_dataset_info(args.data)
     cfg = RunConfig(model=args.model, pretrained=args.pretrained, batch_size=args.batch_size,
                     image_size=args.image_size, lr=args.lr, epochs=max(args.epochs, 1), val_fraction=0.2).validate()
     train, _ = stratified_val_split(info.split(True), cfg.val_fraction, cfg.val_seed)
@@ -85,7 +85,7 @@ def measure(args) -> list[dict]:
     for epoch in range(args.epochs):
         data.set_epoch(epoch)
         stats = train_one_epoch(net, None, opt, data.train, device, precision="fp32", progress=False)
-        print(f"CE epoch {epoch + 1}/{args.epochs}: train top1 {stats.get('train_top1', float('nan')):.1f}", flush=True)
+        print(f"CE epoch {epoch + 1}/{args.epochs}: train top1 {stats['train_top1']:.1f}", flush=True)
 
     methods = args.methods.split(",") if args.methods else registered_losses()
     losses = {}
@@ -123,7 +123,7 @@ def measure(args) -> list[dict]:
                          lam_value=round(ce_value / value, 6) if value > 0 else math.nan,
                          lam_grad=round(lam_grad, 6), grid=" ".join(f"{v:g}" for v in series_grid(lam_grad)),
                          batches=n, note="" if grad > 0 else "no gradient on these batches"))
-    return rows
+    return rows, backbone.weights
 
 
 def main(argv: list[str]) -> int:
@@ -132,21 +132,24 @@ def main(argv: list[str]) -> int:
 
     from fgvc.data.dataset import load_dataset_info
     from fgvc.engine.provenance import measurement_provenance
+    from fgvc.errors import FGVCError
     from fgvc.io import atomic_path, atomic_write_json
-    from fgvc.models import weights_info
 
     args = parse(argv)
     if args.epochs < 0 or args.batches < 1:
         raise SystemExit("zoo_scales.py: --epochs must be >= 0 and --batches >= 1")
-    rows = measure(args)
+    try:
+        info = load_dataset_info(args.data)
+        rows, winfo = measure(args, info)
+    except FGVCError as e:  # a bad --data, --methods or weights file: one line, nothing written
+        raise SystemExit(f"zoo_scales.py: {e}") from None
     table = pd.DataFrame(rows, columns=COLUMNS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "zoo-scales.csv") as tmp:
         table.to_csv(tmp, index=False)
-    winfo = weights_info(args.model, args.pretrained, args.pretrained_file)
-    atomic_write_json(out / "zoo-scales.json", measurement_provenance(args.model, winfo, load_dataset_info(args.data),
-                                                                      torch.device("cpu"), vars(args)))
+    atomic_write_json(out / "zoo-scales.json", measurement_provenance(args.model, winfo, info, torch.device("cpu"),
+                                                                      vars(args)))
     print(table.drop(columns=["note"]).to_string(index=False))
     print(f"wrote zoo-scales.csv and zoo-scales.json in {out}")
     return 0
