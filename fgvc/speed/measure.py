@@ -244,7 +244,7 @@ def epoch_rows(results: dict, prov: dict, args, device, n: dict, k: int, epoch_b
     per_epoch = {who: epoch_seconds(results[who], n["train"], n["test"], args.batch_size) for who in results}
     rows = []
     for who, r in results.items():
-        pipeline = f"fgvc-{r['pipeline']}" + ("-compiled" if r.get("compiled") else "") if who.startswith("fgvc") else who
+        pipeline = who if who in NOTES else f"fgvc-{r['pipeline']}" + ("-compiled" if r["compiled"] else "")
         rows.append(dict(
             pipeline=pipeline, device=device_slug(device),
             model=args.model, weights=prov["weights"], batch_size=args.batch_size, image_size=args.image_size,
@@ -267,12 +267,12 @@ def grid_seconds(who: str, res: dict, configs: list, n: dict, batch_size: int) -
     return sum(run_seconds(who, res, c, n, batch_size, first=i == 0) for i, c in enumerate(configs))
 
 
-def grid_rows(grid: Path, results: dict, n: dict, batch_size: int, jobs: int, measured: float | None,
-              measured_who: str = "fgvc") -> list[dict]:
-    """The grid's wall time: each loop's runs one after another (extrapolated); `measured_who`'s
-    (fgvc, or fgvc-compiled under --compile) measured instead if asked."""
+def grid_rows(grid: Path, results: dict, n: dict, batch_size: int, jobs: int, measured: float | None) -> list[dict]:
+    """The grid's wall time: each loop's runs one after another (extrapolated); fgvc's (the
+    compiled one where it was measured: `--measure-grid` runs the grid as `--compile` says) measured if asked."""
     from fgvc.config import expand_grid, load_grid
 
+    measured_who = "fgvc-compiled" if "fgvc-compiled" in results else "fgvc"
     configs = expand_grid(load_grid(grid))
     epochs = sum(c.epochs for c in configs)
     wall = {who: grid_seconds(who, results[who], configs, n, batch_size) for who in results}
@@ -402,8 +402,7 @@ def run_speed(args, echo=print) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = epoch_rows(results, prov, args, device, n, k, epoch_batches)
     runs = run_rows(results, recipe, n, args.batch_size, args.repeats * k / epoch_batches)
-    grid = grid_rows(Path(args.grid), results, n, args.batch_size, args.jobs, measured,
-                     "fgvc-compiled" if args.compile else "fgvc")
+    grid = grid_rows(Path(args.grid), results, n, args.batch_size, args.jobs, measured)
     write_csv(out / f"{stem}.csv", rows, SPEED_COLUMNS)
     write_csv(out / f"{stem}-run.csv", runs, RUN_COLUMNS)
     write_csv(out / f"{stem}-grid.csv", grid, GRID_COLUMNS)
