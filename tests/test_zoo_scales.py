@@ -52,3 +52,28 @@ def test_an_unknown_loss_is_one_line_and_writes_nothing(tool, sparrow_dataset, t
         tool.main(["--data", str(sparrow_dataset), "--model", "test_resnet", "--no-pretrained", "--image-size", "32",
                    "--batch-size", "8", "--epochs", "0", "--methods", "no_such_loss", "--out", str(out)])
     assert not out.exists()
+
+
+def test_warm_trains_only_the_losses_own_parameters(tool):
+    """--warm: the term adds 0 to the trunk's loss and no gradient to the features; the centres move."""
+    import torch
+
+    from fgvc.config import RunConfig
+    from fgvc.losses.registry import build_aux_loss
+
+    losses = {name: build_aux_loss(RunConfig(method=name, center_weight=1.0).validate(), 3, 4)
+              for name in ["center", "contrastive_center", "max_entropy"]}
+    term = tool.warm_term(losses)
+    assert len(term.optimizer.optimizers) == 2  # max_entropy reads the logits and has no parameters
+    before = {n: losses[n].centers.detach().clone() for n in ["center", "contrastive_center"]}
+    feats, labels = torch.randn(6, 4, requires_grad=True), torch.tensor([0, 0, 1, 1, 2, 2])
+    value = term.module(feats, labels)
+    assert float(value.detach()) == 0.0
+    term.optimizer.zero_grad()
+    value.backward()
+    assert feats.grad is None or float(feats.grad.abs().sum()) == 0.0
+    term.module.before_step()
+    term.optimizer.step()
+    for n, c in before.items():
+        assert not torch.equal(losses[n].centers.detach(), c), n
+    assert tool.warm_term({"max_entropy": losses["max_entropy"]}) is None

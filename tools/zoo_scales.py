@@ -15,6 +15,12 @@ is the value of the 1-3-10 series nearest to it with its two neighbours (center 
 0.003 / 0.01 / 0.03 of the fair sweep is such a grid). `lam_value` = CE / L compares values
 instead. A heuristic for where to look, not a tuned result: the sweep over the grid decides.
 Writes OUT/zoo-scales.csv and a provenance JSON beside it.
+
+Losses with parameters of their own (learned centres, ArcFace's class weights) start them at
+random, far from the features, so their first pull says little about the rest of training.
+`--warm` trains those parameters during the CE epochs, each by its own optimizer on its own
+unweighted loss with the features detached (the trunk still learns from CE alone), so the
+measurement is taken once they have caught up with the features.
 """
 
 from __future__ import annotations
@@ -53,8 +59,62 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="CE epochs before measuring (the head is random at 0, near chance after 1)")
     p.add_argument("--batches", type=int, default=8, help="training batches measured")
     p.add_argument("--methods", default=None, help="comma-separated losses (default: every registered one)")
+    p.add_argument("--warm", action="store_true",
+                   help="train the losses' own parameters (centres, class weights) during the CE epochs")
     p.add_argument("--out", default="results/zoo-scales", help="output folder")
     return p.parse_args(argv)
+
+
+class _Optimizers:
+    """Several losses' own optimizers stepped as one (the loop carries one per auxiliary term)."""
+
+    def __init__(self, optimizers: list) -> None:
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+
+def warm_term(losses: dict):
+    """An auxiliary term for fgvc.engine.loop.train_one_epoch that trains the parameters of every
+    feature loss that has its own optimizer, on its unweighted value with the features detached,
+    and adds nothing to the loss the trunk sees: its value is L - L.detach() = 0, its gradient
+    reaches only the losses' own parameters. Their `before_step`/`after_step` run as in training
+    (λ = 1 here, so undoing λ changes nothing). None when no loss has parameters to warm."""
+    import torch
+    from torch import nn
+
+    from fgvc.engine.loop import AuxTerm
+
+    own = {name: (loss, loss.make_optimizer()) for name, loss in losses.items()
+           if getattr(loss, "inputs", "features") == "features"}
+    own = {name: pair for name, pair in own.items() if pair[1] is not None}
+    if not own:
+        return None
+
+    class Warm(nn.Module):
+        weight = 1.0
+        inputs = "features"
+
+        def forward(self, features, labels):
+            total = sum(loss(features.detach(), labels) for loss, _ in own.values())
+            return total - total.detach()
+
+        def before_step(self) -> None:
+            for loss, _ in own.values():
+                loss.before_step()
+
+        def after_step(self, features, labels) -> None:
+            for loss, _ in own.values():
+                loss.after_step(features, labels)
+
+    print(f"warming the own parameters of: {', '.join(own)}", flush=True)
+    return AuxTerm(Warm(), _Optimizers([o for _, o in own.values()]))
 
 
 def measure(args, info) -> tuple[list[dict], dict]:
@@ -81,17 +141,17 @@ def measure(args, info) -> tuple[list[dict], dict]:
     data = build_loaders(cfg, info, {"train": train, "test": info.split(False), "val": None}, backbone.data_config,
                          device, pipeline="per-sample", workers=0)
     net = WithFeatures(model)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    for epoch in range(args.epochs):
-        data.set_epoch(epoch)
-        stats = train_one_epoch(net, None, opt, data.train, device, precision="fp32", progress=False)
-        print(f"CE epoch {epoch + 1}/{args.epochs}: train top1 {stats['train_top1']:.1f}", flush=True)
-
     methods = args.methods.split(",") if args.methods else registered_losses()
     losses = {}
     for name in methods:
         own = dataclasses.replace(cfg, method=name, center_weight=1.0).validate()  # unweighted: λ is what we look for
         losses[name] = build_aux_loss(own, info.num_classes, backbone.feature_dim).to(device)
+    warm = warm_term(losses) if args.warm else None
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for epoch in range(args.epochs):
+        data.set_epoch(epoch)
+        stats = train_one_epoch(net, warm, opt, data.train, device, precision="fp32", progress=False)
+        print(f"CE epoch {epoch + 1}/{args.epochs}: train top1 {stats['train_top1']:.1f}", flush=True)
     model.eval()
     head = model.get_classifier()
     sums = {name: [0.0, 0.0] for name in ["ce", *methods]}  # value, gradient norm
