@@ -15,7 +15,7 @@ from tiny import TINY
 from fgvc.grid.benchmark import run_benchmark
 from fgvc.config import expand_grid, load_grid
 from fgvc.report.report import write_report
-from fgvc.report.sweep import choose, sweep_table
+from fgvc.report.sweep import choose, confirm_methods, sweep_table
 from fgvc.config import RunOptions
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -170,3 +170,17 @@ def test_report_gives_the_choice_as_cases_of_a_confirmation_grid(sweep, tmp_path
     got = {(c.method, c.lr, c.center_weight if c.method != "ce" else None, c.seed) for c in expand_grid(load_grid(grid))}
     assert got == {(m, want.loc[m].lr, want.loc[m].center_weight if m != "ce" else None, s)
                    for m in ("ce", "center") for s in (5, 6)}
+
+
+def test_confirmation_carries_ce_the_best_three_and_any_that_beats_ce():
+    def best(vals):
+        return pd.DataFrame([dict(method=m, val_mean=v) for m, v in vals.items()])
+
+    zoo = best(dict(ce=60.0, arcface=70.0, supcon=65.0, triplet=62.0, center=61.0, cosface=50.0, max_entropy=40.0))
+    # the best three (arcface, supcon, triplet) and center, which also beats CE on validation
+    assert confirm_methods(zoo) == ["ce", "arcface", "supcon", "triplet", "center"]
+    # nobody beats CE: still the best three; ties go to the name
+    weak = best(dict(ce=80.0, a=50.0, b=55.0, c=55.0, d=55.0, e=10.0))
+    assert confirm_methods(weak) == ["ce", "b", "c", "d"]
+    assert confirm_methods(best(dict(ce=50.0, center=40.0, feature_norm=45.0))) == ["ce", "feature_norm", "center"]
+    assert confirm_methods(best(dict(center=40.0, feature_norm=45.0))) == ["center", "feature_norm"]

@@ -28,8 +28,9 @@ from fgvc.runs.read import read_config
 
 # The published recipe the sweep is measured against (lambda applies to center loss only).
 DEFAULT_RECIPE = {"lr": 0.001, "center_weight": 0.001}
-# Means are compared at this precision, so float noise never breaks a tie that the
-# accuracies (multiples of 100 / validation images) make exact.
+# A confirmation carries CE and this many other methods (the best by validation), plus any
+# other that beats CE on validation (issue 27's zoo rule; a sweep of three methods keeps all).
+CONFIRM_TOP = 3
 SWEEP_COLUMNS = ["n", "val_mean", "val_std", "test_mean", "test_std", "seeds"]
 
 
@@ -305,11 +306,28 @@ def _chosen_table(f: SweepFamily, cap: str) -> list[str]:
             ""]
 
 
+def confirm_methods(best: pd.DataFrame, top: int = CONFIRM_TOP) -> list[str]:
+    """The methods a confirmation carries (the zoo's rule, issue 27): CE, the `top` other methods
+    with the best mean validation top-1 at their chosen settings, and any other whose mean beats
+    CE's; every method when the sweep has no CE. Ties go to the method's name. Validation only."""
+    methods = sorted(best.method)
+    if "ce" not in methods:
+        return methods
+    val = {b.method: round(float(b.val_mean), TIE_DECIMALS) for _, b in best.iterrows()}
+    others = sorted((m for m in methods if m != "ce"), key=lambda m: (-val[m], m))
+    keep = set(others[:top]) | {m for m in others if val[m] > val["ce"]}
+    return ["ce", *[m for m in others if m in keep]]
+
+
 def _confirm_block(f: SweepFamily) -> list[str]:
     """The chosen settings as the `cases` of a benchmark YAML (fgvc.config.load_grid), for a
-    confirmation on new seeds and the full training set."""
-    cases = []
+    confirmation on new seeds and the full training set: CE and the methods `confirm_methods` keeps."""
+    cases, keep = [], confirm_methods(f.best)
+    left = [f"{b.method} ({number(b.val_mean)})" for _, b in f.best.sort_values("method").iterrows()
+            if b.method not in keep]
     for _, b in f.best.iterrows():
+        if b.method not in keep:
+            continue
         keys = {"methods": b.method, "lr": b.lr}
         if b.method != "ce":
             keys |= {"center_weight": b.center_weight}
@@ -317,7 +335,10 @@ def _confirm_block(f: SweepFamily) -> list[str]:
         cases.append("  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}")
     return ["To confirm the choice on seeds that took no part in it, train each method at its chosen setting on "
             "the full training set (`val_fraction: 0`): these `cases` in a benchmark YAML with the sweep's other "
-            "keys and new `seeds`.", "", "```yaml", "cases:", *cases, "```", ""]
+            "keys and new `seeds`." + (
+                f" It carries CE, the {CONFIRM_TOP} other methods with the best mean validation top-1 and any other "
+                f"that beats CE on validation; left out: {', '.join(left)}." if left else ""),
+            "", "```yaml", "cases:", *cases, "```", ""]
 
 
 def _tuned_difference(f: SweepFamily) -> list[str]:
