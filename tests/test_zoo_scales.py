@@ -77,3 +77,14 @@ def test_warm_trains_only_the_losses_own_parameters(tool):
     for n, c in before.items():
         assert not torch.equal(losses[n].centers.detach(), c), n
     assert tool.warm_term({"max_entropy": losses["max_entropy"]}) is None
+
+
+def test_provenance_names_the_code_that_began_the_measurement():
+    """A commit made while a long measurement runs is not credited with it (the code state is taken at the start)."""
+    import torch
+
+    from fgvc.engine.provenance import environment, git_state
+
+    begun = environment(torch.device("cpu"), ("0" * 40, False))
+    assert (begun["git_commit"], begun["git_dirty"]) == ("0" * 40, False)
+    assert environment(torch.device("cpu"))["git_commit"] == git_state()[0]

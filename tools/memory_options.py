@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
     if device.type != "cpu":
         raise SystemExit("memory_options.py measures CPU runs (glibc's allocator): use --device cpu")
     info = load_dataset_info(args.data)
+    prov = speed_provenance(args, info, device)  # at the start: a commit made meanwhile did not measure
     rows = []
     for r in range(rounds):
         for name in names:
@@ -135,7 +136,7 @@ def main(argv: list[str]) -> int:
     stem = f"{device_slug(device)}-{slug(args.model)}-memory"
     with atomic_path(out / f"{stem}.csv") as tmp:
         table.to_csv(tmp, index=False)
-    atomic_write_json(out / f"{stem}.json", dict(speed_provenance(args, info, device), rounds=rounds,
+    atomic_write_json(out / f"{stem}.json", dict(prov, rounds=rounds,
                                                  candidates={n: describe(n) for n in names}))
     summary = table.groupby("candidate", sort=False)[["peak_rss_gb", "seconds_per_step"]].median()
     summary["step_vs_first"] = (summary.seconds_per_step / summary.seconds_per_step.iloc[0]).round(3)

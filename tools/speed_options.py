@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
     configs = expand_grid(load_grid(base.grid))
     recipe = configs[0]
     n = image_counts(info, recipe)
+    prov = speed_provenance(base, info, device)  # at the start: a commit made meanwhile did not measure
     rows = []
     for name in names:
         args, _ = parse(argv + OPTIONS[name])
@@ -141,7 +142,7 @@ def main(argv: list[str]) -> int:
     stem = f"{device_slug(device)}-{slug(base.model)}-options"
     with atomic_path(out / f"{stem}.csv") as tmp:
         table.to_csv(tmp, index=False)
-    atomic_write_json(out / f"{stem}.json", dict(speed_provenance(base, info, device), options=OPTIONS,
+    atomic_write_json(out / f"{stem}.json", dict(prov, options=OPTIONS,
                                                  recipe=recipe_record(recipe)))
     print(table.to_string(index=False))
     print(f"wrote {stem}.csv and {stem}.json in {out}")

@@ -191,13 +191,14 @@ def main(argv: list[str]) -> int:
     import torch
 
     from fgvc.data.dataset import load_dataset_info
-    from fgvc.engine.provenance import measurement_provenance
+    from fgvc.engine.provenance import git_state, measurement_provenance
     from fgvc.errors import FGVCError
     from fgvc.io import atomic_path, atomic_write_json
 
     args = parse(argv)
     if args.epochs < 0 or args.batches < 1:
         raise SystemExit("zoo_scales.py: --epochs must be >= 0 and --batches >= 1")
+    code = git_state()  # the code that measures: a commit made meanwhile is not it
     try:
         info = load_dataset_info(args.data)
         rows, winfo = measure(args, info)
@@ -209,7 +210,7 @@ def main(argv: list[str]) -> int:
     with atomic_path(out / "zoo-scales.csv") as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_json(out / "zoo-scales.json", measurement_provenance(args.model, winfo, info, torch.device("cpu"),
-                                                                      vars(args)))
+                                                                      vars(args), code))
     print(table.drop(columns=["note"]).to_string(index=False))
     print(f"wrote zoo-scales.csv and zoo-scales.json in {out}")
     return 0

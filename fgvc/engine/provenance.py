@@ -39,13 +39,14 @@ def git_state() -> tuple[str, bool | None]:
         return env or "unknown", None
 
 
-def environment(device: torch.device) -> dict:
-    """Code, host, device and library versions."""
+def environment(device: torch.device, code: tuple[str, bool | None] | None = None) -> dict:
+    """Code, host, device and library versions; `code` is the `git_state()` taken when the work
+    began (default: now), so a commit made while a long measurement runs is not credited with it."""
     import sklearn
     import timm
     import torchvision
 
-    commit, dirty = git_state()
+    commit, dirty = code or git_state()
     return dict(git_commit=commit, git_dirty=dirty, fgvc_version=__version__, host=platform.node(),
                 device=describe_device(device), python=sys.version.split()[0], torch=torch.__version__,
                 torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__,
@@ -63,10 +64,11 @@ def provenance(model: str, info: DatasetInfo, device: torch.device, winfo: dict,
                 deterministic=deterministic, started=now(), finished=None)
 
 
-def measurement_provenance(model: str, winfo: dict, info: DatasetInfo, device: torch.device, command: dict) -> dict:
+def measurement_provenance(model: str, winfo: dict, info: DatasetInfo, device: torch.device, command: dict,
+                           code: tuple[str, bool | None] | None = None) -> dict:
     """A measurement's provenance (`fgvc speed`): a run's environment, weights and data, plus
-    the machine's size and the command that measured."""
-    return dict(**environment(device), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), model=model,
+    the machine's size and the command that measured (`code`: see `environment`)."""
+    return dict(**environment(device, code), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), model=model,
                 **winfo, **dataset_provenance(info), command=command, measured=now())
 
 
