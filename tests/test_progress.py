@@ -1,0 +1,45 @@
+"""The report's "Runs under way" section (fgvc.report.progress): a sweep's standings before its runs end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fgvc.report.progress import progress_section, progress_table, under_way
+
+
+def run(out: Path, name: str, vals: list[float], ended: bool = False, **cfg) -> None:
+    d = out / "runs" / name
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(dict(dict(benchmark="b", model="m", lr=0.01, seed=0), **cfg)))
+    (d / "metrics.csv").write_text("epoch,train_loss,val_top1\n" + "".join(
+        f"{i + 1},1.0,{v}\n" for i, v in enumerate(vals)))
+    if ended:
+        (d / "row.json").write_text(json.dumps({"status": "pruned"}))
+
+
+def test_standings_per_setting_at_the_latest_epoch_all_seeds_reached(tmp_path):
+    run(tmp_path, "ce-a0", [10, 50], method="ce", seed=0)
+    run(tmp_path, "ce-a1", [20, 60, 70], method="ce", seed=1)          # ahead: scored at epoch 2 with seed 0
+    run(tmp_path, "ce-b0", [30, 40, 90], method="ce", lr=0.02, seed=0)
+    run(tmp_path, "c-a0", [5], method="center", center_weight=0.01, seed=0)
+    run(tmp_path, "c-b0", [7], method="center", center_weight=0.03, seed=0)
+    run(tmp_path, "c-x0", [99, 99], method="center", center_weight=0.1, seed=0, ended=True)  # ended: in runs.csv
+    assert [p.name for p in under_way(tmp_path)] == ["c-a0", "c-b0", "ce-a0", "ce-a1", "ce-b0"]
+    t = progress_table(under_way(tmp_path))
+    assert t[["method", "setting", "seeds", "epoch"]].values.tolist() == [
+        ["ce", "lr 0.02", 1, 3], ["ce", "lr 0.01", 2, 2], ["center", "λ 0.03", 1, 1], ["center", "λ 0.01", 1, 1]]
+    assert t.val_mean.tolist() == [90, 55, 7, 5]
+    assert t.val_std[1] == pytest.approx(7.0710678)
+    text = "\n".join(progress_section(tmp_path))
+    assert "## Runs under way" in text and "5 run folder(s)" in text
+    assert "| ce | lr 0.01 | 2 | 2 | 55.0 ± 7.1 |" in text and "| center | λ 0.01 | 1 | 1 | 5.0 |" in text
+
+
+def test_no_section_when_every_run_has_ended(tmp_path):
+    assert progress_section(tmp_path) == []
+    run(tmp_path, "done", [50], method="ce", ended=True)
+    assert progress_section(tmp_path) == []
