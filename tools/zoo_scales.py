@@ -59,6 +59,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="CE epochs before measuring (the head is random at 0, near chance after 1)")
     p.add_argument("--batches", type=int, default=8, help="training batches measured")
     p.add_argument("--methods", default=None, help="comma-separated losses (default: every registered one)")
+    p.add_argument("--center-lr", type=float, default=None,
+                   help="the learned centres' own lr (center_lr; default: RunConfig's)")
     p.add_argument("--warm", action="store_true",
                    help="train the losses' own parameters (centres, class weights) during the CE epochs")
     p.add_argument("--out", default="results/zoo-scales", help="output folder")
@@ -144,7 +146,8 @@ def measure(args, info) -> tuple[list[dict], dict]:
     methods = args.methods.split(",") if args.methods else registered_losses()
     losses = {}
     for name in methods:
-        own = dataclasses.replace(cfg, method=name, center_weight=1.0).validate()  # unweighted: λ is what we look for
+        own = dataclasses.replace(cfg, method=name, center_weight=1.0,  # unweighted: λ is what we look for
+                                  **({} if args.center_lr is None else {"center_lr": args.center_lr})).validate()
         losses[name] = build_aux_loss(own, info.num_classes, backbone.feature_dim).to(device)
     warm = warm_term(losses) if args.warm else None
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
