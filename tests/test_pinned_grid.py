@@ -53,6 +53,14 @@ def test_a_grid_trains_with_the_pinned_commit_and_continues(sparrow_dataset, tmp
         assert prov["git_commit"] == head and prov["git_dirty"] is False
         again = _tool(*args, env_extra={"PINNED_DIR": str(pinned)})
         assert again.returncode == 0 and "1 done, 0 to do" in again.stdout
+        # a new machine: a fresh OUT seeded from the committed copy skips what already ended
+        seeded = tmp_path / "seeded"
+        bad = _tool(head[:10], str(grid), str(seeded), env_extra={"PINNED_DIR": str(pinned),
+                                                                  "SEED_FROM": str(tmp_path / "nowhere")})
+        assert bad.returncode == 2 and "has no runs/ folder" in bad.stderr and not seeded.exists()
+        r = _tool(head[:10], str(grid), str(seeded), "--data", str(sparrow_dataset),
+                  env_extra={"PINNED_DIR": str(pinned), "SEED_FROM": str(out)})
+        assert r.returncode == 0 and "seeded with the run folders" in r.stderr and "1 done, 0 to do" in r.stdout
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(pinned / f"fgvc-pinned-{head[:7]}")], cwd=ROOT,
                        capture_output=True)

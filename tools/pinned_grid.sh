@@ -14,9 +14,12 @@
 # keeps freed memory (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_): 22-27% faster CPU training
 # (docs/speed.md); this changes the allocator, not the code or its results.
 # To commit the finished runs: python tools/collect_runs.py <worktree>/OUT OUT (no checkpoints).
+# On a new machine, SEED_FROM=DIR (the committed copy, e.g. results/fair-lite0-cpu) first fills
+# an OUT that has no runs/ yet with DIR's run folders: ended runs are skipped, and halving keeps
+# the scores of runs paused at a rung (they retrain from epoch 1: checkpoints are never committed).
 set -euo pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 commit=$1 grid=$2 out=$3
@@ -34,6 +37,13 @@ if [ "$(git -C "$wt" rev-parse HEAD)" != "$full" ] || [ -n "$(git -C "$wt" statu
   exit 2
 fi
 cd "$wt"
+if [ -n "${SEED_FROM:-}" ] && [ ! -d "$out/runs" ]; then
+  [ -d "$repo/$SEED_FROM/runs" ] || [ -d "$SEED_FROM/runs" ] || {
+    echo "pinned_grid: SEED_FROM=$SEED_FROM has no runs/ folder (give the committed results folder)" >&2; exit 2; }
+  src=$SEED_FROM; [ -d "$repo/$SEED_FROM/runs" ] && src=$repo/$SEED_FROM
+  mkdir -p "$out" && cp -r "$src/runs" "$out/runs.seeding" && mv "$out/runs.seeding" "$out/runs"
+  echo "pinned_grid: $out seeded with the run folders of $src" >&2
+fi
 export PYTHONPATH=$wt MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647
 echo "pinned_grid: fgvc at ${full:0:7} in $wt: benchmark $grid -> $out" >&2
 exec "$py" -m fgvc benchmark "$grid" --out "$out" --no-progress "$@"
