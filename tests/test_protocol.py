@@ -191,3 +191,40 @@ def test_the_committed_sweep_is_flagged_as_the_issue_describes():
     md = report.read_text()
     assert "ce 2 settings x 3 seeds = 6 runs; center 8 settings x 3 seeds = 24 runs" in line(md, "tuning budget")
     assert "lr 0.01 is the largest value tried" in line(md, "grid edge, ce")
+
+
+def test_a_confirmation_grid_is_checked_before_it_trains(tmp_path, sparrow_dataset):
+    """fgvc benchmark refuses a confirmation grid on old seeds, on settings its sweep did not
+    choose, or while its sweep still has runs under way; the checks are printed when they pass."""
+    import yaml
+
+    from fgvc.config import RunOptions
+    from fgvc.errors import FGVCError
+    from fgvc.grid.benchmark import run_benchmark
+
+    fabricate(tmp_path / "sweep", sweep_runs())
+    grid = tmp_path / "confirm.yaml"
+
+    def plan(seeds=(5, 6), ce_lr=0.01) -> list[str]:
+        grid.write_text(yaml.safe_dump(dict(
+            name="confirm", selected_from="sweep", model="test_resnet", pretrained=False, epochs=1, batch_size=8,
+            image_size=32, seeds=list(seeds), cases=[dict(methods="ce", lr=ce_lr, label_smoothing=0.1),
+                                                     dict(methods="center", lr=0.01, center_weight=0.01)])))
+        said = []
+        run_benchmark(grid, RunOptions(data=sparrow_dataset, out=tmp_path / "confirm"), echo=said.append,
+                      dry_run=True)
+        return said
+
+    said = plan()
+    assert "confirmation check, new seeds: ok: seeds 5, 6 took no part in the sweep's choice (seeds 0, 1, 2)." in said
+    assert "confirmation check, settings: ok: each method runs at the setting its sweep chose on validation." in said
+    with pytest.raises(FGVCError, match="selected_from: sweep: seeds 0 were used by the sweep"):
+        plan(seeds=(0, 5))
+    with pytest.raises(FGVCError, match=r"not the sweep's choice: ce lr 0.02 \(the sweep chose 0.01\)"):
+        plan(ce_lr=0.02)
+    paused = tmp_path / "sweep" / "runs" / "paused-run"
+    paused.mkdir()
+    (paused / "metrics.csv").write_text("epoch,val_top1\n1,50\n")
+    with pytest.raises(FGVCError, match=r"has 1 run\(s\) under way: its choice is not final"):
+        plan()
+    assert not (tmp_path / "confirm").exists()  # a refused grid writes nothing

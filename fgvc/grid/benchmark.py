@@ -18,7 +18,7 @@ from typing import Callable
 
 import pandas as pd
 
-from fgvc.config import HALVING, RunConfig, expand_grid, load_grid
+from fgvc.config import HALVING, SELECTED_FROM, RunConfig, expand_grid, load_grid
 from fgvc.grid.shards import Shard, select_shard
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
@@ -178,8 +178,10 @@ def _own_rows(frame: pd.DataFrame, configs: list[RunConfig], shard: Shard | None
     return frame[frame.run_id.isin({c.run_id for c in configs})].reset_index(drop=True)
 
 
-def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfig], Shard | None, Halving | None]:
-    """(the whole grid, this shard's runs, the shard, the grid's halving rule)."""
+def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfig], Shard | None, Halving | None,
+                                                  str | None]:
+    """(the whole grid, this shard's runs, the shard, the grid's halving rule, the sweep a
+    confirmation grid names in `selected_from`)."""
     grid = load_grid(grid_path, overrides)
     if "benchmark" not in grid and grid_path is not None:
         grid["benchmark"] = [Path(grid_path).stem]
@@ -192,7 +194,22 @@ def _expand(grid_path, overrides, shard) -> tuple[list[RunConfig], list[RunConfi
         if shard is not None:
             raise FGVCError(f"shard {shard}: a grid with halving ranks every run's validation score at each rung, "
                             "which one shard cannot see: run it whole (--jobs N for several runs at a time)")
-    return everything, select_shard(everything, shard), shard, halving
+    return everything, select_shard(everything, shard), shard, halving, grid.get(SELECTED_FROM)
+
+
+def check_confirmation(everything: list[RunConfig], out: Path, selected: str, echo: Callable[[str], None]) -> None:
+    """A confirmation grid against the sweep it names (a results folder beside OUT): refused
+    with its errors (old seeds, settings the sweep did not choose, a sweep still under way);
+    warnings are printed (fgvc.report.protocol.planned_checks)."""
+    from fgvc.report.protocol import planned_checks
+
+    sweep = Path(selected) if Path(selected).is_absolute() else out.parent / selected
+    checks = planned_checks(everything, sweep)
+    errors = [c.text for c in checks if c.level == "error"]
+    if errors:
+        raise FGVCError(f"{SELECTED_FROM}: {sweep.name}: {' '.join(errors)}")
+    for c in checks:
+        echo(f"confirmation check, {c.name}: {c.level}: {c.text}")
 
 
 def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
@@ -246,10 +263,12 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     belongs to another grid (fgvc.grid.owner)."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
-    everything, configs, shard, halving = _expand(grid_path, overrides, shard)
+    everything, configs, shard, halving, selected = _expand(grid_path, overrides, shard)
     out = Path(opts.out)
     names = sorted({c.benchmark for c in everything})
     claim_folder(out, names, force_mix, dry_run=True)  # refused before anything is read; recorded before training
+    if selected:
+        check_confirmation(everything, out, selected, echo)
     info = load_dataset_info(opts.data)
     check_reuse(configs, out, info, _weights_of(opts))  # before anything is skipped, resumed or trained
     notes: list[str] = [] if dry_run else clean_shared_temps(out)

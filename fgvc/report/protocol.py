@@ -204,6 +204,27 @@ def confirmation_checks(out_dir: Path, runs: pd.DataFrame) -> list[ProtocolCheck
     return checks + sweep_checks(sweep, prefix="sweep: ")
 
 
+def planned_checks(configs: list, sweep_dir: Path) -> list[ProtocolCheck]:
+    """A confirmation grid's runs (RunConfigs, not yet trained) against the sweep it names:
+    new seeds and the sweep's chosen settings, as `confirmation_checks` will say of the trained
+    folder; an error too while the sweep has runs under way (its choice is not final). fgvc
+    benchmark refuses to start a grid with an error here: hours of training on a setting the
+    sweep did not choose are caught before they are spent."""
+    from fgvc.report.progress import under_way
+
+    if not (sweep_dir / "runs.csv").is_file():
+        return [ProtocolCheck("confirmation", "warning", f"the sweep it names ({sweep_dir}) is not there: its choice "
+                              "cannot be checked before training.")]
+    pending = under_way(sweep_dir)
+    if pending:
+        return [ProtocolCheck("confirmation", "error", f"the sweep it names ({sweep_dir}) has {len(pending)} run(s) "
+                              "under way: its choice is not final; let it end first.")]
+    planned = pd.DataFrame([{k: canon(v) for k, v in c.identity().items()} | {"seed": canon(c.seed), "status": "ok"}
+                            for c in configs])
+    sweep = load_runs(sweep_dir)
+    return [_seed_overlap(planned, sweep), _settings_match(planned, sweep)]
+
+
 def _seed_overlap(ok: pd.DataFrame, sweep: pd.DataFrame) -> ProtocolCheck:
     shared = sorted(set(ok.seed) & set(sweep.seed), key=sort_key)
     if shared:
@@ -284,5 +305,5 @@ def protocol_section(checks: list[ProtocolCheck]) -> list[str]:
 
 
 __all__ = ["ProtocolCheck", "MIN_SEEDS", "NATURAL_BOUNDS", "tuning_budget", "budget_text", "budget_check", "edge_checks",
-           "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "confirmation_checks",
+           "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "confirmation_checks", "planned_checks",
            "protocol_checks", "provisional", "protocol_section"]
