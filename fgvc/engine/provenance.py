@@ -68,8 +68,8 @@ def measurement_provenance(model: str, winfo: dict, info: DatasetInfo, device: t
                            code: tuple[str, bool | None] | None = None) -> dict:
     """A measurement's provenance (`fgvc speed`): a run's environment, weights and data, plus
     the machine's size and the command that measured (`code`: see `environment`)."""
-    return dict(**environment(device, code), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), model=model,
-                **winfo, **dataset_provenance(info), command=command, measured=now())
+    return dict(**environment(device, code), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                model=model, **winfo, **dataset_provenance(info), command=command, measured=now())
 
 
 __all__ = ["git_state", "environment", "dataset_provenance", "provenance", "measurement_provenance", "now",

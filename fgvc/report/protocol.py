@@ -304,6 +304,6 @@ def protocol_section(checks: list[ProtocolCheck]) -> list[str]:
             "provisional.", ""] + [c.line() for c in checks] + [""]
 
 
-__all__ = ["ProtocolCheck", "MIN_SEEDS", "NATURAL_BOUNDS", "tuning_budget", "budget_text", "budget_check", "edge_checks",
-           "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "confirmation_checks", "planned_checks",
-           "protocol_checks", "provisional", "protocol_section"]
+__all__ = ["ProtocolCheck", "MIN_SEEDS", "NATURAL_BOUNDS", "tuning_budget", "budget_text", "budget_check",
+           "edge_checks", "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "confirmation_checks",
+           "planned_checks", "protocol_checks", "provisional", "protocol_section"]
