@@ -319,20 +319,27 @@ def confirm_methods(best: pd.DataFrame, top: int = CONFIRM_TOP) -> list[str]:
     return ["ce", *[m for m in others if m in keep]]
 
 
-def _confirm_block(f: SweepFamily) -> list[str]:
-    """The chosen settings as the `cases` of a benchmark YAML (fgvc.config.load_grid), for a
-    confirmation on new seeds and the full training set: CE and the methods `confirm_methods` keeps."""
-    cases, keep = [], confirm_methods(f.best)
-    left = [f"{b.method} ({number(b.val_mean)})" for _, b in f.best.sort_values("method").iterrows()
-            if b.method not in keep]
+def confirm_cases(f: SweepFamily) -> list[dict[str, str]]:
+    """The chosen settings of the methods `confirm_methods` keeps, as the `cases` of a benchmark
+    YAML (fgvc.config.load_grid; values as the runs.csv text), in the sweep's method order."""
+    keep, cases = confirm_methods(f.best), []
     for _, b in f.best.iterrows():
         if b.method not in keep:
             continue
         keys = {"methods": b.method, "lr": b.lr}
         if b.method != "ce":
             keys |= {"center_weight": b.center_weight}
-        keys |= {k: b[k] for k in f.extra if (k in CENTER_KEYS) == (b.method != "ce")}
-        cases.append("  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}")
+        cases.append(keys | {k: b[k] for k in f.extra if (k in CENTER_KEYS) == (b.method != "ce")})
+    return cases
+
+
+def _confirm_block(f: SweepFamily) -> list[str]:
+    """The chosen settings as the `cases` of a benchmark YAML, for a confirmation on new seeds and
+    the full training set (tools/confirm_grid.py writes the whole YAML)."""
+    keep = confirm_methods(f.best)
+    left = [f"{b.method} ({number(b.val_mean)})" for _, b in f.best.sort_values("method").iterrows()
+            if b.method not in keep]
+    cases = ["  - {" + ", ".join(f"{k}: {v}" for k, v in c.items()) + "}" for c in confirm_cases(f)]
     return ["To confirm the choice on seeds that took no part in it, train each method at its chosen setting on "
             "the full training set (`val_fraction: 0`): these `cases` in a benchmark YAML with the sweep's other "
             "keys and new `seeds`." + (
@@ -388,4 +395,5 @@ def _sensitivity(f: SweepFamily, keys: list[str], cap: str, fig_dir: Path, out_d
 
 
 __all__ = ["sweep_section", "sweep_families", "SweepFamily", "sweep_runs", "sweep_table", "choose",
-           "sensitivity_figure", "setting_keys", "family_keys", "DEFAULT_RECIPE", "best_ce"]
+           "sensitivity_figure", "setting_keys", "family_keys", "DEFAULT_RECIPE", "best_ce",
+           "confirm_methods", "confirm_cases", "CONFIRM_TOP"]
