@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from fgvc.grid.benchmark import run_benchmark
-from fgvc.config import HALVING, expand_grid, load_grid
+from fgvc.config import HALVING, RunConfig, expand_grid, load_grid
 from fgvc.errors import FGVCError
 from fgvc.grid.halving import Halving, Trial, decide, parse_halving, replay
 from fgvc.config import RunOptions
@@ -144,3 +144,20 @@ def test_a_halving_grid_prunes_and_its_survivor_equals_an_uninterrupted_run(spar
     assert sorted(frame.status) == ["ok", "ok"]
     assert any("was pruned by successive halving; training it on" in line for line in again)
     assert len(pd.read_csv(tmp_path / "halved" / "runs" / pruned.run_id / "metrics.csv")) == 3
+
+
+def test_a_worker_leaves_a_run_already_at_the_stages_rung(tmp_path):
+    """With --jobs N every worker walks the stage's whole list: a run another worker has trained
+    to the rung is left alone, not resumed only to pause again."""
+    from fgvc.grid.worker import Worker, epochs_trained
+
+    cfg = RunConfig(model="test_resnet", epochs=6, val_fraction=0.2).validate()
+    run = tmp_path / "runs" / cfg.run_id
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,val_top1\n1,10\n2,20\n3,30\n")
+    assert epochs_trained(run) == 3 and epochs_trained(tmp_path / "none") == 0
+    trained = []
+    for rung in (3, 4):
+        Worker(tmp_path, {cfg.run_id: None}, lambda c, claim: trained.append(rung) or {}, print,
+               stop_after=rung).work([cfg])
+    assert trained == [4]

@@ -426,6 +426,6 @@ def run_serially(todo: list[RunConfig], opts: RunOptions, info, out: Path, echo:
              + (f"; {eta()}" if row["status"] == "ok" and remaining_epochs and epoch_seconds else ""))
         return row
 
-    Worker(out, snapshot(todo, out) if snap is None else snap, train, echo).work(todo)
+    Worker(out, snapshot(todo, out) if snap is None else snap, train, echo, stop_after=opts.stop_after).work(todo)
 
 __all__ = ["run_benchmark", "plan", "default_out", "train_runs", "run_halving", "halving_status"]

@@ -53,7 +53,7 @@ def worker_main(todo: list[RunConfig], opts: RunOptions, info, threads: int, sna
                 send("result", cfg.run_id, result_text(row))
                 return row
 
-            Worker(Path(opts.out), snap, train, lambda text: send("line", text)).work(todo)
+            Worker(Path(opts.out), snap, train, lambda text: send("line", text), stop_after=opts.stop_after).work(todo)
         except Stopped as e:
             code = e.exit_code
         except FGVCError as e:  # a full disk, say: the parent stops the others and says it in one line

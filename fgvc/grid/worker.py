@@ -58,6 +58,15 @@ def finished(run_dir: Path) -> bool:
     return not ((run_dir / CHECKPOINT).is_file() and is_final(run_dir / CHECKPOINT) is None)
 
 
+def epochs_trained(run_dir: Path) -> int:
+    """The epochs a run folder's metrics.csv records (0 without one)."""
+    try:
+        with open(run_dir / "metrics.csv") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except OSError:
+        return 0
+
+
 def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
     """Under the run's claim: remove temporaries of killed writes, move an unreadable
     checkpoint aside (the run then starts over), and set aside a row.json
@@ -92,6 +101,7 @@ class Worker:
     train: Callable[[RunConfig, Claim], dict]
     echo: Callable[[str], None]
     poll_s: float = POLL_S
+    stop_after: int | None = None  # a halving stage's rung (RunOptions.stop_after): a run there is done for now
 
     def attempt(self, cfg: RunConfig) -> Holder | None:
         """Train `cfg` if we get its claim; the live Holder when another worker has it."""
@@ -106,6 +116,8 @@ class Worker:
             if row_state(run_dir) != self.snapshot.get(cfg.run_id) or finished(run_dir):
                 self.echo(f"  {cfg.run_id}: finished by another worker meanwhile")
                 return None
+            if self.stop_after is not None and epochs_trained(run_dir) >= self.stop_after:
+                return None  # trained to this stage's rung by another worker: resuming would only pause it again
             run_dir.mkdir(parents=True, exist_ok=True)
             prepare_run_dir(run_dir, self.echo)
             try:
@@ -184,4 +196,5 @@ def result_text(row: dict) -> str:
     return f"top1 {row['top1']:.2f}%" if row["status"] == "ok" else f"FAILED: {row['error']}"
 
 
-__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "finished", "prepare_run_dir", "guard"]
+__all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "finished",
+           "epochs_trained", "prepare_run_dir", "guard"]
