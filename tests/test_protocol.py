@@ -118,6 +118,7 @@ def test_pruned_runs_count_in_the_budget_and_are_listed(tmp_path):
     assert "center 9 settings x 3 seeds = 27 runs (9 pruned)" in line(md, "tuning budget")
     assert "## Pruned by successive halving" in md and md.count("pruned at epoch 3") == 9
     assert "## Failed or unfinished runs" not in md
+    assert "54 runs in runs.csv, 45 ok, 9 pruned by successive halving, 0 failed or unfinished." in md
 
 
 @pytest.mark.slow

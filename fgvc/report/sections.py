@@ -101,11 +101,14 @@ def provenance_section(x: Inputs) -> list[str]:
     dirty = [rid for rid in ids if prov.by_run.get(rid, {}).get("git_dirty") is True]
     started = prov.values(ids, "started")
     finished = prov.values(ids, "finished")
+    pruned = int((runs.status == PRUNED).sum()) if "status" in runs.columns else 0
     lines = [
         "## Provenance",
         "",
         f"- Benchmark: {', '.join(code(b) for b in uniq(runs.benchmark)) or '—'}; "
-        f"{len(runs)} runs in runs.csv, {len(ok)} ok, {len(runs) - len(ok)} failed or unfinished.",
+        f"{len(runs)} runs in runs.csv, {len(ok)} ok, "
+        + (f"{pruned} pruned by successive halving, " if pruned else "")
+        + f"{len(runs) - len(ok) - pruned} failed or unfinished.",
         f"- Backbone: {', '.join(code(m) for m in uniq(rows.model)) or '—'}",
         f"- Weights: {', '.join(weights) or '—'}" + (f"; sha256 {', '.join(code(s) for s in wsha)}" if wsha else ""),
         f"- Data: {', '.join(code(d) for d in data) or 'unknown (no provenance.json)'}"
