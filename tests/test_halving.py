@@ -149,13 +149,14 @@ def test_a_halving_grid_prunes_and_its_survivor_equals_an_uninterrupted_run(spar
 def test_a_worker_leaves_a_run_already_at_the_stages_rung(tmp_path):
     """With --jobs N every worker walks the stage's whole list: a run another worker has trained
     to the rung is left alone, not resumed only to pause again."""
-    from fgvc.grid.worker import Worker, epochs_trained
+    from fgvc.grid.halving import read_val_curve
+    from fgvc.grid.worker import Worker
 
     cfg = RunConfig(model="test_resnet", epochs=6, val_fraction=0.2).validate()
     run = tmp_path / "runs" / cfg.run_id
     run.mkdir(parents=True)
     (run / "metrics.csv").write_text("epoch,val_top1\n1,10\n2,20\n3,30\n")
-    assert epochs_trained(run) == 3 and epochs_trained(tmp_path / "none") == 0
+    assert len(read_val_curve(run)) == 3 and len(read_val_curve(tmp_path / "none")) == 0
     trained = []
     for rung in (3, 4):
         Worker(tmp_path, {cfg.run_id: None}, lambda c, claim: trained.append(rung) or {}, print,

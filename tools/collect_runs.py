@@ -42,12 +42,6 @@ def finished_runs(src: Path) -> tuple[list[Path], list[str]]:
     return done, left
 
 
-def partial_runs(src: Path) -> list[Path]:
-    """Run folders under way: a metrics.csv, no row.json."""
-    return [run for run in sorted((src / "runs").iterdir()) if run.is_dir() and not run.name.startswith(".")
-            and not (run / "row.json").exists() and (run / "metrics.csv").is_file()]
-
-
 def copy_run(run: Path, dst_runs: Path) -> bool:
     """Copy one run folder (no checkpoints) to dst_runs/<name>; False when already identical."""
     target = dst_runs / run.name
@@ -70,6 +64,7 @@ def copy_run(run: Path, dst_runs: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    from fgvc.report.progress import under_way
     from fgvc.runs.table import write_runs_csv
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -86,7 +81,7 @@ def main(argv: list[str]) -> int:
         return 2
     done, left = finished_runs(args.src)
     (args.dst / "runs").mkdir(parents=True, exist_ok=True)
-    partial = partial_runs(args.src) if args.partial else []
+    partial = under_way(args.src) if args.partial else []  # a metrics.csv, no row.json
     copied = sum(copy_run(run, args.dst / "runs") for run in done + partial)
     write_runs_csv(args.dst)
     for line in left:

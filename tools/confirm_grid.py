@@ -45,8 +45,9 @@ def confirmation_yaml(sweep: Path, grid: Path, name: str, seeds: list[int]) -> s
 
     if not (sweep / "runs.csv").is_file():
         raise FGVCError(f"{sweep}: no runs.csv: give a sweep's results folder")
-    if under_way(sweep):
-        raise FGVCError(f"{sweep}: {len(under_way(sweep))} run(s) under way: the sweep's choice is not final")
+    pending = under_way(sweep)
+    if pending:
+        raise FGVCError(f"{sweep}: {len(pending)} run(s) under way: the sweep's choice is not final")
     runs = load_runs(sweep)
     families = sweep_families(sweep_runs(runs[runs.status == "ok"]), group_keys(runs))
     if len(families) != 1:

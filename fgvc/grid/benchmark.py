@@ -201,9 +201,9 @@ def check_confirmation(everything: list[RunConfig], out: Path, selected: str, ec
     """A confirmation grid against the sweep it names (a results folder beside OUT): refused
     with its errors (old seeds, settings the sweep did not choose, a sweep still under way);
     warnings are printed (fgvc.report.protocol.planned_checks)."""
-    from fgvc.report.protocol import planned_checks
+    from fgvc.report.protocol import planned_checks, sweep_dir_of
 
-    sweep = Path(selected) if Path(selected).is_absolute() else out.parent / selected
+    sweep = sweep_dir_of(out, selected)
     checks = planned_checks(everything, sweep)
     errors = [c.text for c in checks if c.level == "error"]
     if errors:

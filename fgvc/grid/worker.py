@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from fgvc.grid.claims import Claim, Holder, try_claim
+from fgvc.grid.halving import read_val_curve
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
 from fgvc.io import clean_temps, is_no_space, no_space_error, set_aside
@@ -56,15 +57,6 @@ def finished(run_dir: Path) -> bool:
     if row is None or row["status"] != "ok" or problems:
         return False
     return not ((run_dir / CHECKPOINT).is_file() and is_final(run_dir / CHECKPOINT) is None)
-
-
-def epochs_trained(run_dir: Path) -> int:
-    """The epochs a run folder's metrics.csv records (0 without one)."""
-    try:
-        with open(run_dir / "metrics.csv") as f:
-            return max(0, sum(1 for line in f if line.strip()) - 1)
-    except OSError:
-        return 0
 
 
 def prepare_run_dir(run_dir: Path, echo: Callable[[str], None]) -> None:
@@ -116,7 +108,7 @@ class Worker:
             if row_state(run_dir) != self.snapshot.get(cfg.run_id) or finished(run_dir):
                 self.echo(f"  {cfg.run_id}: finished by another worker meanwhile")
                 return None
-            if self.stop_after is not None and epochs_trained(run_dir) >= self.stop_after:
+            if self.stop_after is not None and len(read_val_curve(run_dir)) >= self.stop_after:
                 return None  # trained to this stage's rung by another worker: resuming would only pause it again
             run_dir.mkdir(parents=True, exist_ok=True)
             prepare_run_dir(run_dir, self.echo)
@@ -197,4 +189,4 @@ def result_text(row: dict) -> str:
 
 
 __all__ = ["Worker", "train_claimed", "result_text", "ClaimLost", "POLL_S", "snapshot", "row_state", "finished",
-           "epochs_trained", "prepare_run_dir", "guard"]
+           "prepare_run_dir", "guard"]

@@ -184,9 +184,15 @@ def selected_from(out_dir: Path, benchmarks: list[str]) -> Path | None:
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(grid, dict) and grid.get(SELECTED_FROM):
-            name = Path(str(grid[SELECTED_FROM]))
-            return name if name.is_absolute() else out_dir.parent / name
+            return sweep_dir_of(out_dir, str(grid[SELECTED_FROM]))
     return None
+
+
+def sweep_dir_of(out_dir: Path, selected: str) -> Path:
+    """The results folder a `selected_from` value names: a path relative to the folder that
+    holds OUT (the sweep's results beside the confirmation's), or an absolute one."""
+    name = Path(selected)
+    return name if name.is_absolute() else out_dir.parent / name
 
 
 def confirmation_checks(out_dir: Path, runs: pd.DataFrame) -> list[ProtocolCheck]:
@@ -305,5 +311,5 @@ def protocol_section(checks: list[ProtocolCheck]) -> list[str]:
 
 
 __all__ = ["ProtocolCheck", "MIN_SEEDS", "NATURAL_BOUNDS", "tuning_budget", "budget_text", "budget_check",
-           "edge_checks", "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "confirmation_checks",
-           "planned_checks", "protocol_checks", "provisional", "protocol_section"]
+           "edge_checks", "convergence_checks", "seeds_check", "sweep_checks", "selected_from", "sweep_dir_of",
+           "confirmation_checks", "planned_checks", "protocol_checks", "provisional", "protocol_section"]

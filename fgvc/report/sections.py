@@ -101,7 +101,7 @@ def provenance_section(x: Inputs) -> list[str]:
     dirty = [rid for rid in ids if prov.by_run.get(rid, {}).get("git_dirty") is True]
     started = prov.values(ids, "started")
     finished = prov.values(ids, "finished")
-    pruned = int((runs.status == PRUNED).sum()) if "status" in runs.columns else 0
+    pruned = int((runs.status == PRUNED).sum())
     lines = [
         "## Provenance",
         "",
