@@ -121,6 +121,18 @@ def test_pruned_runs_count_in_the_budget_and_are_listed(tmp_path):
     assert "54 runs in runs.csv, 45 ok, 9 pruned by successive halving, 0 failed or unfinished." in md
 
 
+def test_a_folder_of_pruned_runs_names_its_data_from_inputs_json(tmp_path):
+    """Pruned runs write no provenance.json; the Provenance section reads the inputs.json each
+    run wrote when it started instead of calling the data unknown."""
+    out = fabricate(tmp_path / "f", [dict(method="ce", seed=s, status="pruned") for s in range(2)])
+    assert "- Data: unknown (no provenance.json or inputs.json)" in write_report(out).read_text()
+    for d in (out / "runs").iterdir():
+        (d / "inputs.json").write_text(json.dumps({"dataset": "/somewhere/cub_sparrows",
+                                                   "dataset_content_sha256": "c0ffee" * 4}))
+    md = write_report(out).read_text()
+    assert f"- Data: `cub_sparrows`; content sha256 `{'c0ffee' * 4}`" in md
+
+
 @pytest.mark.slow
 def test_a_choice_at_the_edge_of_the_grid_warns_but_a_natural_bound_does_not(tmp_path):
     best = {"ce": {"lr": 0.02, "label_smoothing": 0.0}, "center": {"lr": 0.01, "center_weight": 0.003}}

@@ -14,15 +14,22 @@ from fgvc.report.markdown import code, escape, short_sha
 from fgvc.report.panels import Group, Panel, group_runs, make_panels
 from fgvc.report.stats import DEFAULT_MARGIN, summarize
 from fgvc.report.summary import check_reasons, reference_applies, uniq
+from fgvc.runs.inputs import recorded_inputs
 from fgvc.runs.read import class_names, read_feature_metrics, read_features, read_predictions, read_provenance
 
 
+UNKNOWN_DATA = "unknown (no provenance.json or inputs.json)"
+
+
 class Prov:
-    """provenance.json per run, read once. The report states backbone, weights and data
-    once (the Provenance section); a caption names them only for rows that differ."""
+    """provenance.json per run, read once (a run without one, pruned or unfinished, falls back
+    on the inputs.json it wrote when it started: dataset and weights). The report states
+    backbone, weights and data once (the Provenance section); a caption names them only for
+    rows that differ."""
 
     def __init__(self, runs: pd.DataFrame):
-        self.by_run = {r.run_id: read_provenance(Path(r.run_dir)) for r in runs.itertuples()}
+        self.by_run = {r.run_id: {**recorded_inputs(Path(r.run_dir)), **read_provenance(Path(r.run_dir))}
+                       for r in runs.itertuples()}
         ok = runs[runs.status == "ok"]
         self.base = self._parts(ok if len(ok) else runs)
 
@@ -42,7 +49,7 @@ class Prov:
         return (", ".join(code(m) for m in uniq(rows.model)) or "—",
                 ", ".join(code(w) for w in uniq(rows.weights)) or "—",
                 escape(", ".join(short_sha(s) for s in uniq(rows.weights_sha256))),
-                ", ".join(code(d) for d in self.values(ids, "dataset")) or "unknown (no provenance.json)",
+                ", ".join(code(d) for d in self.values(ids, "dataset")) or UNKNOWN_DATA,
                 escape(", ".join(short_sha(s) for s in self.values(ids, "dataset_content_sha256"))))
 
     def caption(self, rows: pd.DataFrame) -> str:

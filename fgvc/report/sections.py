@@ -13,7 +13,7 @@ import pandas as pd
 from fgvc.grid.halving import PRUNED
 from fgvc.report import figures
 from fgvc.report.features import features_line
-from fgvc.report.inputs import Inputs, Prov
+from fgvc.report.inputs import UNKNOWN_DATA, Inputs, Prov
 from fgvc.report.markdown import code, compact, escape, image, mean_sd, number, table
 from fgvc.report.paired import paired_title, pairs_of
 from fgvc.report.panels import Panel
@@ -111,7 +111,7 @@ def provenance_section(x: Inputs) -> list[str]:
         + f"{len(runs) - len(ok) - pruned} failed or unfinished.",
         f"- Backbone: {', '.join(code(m) for m in uniq(rows.model)) or '—'}",
         f"- Weights: {', '.join(weights) or '—'}" + (f"; sha256 {', '.join(code(s) for s in wsha)}" if wsha else ""),
-        f"- Data: {', '.join(code(d) for d in data) or 'unknown (no provenance.json)'}"
+        f"- Data: {', '.join(code(d) for d in data) or UNKNOWN_DATA}"
         + (f" from {', '.join(code(s) for s in src)}" if src else "")
         + (f"; content sha256 {', '.join(code(s) for s in dsha)}" if dsha else ""),
         f"- Device: {escape(', '.join(uniq(rows.device))) or '—'}",
