@@ -130,6 +130,8 @@ def test_speed_compile_measures_eager_and_compiled_side_by_side(sparrow_dataset,
     speed = pd.read_csv(out / "cpu-test_resnet.csv")
     assert list(speed.pipeline) == ["examples", "cached", "fgvc-per-sample", "fgvc-per-sample-compiled"]
     assert "torch.compile" in speed.notes.iloc[3] and "torch.compile" not in speed.notes.iloc[2]
+    assert speed.compile_seconds.iloc[:3].isna().all() and speed.compile_warm_seconds.iloc[:3].isna().all()
+    assert speed.compile_seconds.iloc[3] >= 0 and speed.compile_warm_seconds.iloc[3] >= 0  # what the grid charges
     run = pd.read_csv(out / "cpu-test_resnet-run.csv").set_index("who")
     assert list(run.index) == ["examples", "cached", "fgvc", "fgvc-compiled"]
     grid = pd.read_csv(out / "cpu-test_resnet-grid.csv").set_index("who")

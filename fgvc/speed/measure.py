@@ -22,7 +22,7 @@ from fgvc.names import slug
 
 SPEED_COLUMNS = ["pipeline", "device", "model", "weights", "batch_size", "image_size", "workers", "train_img_s",
                  "eval_img_s", "epoch_seconds", "train_batches_timed", "epoch_extrapolated", "repeats",
-                 "speedup_train", "speedup_epoch", "notes"]
+                 "speedup_train", "speedup_epoch", "notes", "compile_seconds", "compile_warm_seconds"]
 GRID_COLUMNS = ["who", "grid", "runs", "epochs", "jobs", "wall_seconds", "extrapolated", "speedup", "notes"]
 RUN_COLUMNS = ["who", "run_seconds", "train_img_s", "epochs_timed", "extrapolated", "speedup_vs_cached",
                "speedup_vs_examples"]
@@ -251,7 +251,8 @@ def epoch_rows(results: dict, prov: dict, args, device, n: dict, k: int, epoch_b
             workers=r["workers"], train_img_s=round(r["train_img_s"], 2), eval_img_s=round(r["eval_img_s"], 2),
             epoch_seconds=round(per_epoch[who], 2), train_batches_timed=k, epoch_extrapolated=k < epoch_batches,
             repeats=args.repeats, speedup_train=round(r["train_img_s"] / results["examples"]["train_img_s"], 3),
-            speedup_epoch=round(per_epoch["examples"] / per_epoch[who], 3), notes=NOTES.get(who) or _fgvc_note(r)))
+            speedup_epoch=round(per_epoch["examples"] / per_epoch[who], 3), notes=NOTES.get(who) or _fgvc_note(r),
+            **{k: round(r[k], 1) if k in r else None for k in ("compile_seconds", "compile_warm_seconds")}))
     return rows
 
 
