@@ -1,66 +1,63 @@
-"""The fair comparison's controls: label smoothing (the CE term of every method) and the
-feature-norm penalty (center loss with its centres held at zero)."""
+"""A loss against its mechanism control (issue 25 (b)): center loss beside feature_norm, its
+centres held at zero, paired by seed in the report, its summary and comparisons.csv."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
-from fgvc.grid.benchmark import run_benchmark
-from fgvc.config import RunConfig, config_from_dict
-from fgvc.errors import FGVCError
-from fgvc.losses import CenterLoss, FeatureNormLoss, build_aux_loss
-from fgvc.config import RunOptions
-from tiny import TINY
+from fgvc.losses.registry import controls
+from fgvc.report.inputs import load_inputs
+from fgvc.report.report import write_report
+from test_protocol import fabricate
 
-
-def test_feature_norm_is_center_loss_with_centres_at_zero():
-    x = torch.randn(6, 4, requires_grad=True)
-    y = torch.tensor([0, 1, 2, 0, 1, 2])
-    fn = build_aux_loss(RunConfig(method="feature_norm", center_weight=0.01), 3, 4)
-    assert isinstance(fn, FeatureNormLoss) and fn.weight == 0.01
-    assert fn.model_parameters() == [] and fn.make_optimizer() is None
-    center = CenterLoss(3, 4, 0.01)
-    with torch.no_grad():
-        center.centers.zero_()
-    value = fn(x, y)
-    assert value.item() == pytest.approx(center(x, y).item())
-    assert value.item() == pytest.approx((x.detach() ** 2).sum(1).mean().item())
-    value.backward()
-    assert torch.allclose(x.grad, 2 * x.detach() / 6)  # d/dx mean ||x||^2
-    with pytest.raises(ValueError, match=r"shape \(B, 4\)"):
-        fn(torch.zeros(2, 3), y[:2])
+SEEDS = (5, 6, 7)
 
 
-def test_feature_norm_reads_lambda_only():
-    a = RunConfig(method="feature_norm", center_weight=0.01, center_lr=0.3, center_update="ema").validate()
-    b = RunConfig(method="feature_norm", center_weight=0.01).validate()
-    assert a.run_id == b.run_id and "-feature_norm-lam0.01-" in a.run_id
-    ident = a.identity()
-    assert (ident["center_update"], ident["center_lr"], ident["center_alpha"]) == ("none", 0.0, 0.0)
-    assert config_from_dict(ident).validate().run_id == a.run_id  # its saved config.yaml reads back
-    with pytest.raises(FGVCError, match="center_weight.*must be > 0 for method 'feature_norm'"):
-        RunConfig(method="feature_norm", center_weight=0.0).validate()
+def test_feature_norm_is_the_control_of_center_loss():
+    assert controls() == {"center": "feature_norm"}
 
 
-def test_label_smoothing_names_the_run_and_is_checked():
-    assert RunConfig(label_smoothing=0.1).run_id != RunConfig().run_id
-    assert "-ce-lam0-ls0.1-s0-" in RunConfig(method="ce", label_smoothing=0.1).run_id
-    assert "-ls" not in RunConfig().run_id
-    for bad in (-0.1, 1.0):
-        with pytest.raises(FGVCError, match="label_smoothing"):
-            RunConfig(label_smoothing=bad).validate()
+def test_the_control_with_the_same_lambda_is_chosen_in_a_sweep(tmp_path):
+    """Several control groups: the one equal on every setting, λ included, is the pair."""
+    out = fabricate(tmp_path / "sweep", [dict(method=m, lr=0.01, center_weight=lam, seed=s)
+                                         for m in ("center", "feature_norm") for lam in (0.01, 0.03) for s in (0, 1)])
+    x = load_inputs(out)
+    pairs = sorted((float(p.groups[1].values["center_weight"]), float(p.groups[0].values["center_weight"]))
+                   for p in x.controls)
+    assert pairs == [(0.01, 0.01), (0.03, 0.03)]
+    assert all(p.groups[0].method == "feature_norm" and p.groups[1].method == "center" for p in x.controls)
+
+
+def test_no_control_pair_where_the_match_is_ambiguous_or_absent(tmp_path):
+    out = fabricate(tmp_path / "a", [dict(method="center", lr=0.01, center_weight=0.01, seed=s) for s in SEEDS]
+                    + [dict(method="feature_norm", lr=lr, center_weight=0.03, seed=s) for lr in (0.005, 0.02)
+                       for s in SEEDS])
+    assert load_inputs(out).controls == []  # two feature_norm settings, neither equal to center's
+    out = fabricate(tmp_path / "b", [dict(method=m, lr=0.01, center_weight=0.01, seed=s)
+                                     for m in ("center", "supcon") for s in SEEDS])
+    assert load_inputs(out).controls == []
 
 
 @pytest.mark.slow
-def test_label_smoothing_changes_the_trained_ce_term(sparrow_dataset, tmp_path):
-    opts = RunOptions(data=sparrow_dataset, out=tmp_path, progress=False, deterministic=True)
-    frame = run_benchmark(None, opts, dict(TINY, label_smoothing=[0.0, 0.5]), echo=lambda m: None)
-    assert list(frame.status) == ["ok", "ok"]
-    ce = {rid: pd.read_csv(tmp_path / "runs" / rid / "metrics.csv").train_ce.iloc[0] for rid in frame.run_id}
-    smooth = next(r for r in ce if "-ls0.5-" in r)
-    plain = next(r for r in ce if "-ls" not in r)
-    # The first batch is the same; a smoothed target can never reach zero loss, a plain one
-    # falls below it: the two terms differ.
-    assert ce[smooth] != pytest.approx(ce[plain], rel=1e-3)
+def test_a_confirmation_pairs_center_loss_with_its_control(tmp_path):
+    """Each method at its own chosen setting (different λ and lr): the one feature_norm group is
+    center loss's control; the report words it as 'center minus feature-norm' and Holm counts it."""
+    top1 = {"ce": [50.0, 54.2, 45.8], "center": [75.0, 83.3, 70.8], "feature_norm": [54.2, 62.5, 45.8]}
+    setting = {"ce": dict(lr=0.01), "center": dict(lr=0.01, center_weight=0.01),
+               "feature_norm": dict(lr=0.005, center_weight=0.03)}
+    out = fabricate(tmp_path / "conf", [dict(method=m, seed=s, top1=t, **setting[m]) for m, values in top1.items()
+                                        for s, t in zip(SEEDS, values)], val_fraction=0.0)
+    md = write_report(out).read_text()
+    summary = md[md.index("## Summary"):md.index("\n## ", md.index("## Summary") + 3)]
+    assert "**Mechanism control**" in summary
+    assert "**center λ=0.01 (lr=0.01) vs feature_norm λ=0.03 (lr=0.005)** (3 matching seeds): center minus " \
+           "feature-norm = +22.22 points" in summary
+    section = md[md.index("## Mechanism controls"):]
+    assert "### center λ=0.01 (lr=0.01) vs feature_norm λ=0.03 (lr=0.005)" in section
+    assert "center loss beats feature-norm in 3 of 3 seed pairs" in section
+    assert "Holm-adjusted across the 3 comparisons of this report" in md
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    control = comparisons[comparisons.a.str.contains("method=feature_norm") & comparisons.b.str.contains("center")]
+    assert len(comparisons) == 3 and len(control) == 1
+    assert control.mean_diff.iloc[0] == pytest.approx(22.22, abs=0.01) and control.holm_family.iloc[0] == 3

@@ -88,13 +88,16 @@ PROTOCOL = ("forward", "model_parameters", "make_optimizer", "before_step", "aft
 @dataclass(frozen=True)
 class LossSpec:
     """One registered loss: its name (the `method`), the AUX_KEYS it reads (always
-    center_weight, its lambda), its own check, and its factory (a callable, or the
-    "module:function" path of a built-in one, imported when first built)."""
+    center_weight, its lambda), its own check, its factory (a callable, or the
+    "module:function" path of a built-in one, imported when first built), and the loss it is
+    the mechanism control of, if any (that loss with its mechanism removed: the report
+    pairs the two, fgvc.report.panels.control_panels)."""
 
     name: str
     factory: Factory | str
     keys: tuple[str, ...] = AUX_KEYS
     check: Check | None = None
+    control_of: str = ""
 
     def build(self, num_classes: int, feat_dim: int, cfg: Any):
         factory = self.factory
@@ -124,14 +127,15 @@ def _add(spec: LossSpec) -> None:
     _LOSSES[spec.name] = spec
 
 
-def register_loss(name: str, *, check: Check | None = None, keys: Sequence[str] = AUX_KEYS):
+def register_loss(name: str, *, check: Check | None = None, keys: Sequence[str] = AUX_KEYS, control_of: str = ""):
     """Decorator: register `factory(num_classes, feat_dim, cfg) -> module` as method `name`,
     reading the config `keys`. `check(cfg)` (optional) raises FGVCError for settings the loss
-    cannot use; it runs in RunConfig.validate(), so a bad grid fails before any run starts."""
+    cannot use; it runs in RunConfig.validate(), so a bad grid fails before any run starts.
+    `control_of`: the loss this one is the mechanism control of (the report pairs them)."""
     _check_name(name)
 
     def decorator(factory: Factory) -> Factory:
-        _add(LossSpec(name, factory, tuple(keys), check))
+        _add(LossSpec(name, factory, tuple(keys), check, control_of))
         return factory
 
     return decorator
@@ -145,6 +149,11 @@ def unregister_loss(name: str) -> None:
 def registered_losses() -> list[str]:
     """Names usable as `method` besides "ce", in registration order."""
     return list(_LOSSES)
+
+
+def controls() -> dict[str, str]:
+    """Each loss that has a mechanism control -> that control's name (center -> feature_norm)."""
+    return {spec.control_of: spec.name for spec in _LOSSES.values() if spec.control_of}
 
 
 def unused_keys(method: str) -> tuple[str, ...]:
@@ -211,7 +220,8 @@ BUILTIN = (
     LossSpec("center", "fgvc.losses.center:build_center"),
     LossSpec("contrastive_center", "fgvc.losses.contrastive_center:build_contrastive_center", check=check_contrastive),
     # The mechanism control of center loss (its centres held at zero): lambda only.
-    LossSpec("feature_norm", "fgvc.losses.feature_norm:build_feature_norm", keys=("center_weight",)),
+    LossSpec("feature_norm", "fgvc.losses.feature_norm:build_feature_norm", keys=("center_weight",),
+             control_of="center"),
     # The zoo (issue 27): each at its paper's / pytorch-metric-learning's defaults, lambda its knob.
     LossSpec("arcface", "fgvc.losses.metric:build_arcface", keys=("center_weight",)),
     LossSpec("cosface", "fgvc.losses.metric:build_cosface", keys=("center_weight",)),
@@ -226,5 +236,5 @@ for _spec in BUILTIN:
 
 __all__ = ["CENTER_UPDATES", "GRADIENT_UPDATES", "CENTER_DISTANCES", "bad_value", "check_choice", "check_positive",
            "check_unit_interval", "check_weight", "AUX_KEYS", "PROTOCOL", "LossSpec", "BUILTIN", "register_loss",
-           "unregister_loss", "registered_losses", "unused_keys", "check_aux_config", "build_aux_loss",
+           "unregister_loss", "registered_losses", "controls", "unused_keys", "check_aux_config", "build_aux_loss",
            "check_contrastive"]

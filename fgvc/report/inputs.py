@@ -11,7 +11,7 @@ import pandas as pd
 
 from fgvc.report.load import group_keys, load_runs
 from fgvc.report.markdown import code, escape, short_sha
-from fgvc.report.panels import Group, Panel, group_runs, make_panels
+from fgvc.report.panels import Group, Panel, control_panels, group_runs, make_panels
 from fgvc.report.stats import DEFAULT_MARGIN, summarize
 from fgvc.report.summary import check_reasons, reference_applies, uniq
 from fgvc.runs.inputs import recorded_inputs
@@ -91,6 +91,7 @@ class Inputs:
     margin: float = DEFAULT_MARGIN  # equivalence margin, accuracy points
     compact: dict = field(default_factory=dict)  # run_id -> compactness numbers or None, computed once
     protocol: list = field(default_factory=list)  # fgvc.report.protocol.ProtocolCheck, one per check
+    controls: list[Panel] = field(default_factory=list)  # each loss beside its mechanism control
 
     @property
     def fig_dir(self) -> Path:
@@ -110,7 +111,8 @@ def load_inputs(out_dir: Path, margin: float = DEFAULT_MARGIN) -> Inputs:
     names, k = class_count(ok, preds)
     for g, reason in zip(groups, check_reasons(groups, ok, reference_applies(k))):
         g.check = reason
-    return Inputs(out_dir, runs, ok, keys, summary, groups, panels, prov, preds, feats, names, k, notes, margin)
+    return Inputs(out_dir, runs, ok, keys, summary, groups, panels, prov, preds, feats, names, k, notes, margin,
+                  controls=control_panels(groups, keys))
 
 
 def run_files(ok: pd.DataFrame, notes: list[str]) -> tuple[dict, dict]:

@@ -73,8 +73,9 @@ def _pair(p: Panel, prov: Prov) -> list[str]:
 
 
 def compare_panels(x: Inputs) -> None:
-    """Every CE/other panel's comparison, then Holm across them."""
-    pairs = [p for p in x.panels if len(p.groups) == 2]
+    """Every CE/other panel's comparison and every loss against its control, then Holm across
+    them all (one family: the report's comparisons)."""
+    pairs = [p for p in x.panels if len(p.groups) == 2] + x.controls
     for p in pairs:
         pair_statistics(p, x.preds, x.margin)
     adjust_across([p.paired for p in pairs])
@@ -92,6 +93,8 @@ def pair_statistics(p: Panel, preds: dict, margin: float) -> None:
     if ct.method != "center":  # the texts name the method compared with CE
         res.name = ct.method.replace("_", "-")
         res.loss = f"{res.name} loss"
+    if ce.method != "ce":  # a loss against its control
+        res.baseline = ce.method.replace("_", "-")
     tables = []
     for s in p.seeds:
         a, b = preds.get(ce_runs.run_id[s]), preds.get(ct_runs.run_id[s])
@@ -120,4 +123,20 @@ def _pair_rows(res: PairedResult) -> list[list]:
 
 def comparison_rows(x: Inputs) -> list[dict]:
     return [comparison_row(group_name(p.groups[0]), group_name(p.groups[1]), p.groups[0].label,
-                           p.groups[1].label, p.paired) for p in x.panels if len(p.groups) == 2]
+                           p.groups[1].label, p.paired) for p in [*pairs_of(x), *x.controls]]
+
+
+def controls_section(x: Inputs) -> list[str]:
+    """Each loss against its mechanism control (fgvc.report.panels.control_panels), in full."""
+    if not x.controls:
+        return []
+    lines = ["## Mechanism controls: loss vs its control", "",
+             "Each loss against its control, the same loss with its mechanism removed, paired by seed as above; "
+             "differences are the loss minus its control. `feature_norm` is center loss with every centre held at "
+             "zero: it shrinks the features as center loss does, without pulling them towards their class centres. "
+             "A loss better than its control says the mechanism matters beyond what the control keeps; "
+             "equivalence says the control alone does what the loss does here. These comparisons are in the Holm "
+             "family and in `comparisons.csv` too.", ""]
+    for p in x.controls:
+        lines += _pair(p, x.prov)
+    return lines

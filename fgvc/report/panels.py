@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from fgvc.losses.registry import controls
 from fgvc.report.load import CENTER_KEYS, TUNED_KEYS
 from fgvc.report.markdown import unique_stems
 from fgvc.report.stats import PairedResult, sort_key
@@ -28,7 +29,8 @@ class Group:
 
 @dataclass
 class Panel:
-    """The groups shown together in one section: a CE/center pair, or a lone group."""
+    """The groups shown together in one section: a CE/center pair (or a loss's control and the
+    loss, fgvc.report.panels.control_panels), or a lone group. The first group is the baseline."""
 
     groups: list[Group]
     seeds: list[str]
@@ -91,17 +93,31 @@ def group_runs(ok: pd.DataFrame, keys: list[str], notes: list[str]) -> list[Grou
     return groups
 
 
-def _baseline(g: Group, groups: list[Group], keys: list[str]) -> Group | None:
-    """The CE group a group is compared with: the one that matches it on every key but the
-    method and its loss settings; else, where exactly one CE group matches on everything but
-    the tuned settings too (lr, label_smoothing), that one: each method at its own tuned
-    setting, as a confirmation trains them."""
+def match(g: Group, candidates: list[Group], keys: list[str], also: tuple[str, ...] = ()) -> Group | None:
+    """The group of `candidates` (another method's) that `g` is compared with: the one that
+    matches it on every key but the method and the loss settings (and on `also`); else, where
+    exactly one matches on everything but the tuned settings too (lr, label_smoothing), that
+    one: each method at its own tuned setting, as a confirmation trains them."""
     pair_keys = [k for k in keys if k != "method" and k not in CENTER_KEYS]
     loose_keys = [k for k in pair_keys if k not in TUNED_KEYS]
-    ce = [c for c in groups if c.method == "ce"]
-    exact = [c for c in ce if all(c.values[k] == g.values[k] for k in pair_keys)]
-    loose = [c for c in ce if all(c.values[k] == g.values[k] for k in loose_keys)]
+    exact = [c for c in candidates if all(c.values[k] == g.values[k] for k in (*pair_keys, *also))]
+    loose = [c for c in candidates if all(c.values[k] == g.values[k] for k in loose_keys)]
     return exact[0] if exact else (loose[0] if len(loose) == 1 else None)
+
+
+def control_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
+    """Each loss's group beside its mechanism control's (fgvc.losses.registry.controls: center
+    loss beside feature_norm, its centres held at zero), matched as `match` does, with the
+    same λ where the folder has it: does the mechanism matter, or only what the control keeps?"""
+    pairs = controls()
+    panels = []
+    for g in groups:
+        if g.method not in pairs:
+            continue
+        control = match(g, [c for c in groups if c.method == pairs[g.method]], keys, also=("center_weight",))
+        if control is not None:
+            panels.append(Panel([control, g], sorted(set(control.runs.seed) & set(g.runs.seed), key=sort_key), ""))
+    return panels
 
 
 def make_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
@@ -109,7 +125,7 @@ def make_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
     for g in groups:
         if g.method == "ce":
             continue
-        base = _baseline(g, groups, keys)
+        base = match(g, [c for c in groups if c.method == "ce"], keys)
         if base is None:
             panels.append(Panel([g], sorted(g.runs.seed, key=sort_key), ""))
             continue

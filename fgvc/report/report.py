@@ -24,7 +24,7 @@ from fgvc.report.features import compactness_section
 from fgvc.report.flips import flips_section
 from fgvc.report.inputs import Inputs, load_inputs
 from fgvc.report.leaderboard import leaderboard_section
-from fgvc.report.paired import compare_panels, comparison_rows, paired_section
+from fgvc.report.paired import compare_panels, comparison_rows, controls_section, paired_section
 from fgvc.report.markdown import inert
 from fgvc.report.per_class import per_class_section
 from fgvc.report.progress import progress_section
@@ -86,6 +86,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
         lines += accuracy_section(x)
         lines += _sweep_section(x)
         lines += paired_section(x)
+        lines += controls_section(x)
         lines += per_class_section(x)
         lines += flips_section(x, data)
         lines += curves_section(x)
@@ -98,7 +99,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
     lines += notes_section(x.notes)
     lines += ["Files: `group_summary.csv` (one row per group; accuracies in percent; also as `summary.csv`), "
               "`comparisons.csv` (one row per paired comparison; differences in accuracy points, `a` the CE "
-              "baseline, `b` the other group, named by their group keys), `runs.csv` (one row per run).", ""]
+              "baseline or a loss's control, `b` the other group, named by their group keys), `runs.csv` (one row per run).", ""]
 
     for name in SUMMARY_FILES:
         atomic_write_text(x.out_dir / name, summary_csv(x.summary))

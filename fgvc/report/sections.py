@@ -47,8 +47,10 @@ def summary_section(x: Inputs) -> list[str]:
         who = "center loss" if title.startswith("Center") else "each method"
         lines += [f"**Answer** ({who} minus CE in test top-1 points, paired by seed; the full verdict, with "
                   f"McNemar, power and P(improvement), is under *{title}* below):", ""]
-        lines += [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: "
-                  f"{headline(p.paired)}" for p in pairs] + [""]
+        lines += _answer_lines(pairs)
+        if x.controls:
+            lines += ["**Mechanism control** (the loss minus its control, which keeps all but the loss's mechanism; "
+                      "in full under *Mechanism controls* below):", ""] + _answer_lines(x.controls)
         why = provisional(x.protocol)
         lines += [f"**This verdict is {why}.**", ""] if why else []
         feats = [line for line in (features_line(x, p) for p in pairs) if line]
@@ -66,6 +68,11 @@ def summary_section(x: Inputs) -> list[str]:
                      "then always trained in fp32 (no autocast).")
     lines += ([shared, ""] if shared else []) + [f"- {n}" for n in notes] + ([""] if notes else [])
     return lines + _pairs_figure(x, [p for p in pairs if p.paired.n])
+
+
+def _answer_lines(panels: list[Panel]) -> list[str]:
+    return [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: {headline(p.paired)}"
+            for p in panels] + [""]
 
 
 def _pairs_figure(x: Inputs, pairs: list[Panel]) -> list[str]:

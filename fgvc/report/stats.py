@@ -244,6 +244,7 @@ class PairedResult:
     boot_resamples: int = 0
     name: str = "center"  # the compared method as the texts name it: "<name> minus CE"
     loss: str = "center loss"  # ... and "<loss> beats CE"
+    baseline: str = "CE"  # what it is compared with: CE, or a loss's control ("center minus feature-norm")
 
     @property
     def p_decision(self) -> float:

@@ -27,7 +27,8 @@ COMPARISON_DECIMALS = 4  # decimals of point and share columns; p-values keep 4 
 
 # --------------------------------------------------------------------------- words
 def verdict(res: PairedResult) -> str:
-    """The verdict paragraph on one comparison (differences are the method minus CE)."""
+    """The verdict paragraph on one comparison (differences are the method minus CE, or minus
+    the loss's control: `res.baseline`)."""
     if res.n == 0:
         return f"**Verdict:** {res.note}."
     parts = _difference(res) + _bootstrap(res)
@@ -42,11 +43,14 @@ def verdict(res: PairedResult) -> str:
 def _difference(res: PairedResult) -> list[str]:
     """The mean difference with the t-test over seeds (or why there is none)."""
     if res.n == 1:
-        return [f"With one seed pair, {res.name} minus CE = {number(res.mean_diff, 2, sign=True)} points; {res.note}."]
+        return [f"With one seed pair, {res.name} minus {res.baseline} = {number(res.mean_diff, 2, sign=True)} points; "
+                f"{res.note}."]
     if res.note:
-        return [f"Over {res.n} matching seeds, {res.name} minus CE = {number(res.mean_diff, 2, sign=True)} points on "
+        return [f"Over {res.n} matching seeds, {res.name} minus {res.baseline} = "
+                f"{number(res.mean_diff, 2, sign=True)} points on "
                 f"average; {res.note}."]
-    parts = [f"Over {res.n} matching seeds, {res.name} minus CE = {number(res.mean_diff, 2, sign=True)} points on "
+    parts = [f"Over {res.n} matching seeds, {res.name} minus {res.baseline} = "
+             f"{number(res.mean_diff, 2, sign=True)} points on "
              f"average (95% CI {number(res.ci_low, 2, sign=True)} to {number(res.ci_high, 2, sign=True)}, Student t "
              f"over seeds; SD of the paired differences {number(res.sd_diff, 2)}; paired t-test t = {res.t_stat:.2f}, "
              f"p = {pvalue(res.p_value)})."]
@@ -89,10 +93,10 @@ def conclusion(res: PairedResult) -> list[str]:
     holm = _holm_text(res)
     if res.significant and res.equivalent:
         return [f"**The difference is statistically significant at the 0.05 level{holm} ({res.loss} is {better} "
-                f"than CE here), and also equivalent to zero within ±{m}: real, but smaller than {m}.**"]
+                f"than {res.baseline} here), and also equivalent to zero within ±{m}: real, but smaller than {m}.**"]
     if res.significant:
         return [f"**The difference is statistically significant at the 0.05 level{holm}: {res.loss} is {better} "
-                "than CE here.**"]
+                f"than {res.baseline} here.**"]
     if res.equivalent:
         parts = [f"**The difference is not statistically significant{holm}, and it is equivalent to zero within "
                  f"±{m} at the 0.05 level** (equivalence p = {pvalue(p)}): over seeds, these runs rule "
@@ -128,7 +132,7 @@ def headline(res: PairedResult) -> str:
     else:
         boot = (f"; hierarchical bootstrap over seeds and test images {number(res.boot_low, 2, sign=True)} to "
                 f"{number(res.boot_high, 2, sign=True)}" if res.boot_resamples else "")
-        first = (f"{res.name} minus CE = {number(res.mean_diff, 2, sign=True)} points on average "
+        first = (f"{res.name} minus {res.baseline} = {number(res.mean_diff, 2, sign=True)} points on average "
                  f"(95% CI {number(res.ci_low, 2, sign=True)} to {number(res.ci_high, 2, sign=True)}, Student t "
                  f"over seeds{boot}; 90% interval {number(res.ci90_low, 2, sign=True)} to "
                  f"{number(res.ci90_high, 2, sign=True)} against the ±{_margin_text(res)} equivalence margin).")
@@ -158,9 +162,9 @@ def _improvement(res: PairedResult) -> list[str]:
     d = np.asarray(res.center_top1) - np.asarray(res.ce_top1)
     wins, ties = int(np.sum(d > 1e-9)), int(np.sum(np.abs(d) <= 1e-9))
     tie = f", {ties} tied" if ties else ""
-    return [f"P(improvement): {res.loss} beats CE in {wins} of {res.n} seed pairs{tie} "
+    return [f"P(improvement): {res.loss} beats {res.baseline} in {wins} of {res.n} seed pairs{tie} "
             f"({number(res.p_improve, 2)}) and in {number(res.p_improve_all, 2)} of all "
-            f"{res.n_center_runs} × {res.n_ce_runs} {res.name} × CE run pairs (ties count one half)."]
+            f"{res.n_center_runs} × {res.n_ce_runs} {res.name} × {res.baseline} run pairs (ties count one half)."]
 
 
 def _mcnemar(res: PairedResult) -> str:
