@@ -99,7 +99,8 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
     lines += notes_section(x.notes)
     lines += ["Files: `group_summary.csv` (one row per group; accuracies in percent; also as `summary.csv`), "
               "`comparisons.csv` (one row per paired comparison; differences in accuracy points, `a` the CE "
-              "baseline or a loss's control, `b` the other group, named by their group keys), `runs.csv` (one row per run).", ""]
+              "baseline or a loss's control, `b` the other group, named by their group keys), `runs.csv` (one row "
+              "per run).", ""]
 
     for name in SUMMARY_FILES:
         atomic_write_text(x.out_dir / name, summary_csv(x.summary))
