@@ -32,6 +32,7 @@ from fgvc.engine.loop import AuxTerm, NonFiniteLossError, evaluate_all, predict_
 from fgvc.engine.metrics import accuracy_metrics
 from fgvc.engine.provenance import git_state, now, provenance
 from fgvc.engine.trackers import open_trackers
+from fgvc.grid.halving import FIRST_METRICS, keep_first_training
 from fgvc.grid.owner import own_benchmark
 from fgvc.runs.inputs import write_inputs
 from fgvc.io import atomic_path, atomic_write_json
@@ -149,6 +150,10 @@ def start(ctx: RunContext, parts: RunParts, prov: dict) -> None:
         prov["started"] = ck.get("started", prov["started"])
         prov["resumed_at_epoch"] = parts.start_epoch
         ctx.note(f"{cfg.run_id}: resuming after epoch {parts.start_epoch}")
+    elif ctx.main and (kept := keep_first_training(ctx.run_dir)):
+        ctx.note(f"{cfg.run_id}: no checkpoint to resume its {kept} recorded epoch(s) from: it trains again from "
+                 f"epoch 1; the first training's metrics are kept in {FIRST_METRICS} (successive halving keeps "
+                 "deciding on them)")
     parts.started = prov["started"]
 
 

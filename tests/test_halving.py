@@ -162,3 +162,46 @@ def test_a_worker_leaves_a_run_already_at_the_stages_rung(tmp_path):
         Worker(tmp_path, {cfg.run_id: None}, lambda c, claim: trained.append(rung) or {}, print,
                stop_after=rung).work([cfg])
     assert trained == [4]
+
+
+def test_a_retrained_runs_first_scores_keep_deciding(tmp_path):
+    """A run that lost its checkpoint trains again from epoch 1: its first metrics.csv is kept
+    (once) as metrics.first.csv, and the rule reads it for the epochs it covers."""
+    from fgvc.grid.halving import FIRST_METRICS, decision_curve, keep_first_training
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert keep_first_training(run) == 0 and not (run / FIRST_METRICS).exists()  # nothing recorded yet
+    (run / "metrics.csv").write_text("epoch,val_top1\n1,10\n2,20\n")
+    assert keep_first_training(run) == 2 and not (run / "metrics.csv").exists()
+    (run / "metrics.csv").write_text("epoch,val_top1\n1,11\n2,19\n3,33\n")  # the second training, further
+    assert decision_curve(run) == [10.0, 20.0, 33.0]
+    assert keep_first_training(run) == 0  # a third start keeps the first training's, not the second's
+    assert (run / FIRST_METRICS).read_text() == "epoch,val_top1\n1,10\n2,20\n"
+
+
+@pytest.mark.slow
+def test_a_decision_stays_made_when_a_run_trains_again(sparrow_dataset, tmp_path):
+    """Two settings whose folders hold a rung score but no checkpoint (a committed copy on a new
+    machine): the rule decides on the recorded scores, the survivor trains again from epoch 1,
+    and a rerun keeps the same decision whatever its new epoch-1 score is."""
+    from fgvc.grid.halving import FIRST_METRICS
+
+    grid = dict(TINY, methods=["ce"], epochs=2, lr=[0.001, 0.05], val_fraction=0.25,
+                halving={"rungs": [1], "keep": 0.5})
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    configs = sorted(expand_grid(load_grid(tmp_path / "grid.yaml")), key=lambda c: c.lr)
+    kept, pruned = configs[0].run_id, configs[1].run_id  # lr 0.001 recorded best, though it learns slower
+    for run_id, val in ((kept, 99.0), (pruned, 0.0)):
+        (tmp_path / "out" / "runs" / run_id).mkdir(parents=True)
+        (tmp_path / "out" / "runs" / run_id / "metrics.csv").write_text(f"epoch,val_top1\n1,{val}\n")
+    tmp_path = tmp_path / "out"
+    lines: list[str] = []
+    frame = run_benchmark(None, opts(sparrow_dataset, tmp_path), grid, echo=lines.append).set_index("run_id")
+    assert frame.status[kept] == "ok" and frame.status[pruned] == "pruned"
+    assert any(f"{kept}: no checkpoint to resume its 1 recorded epoch(s) from" in line for line in lines)
+    assert (tmp_path / "runs" / kept / FIRST_METRICS).read_text() == "epoch,val_top1\n1,99.0\n"
+    assert len(pd.read_csv(tmp_path / "runs" / kept / "metrics.csv")) == 2
+    again: list[str] = []
+    run_benchmark(None, opts(sparrow_dataset, tmp_path), grid, echo=again.append)
+    assert any("1 run(s) pruned, 1 going on; every rung decided" in line for line in again)

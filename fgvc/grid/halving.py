@@ -15,6 +15,12 @@ interrupted grid resumes to the same decisions, and a grid that gains settings r
 pruned run that now ranks among the kept resumes where it stopped). Ties are broken by the
 setting's text (fixed, arbitrary). A failed run (NaN loss) ranks its setting last.
 
+A run that lost its checkpoint (a new machine: checkpoints are never committed) trains again
+from epoch 1, and its scores come out a little different (fp32 rounding differs with the thread
+count). Its first training's metrics are kept as metrics.first.csv (`keep_first_training`), and
+the rule reads those for the epochs they cover (`decision_curve`): a decision once made stays
+made, instead of flipping and sending other runs back to training.
+
 Torch-free: the report replays the rule on a finished sweep's metrics (`replay`).
 """
 
@@ -32,6 +38,7 @@ from fgvc.errors import FGVCError
 HALVING = "halving"  # the grid key
 PRUNED = "pruned"    # a pruned run's status in row.json / runs.csv
 TIE_DECIMALS = 6     # means compared at this precision: float noise never breaks an exact tie
+FIRST_METRICS = "metrics.first.csv"  # a retrained run's first metrics.csv (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -169,12 +176,13 @@ def setting_of(identity: dict) -> str:
                       default=str)
 
 
-def read_val_curve(run_dir: Path) -> list[float]:
-    """val_top1 per epoch from a run folder's metrics.csv ([] without one)."""
+def read_val_curve(run_dir: Path, name: str = "metrics.csv") -> list[float]:
+    """val_top1 per epoch from a run folder's metrics.csv (or `name`; [] without one, or for
+    one that is not text: a damaged run, which fgvc.runs.health reports)."""
     try:
-        with open(run_dir / "metrics.csv", newline="") as f:
+        with open(run_dir / name, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
-    except OSError:
+    except (OSError, UnicodeDecodeError, csv.Error):
         return []
     out = []
     for r in rows:
@@ -183,6 +191,25 @@ def read_val_curve(run_dir: Path) -> list[float]:
         except ValueError:
             out.append(math.nan)
     return out
+
+
+def decision_curve(run_dir: Path) -> list[float]:
+    """The validation scores the rule reads: the first training's (metrics.first.csv) for the
+    epochs it covers, then the current training's."""
+    first = read_val_curve(run_dir, FIRST_METRICS)
+    return first + read_val_curve(run_dir)[len(first):]
+
+
+def keep_first_training(run_dir: Path) -> int:
+    """Before a run with recorded epochs but no checkpoint trains again from epoch 1: move its
+    metrics.csv to metrics.first.csv (once: the first training's is never overwritten).
+    Returns the epochs kept (0: nothing to keep)."""
+    metrics, first = Path(run_dir) / "metrics.csv", Path(run_dir) / FIRST_METRICS
+    epochs = len(read_val_curve(run_dir))
+    if not epochs or first.exists():
+        return 0
+    metrics.replace(first)
+    return epochs
 
 
 def row_status(run_dir: Path) -> str | None:
@@ -198,7 +225,7 @@ def trials_of(configs: Sequence[Any], out: Path) -> list[Trial]:
     for cfg in configs:
         run_dir = Path(out) / "runs" / cfg.run_id
         trials.append(Trial(cfg.run_id, f"{cfg.model} {cfg.method}", setting_of(cfg.identity()),
-                            read_val_curve(run_dir), row_status(run_dir) == "failed", cfg.epochs))
+                            decision_curve(run_dir), row_status(run_dir) == "failed", cfg.epochs))
     return trials
 
 
@@ -211,5 +238,6 @@ def replay(trials: list[Trial], halving: Halving) -> tuple[Decision, int, int]:
     return d, full, spent
 
 
-__all__ = ["HALVING", "PRUNED", "Halving", "parse_halving", "check_halving", "Trial", "Pruned", "Decision", "decide",
-           "setting_of", "read_val_curve", "row_status", "trials_of", "replay"]
+__all__ = ["HALVING", "PRUNED", "FIRST_METRICS", "Halving", "parse_halving", "check_halving", "Trial", "Pruned",
+           "Decision", "decide", "setting_of", "read_val_curve", "decision_curve", "keep_first_training", "row_status", "trials_of",
+           "replay"]
