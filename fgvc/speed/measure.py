@@ -252,7 +252,7 @@ def epoch_rows(results: dict, prov: dict, args, device, n: dict, k: int, epoch_b
             epoch_seconds=round(per_epoch[who], 2), train_batches_timed=k, epoch_extrapolated=k < epoch_batches,
             repeats=args.repeats, speedup_train=round(r["train_img_s"] / results["examples"]["train_img_s"], 3),
             speedup_epoch=round(per_epoch["examples"] / per_epoch[who], 3), notes=NOTES.get(who) or _fgvc_note(r),
-            **{k: round(r[k], 1) if k in r else None for k in ("compile_seconds", "compile_warm_seconds")}))
+            **{c: round(r[c], 1) if c in r else None for c in ("compile_seconds", "compile_warm_seconds")}))
     return rows
 
 
