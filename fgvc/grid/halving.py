@@ -204,11 +204,10 @@ def keep_first_training(run_dir: Path) -> int:
     """Before a run with recorded epochs but no checkpoint trains again from epoch 1: move its
     metrics.csv to metrics.first.csv (once: the first training's is never overwritten).
     Returns the epochs kept (0: nothing to keep)."""
-    metrics, first = Path(run_dir) / "metrics.csv", Path(run_dir) / FIRST_METRICS
-    epochs = len(read_val_curve(run_dir))
-    if not epochs or first.exists():
-        return 0
-    metrics.replace(first)
+    first = Path(run_dir) / FIRST_METRICS
+    epochs = 0 if first.exists() else len(read_val_curve(run_dir))
+    if epochs:
+        (Path(run_dir) / "metrics.csv").replace(first)
     return epochs
 
 
@@ -239,5 +238,5 @@ def replay(trials: list[Trial], halving: Halving) -> tuple[Decision, int, int]:
 
 
 __all__ = ["HALVING", "PRUNED", "FIRST_METRICS", "Halving", "parse_halving", "check_halving", "Trial", "Pruned",
-           "Decision", "decide", "setting_of", "read_val_curve", "decision_curve", "keep_first_training", "row_status", "trials_of",
-           "replay"]
+           "Decision", "decide", "setting_of", "read_val_curve", "decision_curve", "keep_first_training", "row_status",
+           "trials_of", "replay"]

@@ -14,7 +14,7 @@ from fgvc.report.markdown import code, escape, short_sha
 from fgvc.report.panels import Group, Panel, control_panels, group_runs, make_panels
 from fgvc.report.stats import DEFAULT_MARGIN, summarize
 from fgvc.report.summary import check_reasons, reference_applies, uniq
-from fgvc.runs.inputs import recorded_inputs
+from fgvc.runs.inputs import started_inputs
 from fgvc.runs.read import class_names, read_feature_metrics, read_features, read_predictions, read_provenance
 
 
@@ -28,7 +28,7 @@ class Prov:
     rows that differ."""
 
     def __init__(self, runs: pd.DataFrame):
-        self.by_run = {r.run_id: {**recorded_inputs(Path(r.run_dir)), **read_provenance(Path(r.run_dir))}
+        self.by_run = {r.run_id: {**started_inputs(Path(r.run_dir)), **read_provenance(Path(r.run_dir))}
                        for r in runs.itertuples()}
         ok = runs[runs.status == "ok"]
         self.base = self._parts(ok if len(ok) else runs)

@@ -19,7 +19,7 @@ def pairs_of(x: Inputs) -> list[Panel]:
 
 
 def paired_section(x: Inputs) -> list[str]:
-    pairs = [p for p in x.panels if len(p.groups) == 2]
+    pairs = pairs_of(x)
     lines = [f"## {paired_title(pairs)}: paired comparison over matching seeds", ""]
     if not pairs:
         return lines + ["No CE baseline and center-loss group share the same settings: nothing to pair.", ""]
@@ -75,7 +75,7 @@ def _pair(p: Panel, prov: Prov) -> list[str]:
 def compare_panels(x: Inputs) -> None:
     """Every CE/other panel's comparison and every loss against its control, then Holm across
     them all (one family: the report's comparisons)."""
-    pairs = [p for p in x.panels if len(p.groups) == 2] + x.controls
+    pairs = pairs_of(x) + x.controls
     for p in pairs:
         pair_statistics(p, x.preds, x.margin)
     adjust_across([p.paired for p in pairs])

@@ -36,11 +36,16 @@ def _json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def started_inputs(run_dir: Path) -> dict:
+    """The inputs.json a run wrote when it started ({} without one)."""
+    return _json(Path(run_dir) / INPUTS)
+
+
 def recorded_inputs(run_dir: Path) -> dict:
     """What the run folder says its inputs were: the finished run's row.json and
     provenance.json, else inputs.json (an unfinished run); {} when it says nothing."""
-    row, prov, started = _json(run_dir / "row.json"), _json(run_dir / "provenance.json"), _json(run_dir / INPUTS)
-    got = dict(started)
+    row, prov = _json(run_dir / "row.json"), _json(run_dir / "provenance.json")
+    got = started_inputs(run_dir)
     if "weights" in row:
         got.update(weights=row.get("weights"), weights_sha256=row.get("weights_sha256"))
     if prov.get("dataset_content_sha256") and prov.get("command") != "validate":
@@ -85,4 +90,4 @@ def check_reuse(configs: list[RunConfig], out: Path, info, winfo_of: Callable[[R
                         "use another --out for these inputs (a run id names the settings, not the data or weights)")
 
 
-__all__ = ["INPUTS", "inputs_of", "write_inputs", "recorded_inputs", "differences", "check_reuse"]
+__all__ = ["INPUTS", "inputs_of", "write_inputs", "started_inputs", "recorded_inputs", "differences", "check_reuse"]
