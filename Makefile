@@ -52,11 +52,11 @@ TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check gpu-grid \
-	gpu-unpack clean-venv
+	gpu-unpack gpu-budget gpu-hide-results gpu-show-results clean-venv
 
 help:
 	@sed -n '/^#/p;/^SHELL/q' Makefile
-	@echo "targets: setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check gpu-grid gpu-unpack"
+	@echo "targets: setup data benchmark report visualize compare speed test test-fast gpu-carry gpu-check gpu-grid gpu-unpack gpu-budget gpu-hide-results gpu-show-results"
 
 setup: $(VENV)/.installed
 
@@ -105,6 +105,23 @@ gpu-carry: data
 	mkdir -p .carry && rm -rf .carry/cub_sparrows && cp -r "$(DATA)" .carry/cub_sparrows && cp "$(GPU_WEIGHTS)" .carry/
 	printf '{"git_commit": "%s", "git_dirty": %s}\n' "$$(git rev-parse HEAD)" \
 	    "$$(git diff --quiet HEAD && echo false || echo true)" > .carry/git.json
+	$(PY) tools/gpu_grid.py budget --carry .carry
+
+# What a call would send, against the 64 MiB it may (tools/gpu_grid.py budget). When results/
+# makes it too big, leave results/ out of the call: gpu-hide-results takes it out of git's index
+# only (the files stay, ignored through .git/info/exclude); gpu-show-results puts it back as HEAD
+# has it. Commit nothing in between.
+gpu-budget:
+	$(PY) tools/gpu_grid.py budget $(if $(wildcard .carry),--carry .carry)
+
+gpu-hide-results:
+	@git diff --quiet HEAD -- results || { echo "gpu-hide-results: results/ has uncommitted changes: commit them first" >&2; exit 2; }
+	git rm -r -q --cached results
+	@x="$$(git rev-parse --git-path info/exclude)"; mkdir -p "$$(dirname "$$x")"; grep -qx '/results/' "$$x" 2>/dev/null || echo '/results/' >> "$$x"
+
+gpu-show-results:
+	git reset -q -- results
+	@x="$$(git rev-parse --git-path info/exclude)"; if [ -f "$$x" ]; then sed -i '\#^/results/$$#d' "$$x"; fi
 
 gpu-check:
 	$(PY) tools/gpu_check.py --device $(DEVICE)

@@ -204,3 +204,45 @@ def test_the_commands_of_docs_gpu_run_as_written(tokens):
     else:
         at = next(i for i, t in enumerate(tokens) if t.endswith("gpu_grid.py"))
         TOOL["build_parser"]().parse_args(tokens[at + 1:])
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_the_budget_counts_what_a_call_sends_and_hiding_results_leaves_them_out(tmp_path, capsys):
+    """Tracked and untracked-not-ignored files and the carried paths count; ignored files do not;
+    `make gpu-hide-results` takes results/ out of the count and `gpu-show-results` puts it back as it was."""
+    repo = tmp_path / "repo"
+    (repo / "fgvc").mkdir(parents=True)
+    (repo / "results" / "a" / "runs").mkdir(parents=True)
+    (repo / "fgvc" / "x.py").write_bytes(b"x" * 1000)
+    (repo / "results" / "a" / "runs" / "p.csv").write_bytes(b"p" * 5000)
+    (repo / ".gitignore").write_text("/.carry/\n/junk\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "start")
+    (repo / "new.txt").write_bytes(b"n" * 300)  # untracked, not ignored: travels
+    (repo / "junk").write_bytes(b"j" * 9000)  # ignored: does not
+    (repo / ".carry").mkdir()
+    (repo / ".carry" / "w.bin").write_bytes(b"w" * 2000)
+    sizes = TOOL["travel_budget"]([Path(".carry")], repo)
+    assert sizes == {"fgvc/": 1000, "results/a/": 5000, ".gitignore": 15, "new.txt": 300, "carried .carry": 2000}
+    argv = ["budget", "--root", str(repo), "--carry", ".carry"]
+    assert TOOL["main"]([*argv, "--limit-mib", str(8000 / 2**20)]) == 1
+    out = capsys.readouterr()
+    assert "over its" in out.err and "gpu-hide-results" in out.err and "results/a/" in out.out
+
+    make = ["make", "-s", "-f", str(ROOT / "Makefile"), "VENV=/nonexistent-venv"]
+    subprocess.run([*make, "gpu-hide-results"], cwd=repo, env=make_env(), check=True, capture_output=True)
+    assert "results/a/" not in TOOL["travel_budget"]([], repo)
+    assert TOOL["main"]([*argv, "--limit-mib", str(8000 / 2**20)]) == 0
+    assert "left out of the call" in capsys.readouterr().out
+    subprocess.run([*make, "gpu-show-results"], cwd=repo, env=make_env(), check=True, capture_output=True)
+    assert TOOL["travel_budget"]([], repo)["results/a/"] == 5000
+    assert _git(repo, "status", "--porcelain") == "?? new.txt\n"  # the index as it was, the exclude line gone
+
+    (repo / "results" / "a" / "runs" / "p.csv").write_bytes(b"q")
+    hide = subprocess.run([*make, "gpu-hide-results"], cwd=repo, env=make_env(), capture_output=True, text=True)
+    assert hide.returncode != 0 and "uncommitted changes" in hide.stderr

@@ -4,6 +4,7 @@ brought home in the few files such a call returns (docs/gpu.md).
     python3 tools/gpu_grid.py run GRID --out RESULTS --pack PACK [--jobs 8] [--minutes 5] [--compile] [--from-pack DIR]
     python3 tools/gpu_grid.py pack RESULTS PACK
     python3 tools/gpu_grid.py unpack PACK [RESULTS]
+    python3 tools/gpu_grid.py budget [--carry .carry ...]
 
 `run` (on the device machine, with its own python: no venv there): `python -m fgvc benchmark GRID
 --jobs N --pipeline batched --precision bf16` in a subprocess, as a user would run it (N
@@ -17,6 +18,9 @@ defaults to $OUT, the folder the device machine brings back. --from-pack DIR fir
 earlier call's pack into RESULTS (a pack is about a third of its unpacked folder: what fits the
 transfer), so that call's finished runs are skipped. `unpack` (here) verifies the
 parts and brings the runs into a results folder that `fgvc report` reads like any other.
+`budget` (here, before the call) adds up what the call would send, as the device tool counts it
+(tracked files, untracked files git does not ignore, the carried paths), against its 64 MiB;
+exit status 1 when it does not fit, with the biggest shares and the fix.
 
 With --device cpu, `run` is the tiny configuration (timm's test_resnet, 32 px, one epoch, on
 the synthetic CUB tree) that the tests and `make gpu-check DEVICE=cpu` run.
@@ -54,6 +58,7 @@ REQUIRED = {"torch": "torch", "torchvision": "torchvision", "timm": "timm", "num
             "PIL": "pillow", "tqdm": "tqdm"}
 TINY_SETS = ["model=test_resnet", "pretrained=false", "epochs=1", "batch_size=8", "image_size=32"]
 TINY_DATA = ROOT / ".cache" / "gpu-grid-tiny"  # git-ignored
+TRAVEL_LIMIT = 64 * 2**20  # what one device call may send: tree + carried paths (docs/gpu.md)
 STOP_GRACE_S = 150  # after SIGTERM: the workers' own grace (fgvc.grid.pool, 60 s) and the parent's wrap-up
 
 
@@ -229,6 +234,62 @@ def cmd_unpack(args) -> int:
     return 0
 
 
+def travelling_files(root: Path = ROOT) -> list[Path]:
+    """The files of `root` a device call sends besides the carried paths: the tracked ones still on
+    disk and the untracked ones git does not ignore (`.git/info/exclude` included)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise FGVCError(f"{root}: cannot list the files git tracks ({e}): run budget in a git checkout") from None
+    return [p for p in (root / n for n in sorted(set(out.decode().split("\0"))) if n) if p.is_file()]
+
+
+def share(path: Path, root: Path = ROOT) -> str:
+    """The row of the budget table a file counts in: its top folder, or results/<folder>."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) == 1 else "/".join(parts[:2 if parts[0] == "results" and len(parts) > 2 else 1]) + "/"
+
+
+def travel_budget(carry: list[Path], root: Path = ROOT) -> dict[str, int]:
+    """Bytes a device call would send, per share of the tree and per carried path."""
+    sizes: dict[str, int] = {}
+    for f in travelling_files(root):
+        sizes[share(f, root)] = sizes.get(share(f, root), 0) + f.stat().st_size
+    for c in carry:
+        c = c if c.is_absolute() else root / c
+        if not c.exists():
+            raise FGVCError(f"{c}: no such carried path (make gpu-carry writes .carry)")
+        files = [c] if c.is_file() else [f for f in c.rglob("*") if f.is_file()]
+        sizes[f"carried {c.relative_to(root) if c.is_relative_to(root) else c}"] = sum(f.stat().st_size for f in files)
+    return sizes
+
+
+def hidden_results(root: Path = ROOT) -> bool:
+    """Whether results/ is left out of the call (`make gpu-hide-results`: deleted from the index only)."""
+    out = subprocess.run(["git", "-C", str(root), "diff", "--cached", "--name-only", "--diff-filter=D", "--", "results"],
+                         capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def cmd_budget(args) -> int:
+    sizes = travel_budget(args.carry, args.root)
+    if hidden_results(args.root):
+        print("results/ is left out of the call (make gpu-hide-results): make gpu-show-results after it, and "
+              "commit nothing before that")
+    total, limit = sum(sizes.values()), int(args.limit_mib * 2**20)
+    for name, n in sorted(sizes.items(), key=lambda kv: -kv[1])[:args.most]:
+        print(f"{n / 2**20:9.2f} MiB  {name}")
+    print(f"{total / 2**20:9.2f} MiB  in all, of the {limit / 2**20:g} MiB a call may send"
+          f" ({(limit - total) / 2**20:+.2f} MiB left)")
+    if total <= limit:
+        return 0
+    print(f"gpu-grid: error: the call would send {total / 2**20:.2f} MiB, over its {limit / 2**20:g} MiB: make the "
+          "results folders lean (python tools/lean_results.py results/<folder>), or leave results/ out of the "
+          "call (make gpu-hide-results before it, make gpu-show-results after; docs/gpu.md)", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -264,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("pack", type=Path)
     u.add_argument("out", type=Path, nargs="?", default=None, help="results folder (default results/<its name>)")
     u.set_defaults(func=cmd_unpack)
+    b = sub.add_parser("budget", help="what a device call would send from this checkout, against its 64 MiB")
+    b.add_argument("--carry", type=Path, nargs="*", default=[], help="the paths the call carries (e.g. .carry)")
+    b.add_argument("--root", type=Path, default=ROOT, help="the checkout the call starts from (default: this one)")
+    b.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT / 2**20, help="what a call may send (default 64)")
+    b.add_argument("--most", type=int, default=12, help="rows of the table, biggest first (default 12)")
+    b.set_defaults(func=cmd_budget)
     return p
 
 
