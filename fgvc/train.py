@@ -263,7 +263,7 @@ def run(cfg: RunConfig, opts: RunOptions, info: DatasetInfo | None = None,
                 eval_every=cfg.eval_every, precision=ctx.precision)
     write_static(ctx)
     if ctx.main:
-        write_inputs(ctx.run_dir, ctx.info, parts.winfo)  # checked before this folder is reused (fgvc/runs/inputs.py)
+        write_inputs(ctx.run_dir, ctx.info, parts.winfo, prov["device"])  # checked before this folder is reused (fgvc/runs/inputs.py)
     start(ctx, parts, prov)
     ctx.note(describe(ctx, parts, prov))
     test_out = None

@@ -195,10 +195,13 @@ def test_a_decision_stays_made_when_a_run_trains_again(sparrow_dataset, tmp_path
     for run_id, val in ((kept, 99.0), (pruned, 0.0)):
         (tmp_path / "out" / "runs" / run_id).mkdir(parents=True)
         (tmp_path / "out" / "runs" / run_id / "metrics.csv").write_text(f"epoch,val_top1\n1,{val}\n")
+    elsewhere = "cpu:the machine it trained on x1 threads"  # a worker's device, not the deciding process's
+    (tmp_path / "out" / "runs" / pruned / "inputs.json").write_text(json.dumps({"device": elsewhere}))
     tmp_path = tmp_path / "out"
     lines: list[str] = []
     frame = run_benchmark(None, opts(sparrow_dataset, tmp_path), grid, echo=lines.append).set_index("run_id")
-    assert frame.status[kept] == "ok" and frame.status[pruned] == "pruned"
+    assert frame.status[kept] == "ok" and frame.status[pruned] == "pruned" and frame.device[pruned] == elsewhere
+    assert json.loads((tmp_path / "runs" / kept / "inputs.json").read_text())["device"] == frame.device[kept]
     assert any(f"{kept}: no checkpoint to resume its 1 recorded epoch(s) from" in line for line in lines)
     assert (tmp_path / "runs" / kept / FIRST_METRICS).read_text() == "epoch,val_top1\n1,99.0\n"
     assert len(pd.read_csv(tmp_path / "runs" / kept / "metrics.csv")) == 2

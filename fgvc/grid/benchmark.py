@@ -338,7 +338,8 @@ def halving_status(configs: list[RunConfig], halving: Halving, out: Path) -> str
 def _mark_pruned(configs: list[RunConfig], pruned: dict, opts: RunOptions, out: Path,
                  echo: Callable[[str], None]) -> None:
     """Write the row.json of each newly pruned run (status pruned, its epochs, its last
-    validation top-1, why); finished and failed runs keep theirs."""
+    validation top-1, why, the device it trained on); finished and failed runs keep theirs."""
+    from fgvc.runs.inputs import started_inputs
     from fgvc.runs.write import make_row
     from fgvc.engine.device import describe_device, resolve_device
     from fgvc.engine.provenance import git_state
@@ -346,12 +347,13 @@ def _mark_pruned(configs: list[RunConfig], pruned: dict, opts: RunOptions, out: 
 
     weights = _weights_of(opts)
     commit, _ = git_state()
-    device = describe_device(resolve_device(opts.device))
+    here = describe_device(resolve_device(opts.device))  # for runs that recorded none (older folders)
     for cfg in configs:
         p = pruned.get(cfg.run_id)
         run_dir = out / "runs" / cfg.run_id
         if p is None or row_status(run_dir) in ("ok", "failed"):
             continue
+        device = started_inputs(run_dir).get("device") or here
         row = make_row(own_benchmark(cfg, run_dir), weights(cfg), device, commit, status=PRUNED, error=p.text(),
                        epochs=p.rung, val_top1=p.score)
         old = read_run_row(run_dir / "row.json")[0] if (run_dir / "row.json").is_file() else None

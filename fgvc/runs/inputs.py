@@ -1,5 +1,6 @@
 """A run's inputs, the ones its run id does not name: the dataset (content checksum) and the
-pretrained weights (file checksum). A run records them when it starts (`inputs.json`) and
+pretrained weights (file checksum). A run records them when it starts (`inputs.json`, with the
+device it trains on, which a run pruned by successive halving keeps in its row) and
 finishes (row.json: weights; provenance.json: dataset). A run folder is reused (skipped
 as done, or resumed) only when they equal the inputs given now; otherwise the benchmark
 stops before any training with one error naming the run and both checksums, so results
@@ -24,8 +25,8 @@ def inputs_of(info, winfo: dict) -> dict:
                 weights_sha256=winfo.get("weights_sha256"))
 
 
-def write_inputs(run_dir: Path, info, winfo: dict) -> None:
-    atomic_write_json(Path(run_dir) / INPUTS, inputs_of(info, winfo))
+def write_inputs(run_dir: Path, info, winfo: dict, device: str | None = None) -> None:
+    atomic_write_json(Path(run_dir) / INPUTS, dict(inputs_of(info, winfo), **({"device": device} if device else {})))
 
 
 def _json(path: Path) -> dict:
