@@ -255,7 +255,8 @@ def travel_budget(carry: list[Path], root: Path = ROOT) -> dict[str, int]:
     """Bytes a device call would send, per share of the tree and per carried path."""
     sizes: dict[str, int] = {}
     for f in travelling_files(root):
-        sizes[share(f, root)] = sizes.get(share(f, root), 0) + f.stat().st_size
+        row = share(f, root)
+        sizes[row] = sizes.get(row, 0) + f.stat().st_size
     for c in carry:
         c = c if c.is_absolute() else root / c
         if not c.exists():

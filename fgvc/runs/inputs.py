@@ -26,7 +26,10 @@ def inputs_of(info, winfo: dict) -> dict:
 
 
 def write_inputs(run_dir: Path, info, winfo: dict, device: str | None = None) -> None:
-    atomic_write_json(Path(run_dir) / INPUTS, dict(inputs_of(info, winfo), **({"device": device} if device else {})))
+    inputs = inputs_of(info, winfo)
+    if device:
+        inputs["device"] = device
+    atomic_write_json(Path(run_dir) / INPUTS, inputs)
 
 
 def _json(path: Path) -> dict:
