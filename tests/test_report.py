@@ -457,6 +457,24 @@ def test_rerun_is_byte_identical(out):
     assert not list(out.glob(".*tmp*")) and not list((out / "figures").glob(".*tmp*"))
 
 
+def test_figures_the_report_no_longer_links_are_removed(tmp_path, out):
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    figs = copy / "figures"
+    png = (figs / "paired_seeds_top1.png").read_bytes()
+    stale = ["curves_center-lam0.1_vs_ce.png", "sweep_lr.png", "per_class_gone_vs_ce.png"]
+    others = ["leaderboard_forest.png", "notes.png"]  # another maker's, and a user's own
+    for name in stale + others:
+        (figs / name).write_bytes(png)
+    (figs / "sweep_lr.csv").write_text("x\n1\n")
+    linked_before = sorted((out / "figures").glob("*.png"))
+    write_report(copy)
+    left = sorted(p.name for p in figs.glob("*.png"))
+    assert left == sorted([p.name for p in linked_before] + others)
+    assert not (figs / "sweep_lr.csv").exists()
+    assert (copy / "report.md").read_text() == (out / "report.md").read_text()
+
+
 @pytest.mark.slow
 def test_report_cli(out):
     from fgvc.cli.report import add_report_parser

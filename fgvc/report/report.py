@@ -12,6 +12,7 @@ the bootstrap draws from a fixed RNG seed).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,9 @@ SUMMARY_DECIMALS = 4  # decimals of metric columns in group_summary.csv
 # One row per group of runs. timm's summary.csv is a per-epoch log (ours: metrics.csv), so the
 # file is group_summary.csv; summary.csv, DESIGN.md's name, is written too, byte for byte the same.
 SUMMARY_FILES = ("group_summary.csv", "summary.csv")
+# The name prefixes of the figures a report draws for its groups and pairs: when the groups change
+# (a sweep that finished, a folder re-collected), the ones it no longer links are stale, not history.
+REPORT_FIGURE_PREFIXES = ("confusion_", "curves_", "flips_", "paired_", "per_class_", "sweep_")
 
 
 def _sweep_section(x: Inputs) -> list[str]:
@@ -62,6 +66,19 @@ def draw_picked(x: Inputs, embeddings: Sequence[str]) -> list[str]:
     for pick in picks:
         draw_embeddings(pick.runs, "test", embeddings, x.out_dir, x.fig_dir, f"test_s{pick.seed}{pick.suffix}")
     return [p.why for p in picks] + missing
+
+
+def remove_stale_figures(fig_dir: Path, report_text: str) -> list[Path]:
+    """Delete the report-drawn figures in `fig_dir` (REPORT_FIGURE_PREFIXES; with a same-named .csv
+    of coordinates) that `report_text` no longer links; returns what was deleted. Figures of other
+    makers (embeddings, which every report links, and leaderboards) are never touched."""
+    linked = set(re.findall(r"\(figures/([^)\s]+\.png)\)", report_text))
+    stale = [p for p in sorted(Path(fig_dir).glob("*.png"))
+             if p.name.startswith(REPORT_FIGURE_PREFIXES) and p.name not in linked]
+    for png in stale:
+        png.unlink()
+        png.with_suffix(".csv").unlink(missing_ok=True)
+    return stale
 
 
 def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequence[str] = (),
@@ -106,8 +123,10 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
         atomic_write_text(x.out_dir / name, summary_csv(x.summary))
     atomic_write_text(x.out_dir / "comparisons.csv", comparisons_csv(comparison_rows(x)))
     report = x.out_dir / "report.md"
-    atomic_write_text(report, inert("\n".join(lines).rstrip() + "\n"))  # nothing a run carries runs as HTML
+    text = inert("\n".join(lines).rstrip() + "\n")  # nothing a run carries runs as HTML
+    atomic_write_text(report, text)
+    remove_stale_figures(x.fig_dir, text)  # only once the report that replaces them is written
     return report
 
 
-__all__ = ["write_report", "REFERENCE", "summary_csv", "SUMMARY_FILES"]
+__all__ = ["write_report", "remove_stale_figures", "REPORT_FIGURE_PREFIXES", "REFERENCE", "summary_csv", "SUMMARY_FILES"]
