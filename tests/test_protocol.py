@@ -119,6 +119,10 @@ def test_pruned_runs_count_in_the_budget_and_are_listed(tmp_path):
     assert "## Pruned by successive halving" in md and md.count("pruned at epoch 3") == 9
     assert "## Failed or unfinished runs" not in md
     assert "54 runs in runs.csv, 45 ok, 9 pruned by successive halving, 0 failed or unfinished." in md
+    # its own survivors are no full sweep to replay the rule on: the report says how it was trained
+    assert "replayed on these full runs" not in md
+    assert "trained with successive halving: the tables above hold the settings that reached the last epoch; " \
+           "the 9 run(s) stopped at a rung" in md
 
 
 def test_a_folder_of_pruned_runs_names_its_data_from_inputs_json(tmp_path):

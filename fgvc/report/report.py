@@ -19,6 +19,7 @@ from typing import Sequence
 import pandas as pd
 
 from fgvc.errors import FGVCError
+from fgvc.grid.halving import PRUNED
 from fgvc.io import atomic_write_text
 from fgvc.report.embedding_pick import pick_embeddings
 from fgvc.report.features import compactness_section
@@ -48,7 +49,7 @@ REPORT_FIGURE_PREFIXES = ("confusion_", "curves_", "flips_", "paired_", "per_cla
 
 
 def _sweep_section(x: Inputs) -> list[str]:
-    return sweep_section(x.ok, x.keys, x.prov.caption, x.fig_dir, x.out_dir)
+    return sweep_section(x.ok, x.keys, x.prov.caption, x.fig_dir, x.out_dir, int((x.runs.status == PRUNED).sum()))
 
 
 def summary_csv(summary: pd.DataFrame) -> str:

@@ -231,8 +231,10 @@ def sweep_families(runs: pd.DataFrame, keys: list[str]) -> list[SweepFamily]:
 
 
 def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataFrame], str], fig_dir: Path,
-                  out_dir: Path) -> list[str]:
-    """Markdown lines of the "Validation sweep" section; none when no run has val_top1."""
+                  out_dir: Path, pruned: int = 0) -> list[str]:
+    """Markdown lines of the "Validation sweep" section; none when no run has val_top1.
+    `pruned`: how many of the folder's runs successive halving stopped (then its tables hold
+    the settings that reached the last epoch, and a replay of the rule on them would mean nothing)."""
     runs = sweep_runs(ok)
     if not len(runs):
         return []
@@ -249,7 +251,7 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
         lines += _tuned_difference(f)
         lines += _confirm_block(f)
         lines += _settings_table(f, cap)
-        lines += _halving_replay(f)
+        lines += _halved(pruned) if pruned else _halving_replay(f)
         lines += _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
     return lines
 
@@ -259,6 +261,12 @@ def _replay_setting(row, cols: list[str]) -> str:
     own = [k for k in cols if k == "lr" or (k in CENTER_KEYS) == (row.method != "ce")]
     return ", ".join(f"{'λ' if k == 'center_weight' else k} {getattr(row, k) if hasattr(row, k) else row[k]}"
                      for k in own)
+
+
+def _halved(pruned: int) -> list[str]:
+    return [f"This sweep was trained with successive halving: the tables above hold the settings that reached the "
+            f"last epoch; the {pruned} run(s) stopped at a rung are listed, with their scores there, under *Pruned by "
+            "successive halving*.", ""]
 
 
 def _halving_replay(f: SweepFamily) -> list[str]:
