@@ -78,8 +78,7 @@ def compare_predictions(a: Path, b: Path) -> str:
     fa, fb = pd.read_csv(pa), pd.read_csv(pb)
     if list(fa.columns) != list(fb.columns) or len(fa) != len(fb):
         return "different layout"
-    bad = [f"{c}: {largest(fa[c].to_numpy(), fb[c].to_numpy())}" for c in fa.columns
-           if largest(fa[c].to_numpy(), fb[c].to_numpy()) != "identical"]
+    bad = [f"{c}: {d}" for c in fa.columns if (d := largest(fa[c].to_numpy(), fb[c].to_numpy())) != "identical"]
     return "; ".join(bad)
 
 
