@@ -125,6 +125,24 @@ def test_pruned_runs_count_in_the_budget_and_are_listed(tmp_path):
            "the 9 run(s) stopped at a rung" in md
 
 
+@pytest.mark.slow
+def test_a_reopened_rung_is_no_full_sweep_to_replay_the_rule_on(tmp_path):
+    """While a rung is decided again (the grid widened), runs pruned before are under way: none is
+    pruned, yet the tables hold only the runs that ended and a replay of the rule would mean nothing."""
+    out = fabricate(tmp_path / "reopened", sweep_runs())
+    assert "replayed on these full runs" in write_report(out).read_text()  # every run ended: the replay stands
+    rows = {d: json.loads((d / "row.json").read_text()) for d in (out / "runs").iterdir()}
+    going = [d for d, r in rows.items() if r["method"] == "center" and r["lr"] == 0.005]
+    assert len(going) == 9
+    for d in going:
+        (d / "row.json").unlink()  # under way again: in no table until the rung is decided
+    write_runs_csv(out)
+    md = write_report(out).read_text()
+    assert "replayed on these full runs" not in md and "## Runs under way" in md and "stopped at a rung" not in md
+    assert "This sweep is still being trained: the tables above hold only the runs that have ended; the 9 run(s) " \
+           "not yet ended are under *Runs under way*, with their validation top-1 so far." in md
+
+
 def test_a_folder_of_pruned_runs_names_its_data_from_inputs_json(tmp_path):
     """Pruned runs write no provenance.json; the Provenance section reads the inputs.json each
     run wrote when it started instead of calling the data unknown."""

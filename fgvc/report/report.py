@@ -29,7 +29,7 @@ from fgvc.report.leaderboard import leaderboard_section
 from fgvc.report.paired import compare_panels, comparison_rows, controls_section, paired_section
 from fgvc.report.markdown import inert
 from fgvc.report.per_class import per_class_section
-from fgvc.report.progress import progress_section
+from fgvc.report.progress import progress_section, under_way
 from fgvc.report.protocol import protocol_checks, protocol_section
 from fgvc.report.sections import (accuracy_section, curves_section, embedding_section, failed_section, notes_section,
                                   provenance_section, pruned_section, summary_section, time_section, title_section)
@@ -49,7 +49,8 @@ REPORT_FIGURE_PREFIXES = ("confusion_", "curves_", "flips_", "paired_", "per_cla
 
 
 def _sweep_section(x: Inputs) -> list[str]:
-    return sweep_section(x.ok, x.keys, x.prov.caption, x.fig_dir, x.out_dir, int((x.runs.status == PRUNED).sum()))
+    return sweep_section(x.ok, x.keys, x.prov.caption, x.fig_dir, x.out_dir, int((x.runs.status == PRUNED).sum()),
+                         len(under_way(x.out_dir)))
 
 
 def summary_csv(summary: pd.DataFrame) -> str:

@@ -231,10 +231,11 @@ def sweep_families(runs: pd.DataFrame, keys: list[str]) -> list[SweepFamily]:
 
 
 def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataFrame], str], fig_dir: Path,
-                  out_dir: Path, pruned: int = 0) -> list[str]:
+                  out_dir: Path, pruned: int = 0, going: int = 0) -> list[str]:
     """Markdown lines of the "Validation sweep" section; none when no run has val_top1.
-    `pruned`: how many of the folder's runs successive halving stopped (then its tables hold
-    the settings that reached the last epoch, and a replay of the rule on them would mean nothing)."""
+    `pruned`: how many of the folder's runs successive halving stopped; `going`: how many are
+    still under way (a rung not yet decided). With either, the tables hold only the settings that
+    ended, and a replay of the rule on them would mean nothing."""
     runs = sweep_runs(ok)
     if not len(runs):
         return []
@@ -251,7 +252,7 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
         lines += _tuned_difference(f)
         lines += _confirm_block(f)
         lines += _settings_table(f, cap)
-        lines += _halved(pruned) if pruned else _halving_replay(f)
+        lines += _halved(pruned, going) if pruned or going else _halving_replay(f)
         lines += _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
     return lines
 
@@ -263,10 +264,16 @@ def _replay_setting(row, cols: list[str]) -> str:
                      for k in own)
 
 
-def _halved(pruned: int) -> list[str]:
-    return [f"This sweep was trained with successive halving: the tables above hold the settings that reached the "
-            f"last epoch; the {pruned} run(s) stopped at a rung are listed, with their scores there, under *Pruned by "
-            "successive halving*.", ""]
+def _halved(pruned: int, going: int) -> list[str]:
+    """Why no replay of the rule follows: the tables hold only the runs that ended."""
+    stopped = (f"the {pruned} run(s) stopped at a rung are listed, with their scores there, under *Pruned by "
+               "successive halving*")
+    if not going:
+        return [f"This sweep was trained with successive halving: the tables above hold the settings that reached "
+                f"the last epoch; {stopped}.", ""]
+    return [f"This sweep is still being trained: the tables above hold only the runs that have ended; the {going} "
+            f"run(s) not yet ended are under *Runs under way*, with their validation top-1 so far"
+            f"{'; ' + stopped if pruned else ''}.", ""]
 
 
 def _halving_replay(f: SweepFamily) -> list[str]:
