@@ -174,6 +174,16 @@ def test_a_choice_still_improving_warns(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_rise_equal_to_the_seed_sd_is_no_warning(tmp_path):
+    """The rule warns on a rise of *more* than the seed SD. The fair sweep's center loss rose
+    1.5873333 against an SD of 1.5873000: both 2 validation images, apart only by metrics.csv's
+    6 significant digits; here 1.00003 against 1.0."""
+    md = write_report(fabricate(tmp_path / "level", sweep_runs(rise=1.00003))).read_text()
+    assert "ok: mean validation top-1 rose +1.0 points over the last 2 of 10 epochs (seed SD 1.0)." in \
+        line(md, "convergence, ce")
+
+
+@pytest.mark.slow
 def test_too_few_seeds_warn(tmp_path):
     md = write_report(fabricate(tmp_path / "two", sweep_runs(seeds=(0, 1)))).read_text()
     assert "warning: groups with fewer than 3 seeds" in line(md, "seeds")

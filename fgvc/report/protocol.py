@@ -35,6 +35,9 @@ from fgvc.runs.read import read_config, read_metrics
 from fgvc.runs.table import GRID_FILE
 
 MIN_SEEDS = 3
+# metrics.csv keeps 6 significant digits, so two equal quantities (a rise of 2 validation images
+# and a seed SD of 2 images) can read 0.00003 apart: compared at this many decimals.
+RISE_DECIMALS = 3
 # Values that bound a setting by its nature: choosing them is no sign the grid was too narrow.
 NATURAL_BOUNDS = {"label_smoothing": {"0"}}
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this code runs from
@@ -138,7 +141,7 @@ def convergence_checks(fam: SweepFamily) -> list[ProtocolCheck]:
         sd = float(np.std([c[-1] for c in curves], ddof=1))
         what = (f"mean validation top-1 {'rose' if rise > 0 else 'changed'} {number(rise, sign=True)} points over "
                 f"the last {last} of {len(mean)} epochs (seed SD {number(sd)})")
-        if rise > sd:
+        if round(rise, RISE_DECIMALS) > round(sd, RISE_DECIMALS):
             out.append(ProtocolCheck(f"convergence, {method}", "warning", f"its chosen setting was still improving: {what}; "
                              "train longer (more epochs for every method) before confirming."))
         else:
