@@ -70,3 +70,19 @@ def test_lean_copy_reports_the_same_numbers(two_runs, tmp_path):
     again = subprocess.run([sys.executable, str(ROOT / "tools" / "lean_results.py"), str(lean)], capture_output=True,
                            text=True)
     assert again.returncode == 0 and again.stdout.count("left as it is") == 4  # idempotent
+
+
+@pytest.mark.slow
+def test_lean_before_any_embedding_figure_stops_and_drops_nothing(two_runs, tmp_path):
+    """Without --keep-seeds the kept seeds come from the UMAP / t-SNE figures; with none drawn yet
+    it would drop every features.npz, so it stops and names the fix instead."""
+    lean = tmp_path / "lean"
+    shutil.copytree(two_runs, lean)
+    shutil.rmtree(lean / "figures", ignore_errors=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "lean_results.py"), str(lean)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "fgvc report" in proc.stderr and "--keep-seeds" in proc.stderr
+    assert all((d / "features.npz").is_file() for d in (lean / "runs").iterdir())
+    none = subprocess.run([sys.executable, str(ROOT / "tools" / "lean_results.py"), str(lean), "--keep-seeds", ""],
+                          capture_output=True, text=True)
+    assert none.returncode == 0 and none.stdout.count("features.npz dropped") == 4

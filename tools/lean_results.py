@@ -7,7 +7,8 @@ For every finished run that still has its full features.npz:
   every run wrote it at its end): the compactness numbers and feature norms of the FULL
   features, exactly what the report computed from this file;
 - then features.npz is dropped, except for the runs of the seeds the folder's UMAP / t-SNE
-  figures draw (default: the seeds in figures/umap_*_s<seed>.png and tsne_*): theirs is
+  figures draw (default: the seeds in figures/umap_*_s<seed>.png and tsne_*; where no figure
+  names a seed yet it stops, so run `fgvc report` first or pass --keep-seeds): theirs is
   reduced to the first `--dims` principal components (PCA fitted on the run's train features,
   applied to train and test) in float16, as t-SNE / UMAP practice does before embedding, and
   feature_metrics.json records `features_npz: "pca<dims>-float16"`.
@@ -58,11 +59,16 @@ def reduce(feats: dict, dims: int) -> dict:
     return out
 
 
+def full_features(run_dir: Path) -> bool:
+    """Whether the run still has its features.npz as training wrote it (not reduced, not dropped)."""
+    return (run_dir / "features.npz").is_file() and not (read_feature_metrics(run_dir) or {}).get(REDUCED_KEY)
+
+
 def lean_run(run_dir: Path, keep: bool, dims: int) -> str:
     npz = run_dir / "features.npz"
-    metrics = read_feature_metrics(run_dir)
-    if not npz.is_file() or (metrics or {}).get(REDUCED_KEY):
+    if not full_features(run_dir):
         return "left as it is"
+    metrics = read_feature_metrics(run_dir)
     with np.load(npz, allow_pickle=False) as z:
         feats = {k: z[k] for k in z.files}
     if metrics is None:
@@ -86,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dims", type=int, default=64, help="principal components kept (default 64)")
     args = ap.parse_args(argv)
     keep = set(args.keep_seeds.split(",")) if args.keep_seeds is not None else drawn_seeds(args.out)
-    for run_dir in sorted((args.out / "runs").iterdir()):
-        if not (run_dir / "row.json").is_file():
-            continue
+    ended = [d for d in sorted((args.out / "runs").iterdir()) if (d / "row.json").is_file()]
+    if args.keep_seeds is None and not keep and any(full_features(d) for d in ended):
+        print(f"lean_results: no UMAP / t-SNE figure in {args.out / 'figures'} names a seed, so every features.npz "
+              f"would be dropped: run `fgvc report {args.out}` first (it draws them), or pass --keep-seeds "
+              f"(e.g. --keep-seeds 5; --keep-seeds '' keeps none)", file=sys.stderr)
+        return 2
+    for run_dir in ended:
         seed = str(read_config(run_dir).get("seed", ""))
         print(f"{run_dir.name}: {lean_run(run_dir, seed in keep, args.dims)}")
     return 0
