@@ -206,7 +206,8 @@ def run_epoch(ctx: RunContext, parts: RunParts, epoch: int) -> tuple[dict, dict 
         ckpt.save_epoch(ctx.run_dir / ckpt.CHECKPOINT, cfg.run_id, epoch, parts.model, parts.optimizer, parts.aux,
                         parts.history, parts.started)
     ctx.note(f"{cfg.run_id}: epoch {epoch + 1}/{cfg.epochs} loss {tr['train_loss']:.4f} "
-             f"(ce {tr['train_ce']:.4f}, center {tr['train_center']:.4g}) train top1 {tr['train_top1']:.1f} "
+             f"(ce {tr['train_ce']:.4f}" + (f", {cfg.method} {tr['train_center']:.4g}" if parts.aux is not None else "")
+             + f") train top1 {tr['train_top1']:.1f} "
              + (f"val top1 {val['top1']:.1f} " if val else "")
              + (f"test top1 {ev['top1']:.1f} top5 {ev['top5']:.1f} " if test_out is not None else "")
              + f"{tr['train_images'] / tr['train_seconds']:.1f} img/s {rec['seconds']:.1f}s")

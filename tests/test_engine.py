@@ -207,6 +207,10 @@ def test_train_command_single_run(sparrow_dataset, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "top1" in out and ": epoch 1/1 loss " in out  # the epoch line, also under --no-progress
+    assert ", center " in out  # the auxiliary term is named by its method, and only by it
+    assert main(argv[:-2] + ["--set", "method=feature_norm"]) == 0
+    out = capsys.readouterr().out
+    assert ", feature_norm " in out and ", center " not in out
     assert main(argv[:-2] + ["--set", "methods=[ce,center]"]) == 2
     assert "runs one configuration" in capsys.readouterr().err
 
