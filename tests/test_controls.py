@@ -61,3 +61,14 @@ def test_a_confirmation_pairs_center_loss_with_its_control(tmp_path):
     control = comparisons[comparisons.a.str.contains("method=feature_norm") & comparisons.b.str.contains("center")]
     assert len(comparisons) == 3 and len(control) == 1
     assert control.mean_diff.iloc[0] == pytest.approx(22.22, abs=0.01) and control.holm_family.iloc[0] == 3
+
+
+def test_figure_names_give_each_method_its_own_tuned_setting(tmp_path):
+    """A confirmation trains each method at its own lr: a panel's file name puts each group's lr
+    after its own name where they differ (`..._vs_ce_lr-0.01` misnamed CE's 0.005), at the end where shared."""
+    setting = {"ce": dict(lr=0.005), "center": dict(lr=0.005, center_weight=0.03),
+               "feature_norm": dict(lr=0.01, center_weight=0.01)}
+    out = fabricate(tmp_path / "conf", [dict(method=m, seed=s, **kw) for m, kw in setting.items() for s in SEEDS],
+                    val_fraction=0.0)
+    slugs = sorted(p.slug for p in load_inputs(out).panels)
+    assert slugs == ["center-lam0.03_vs_ce_lr-0.005", "feature_norm-lam0.01_lr-0.01_vs_ce_lr-0.005"]

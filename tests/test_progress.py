@@ -43,3 +43,13 @@ def test_no_section_when_every_run_has_ended(tmp_path):
     assert progress_section(tmp_path) == []
     run(tmp_path, "done", [50], method="ce", ended=True)
     assert progress_section(tmp_path) == []
+
+
+def test_one_setting_per_method_is_named_by_what_sets_it_apart(tmp_path):
+    """A confirmation: each method at its own setting; the table names it (not "—"), CE without λ."""
+    run(tmp_path, "ce", [50], method="ce", lr=0.005, center_weight=0.001)
+    run(tmp_path, "c", [60], method="center", lr=0.005, center_weight=0.03)
+    run(tmp_path, "f", [55], method="feature_norm", lr=0.01, center_weight=0.01)
+    t = progress_table(under_way(tmp_path))
+    assert t.set_index("method").setting.to_dict() == {
+        "ce": "lr 0.005", "center": "λ 0.03, lr 0.005", "feature_norm": "λ 0.01, lr 0.01"}

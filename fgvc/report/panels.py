@@ -144,14 +144,18 @@ def make_panels(groups: list[Group], keys: list[str]) -> list[Panel]:
 
 def _stem(groups: list[Group], show: list[str]) -> str:
     """A panel's figure-file stem from what tells its groups apart: `center-lam0.001_vs_ce`,
-    with `key-value` for each other varying key (`..._lr-0.01`)."""
+    with `key-value` for each other varying key: at the end where the panel's groups share it
+    (`..._lr-0.01`), after each group's name where they differ (each method at its own tuned
+    setting: `feature_norm-lam0.01_lr-0.01_vs_ce_lr-0.005`)."""
+    keys = [k for k in show if k != "weights"]
+    own = [k for k in keys if k not in CENTER_KEYS and len({str(g.values[k]) for g in groups}) > 1]
     names = []
     for g in reversed(groups):
         v = g.values
         name = f"{v['method']}-lam{v['center_weight']}" if v["method"] != "ce" else "ce"
-        names.append(name)
-    extra = [f"{k}-{groups[-1].values[k]}" for k in show
-             if not (k in CENTER_KEYS and groups[-1].method == "ce") and k != "weights"]
+        names.append(name + "".join(f"_{k}-{v[k]}" for k in own))
+    extra = [f"{k}-{groups[-1].values[k]}" for k in keys
+             if k not in own and not (k in CENTER_KEYS and groups[-1].method == "ce")]
     return "_vs_".join(names) + "".join(f"_{e}" for e in extra)
 
 

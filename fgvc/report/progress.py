@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fgvc.grid.halving import read_val_curve
+from fgvc.report.load import CENTER_KEYS
 from fgvc.report.markdown import mean_sd, table
 from fgvc.runs.read import read_config
 
@@ -33,8 +34,9 @@ def under_way(out_dir: Path) -> list[Path]:
 
 def progress_table(folders: list[Path]) -> pd.DataFrame:
     """One row per setting: method, setting (the keys that vary between the method's settings,
-    as text), seeds, epoch, val_mean, val_std. `epoch` is the latest epoch every seed of the
-    setting has reached, and the validation scores are taken there."""
+    as text; where the method has one setting, the keys that tell it from the other methods),
+    seeds, epoch, val_mean, val_std. `epoch` is the latest epoch every seed of the setting has
+    reached, and the validation scores are taken there."""
     rows = []
     for run in folders:
         cfg, curve = read_config(run), read_val_curve(run)
@@ -44,9 +46,13 @@ def progress_table(folders: list[Path]) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     frame = pd.DataFrame(rows)
     keys = [c for c in frame.columns if c != "curve"]
+    across = [k for k in keys if k != "method" and frame[k].nunique() > 1]
     out = []
     for method, runs in frame.groupby("method", sort=True):
-        varied = [k for k in keys if k != "method" and runs[k].nunique() > 1]
+        # what tells the method's settings apart; with one setting (a confirmation), what
+        # tells it from the other methods (its own λ, lr), CE's unused loss keys left out
+        varied = [k for k in keys if k != "method" and runs[k].nunique() > 1] or [
+            k for k in across if runs[k].notna().all() and not (method == "ce" and k in CENTER_KEYS)]
         for _, group in runs.groupby(keys, sort=False, dropna=False):
             epoch = min(len(c) for c in group.curve)
             scores = pd.Series([c[epoch - 1] for c in group.curve], dtype=float)
