@@ -208,3 +208,26 @@ def test_a_decision_stays_made_when_a_run_trains_again(sparrow_dataset, tmp_path
     again: list[str] = []
     run_benchmark(None, opts(sparrow_dataset, tmp_path), grid, echo=again.append)
     assert any("1 run(s) pruned, 1 going on; every rung decided" in line for line in again)
+
+
+@pytest.mark.slow
+def test_halving_by_method_takes_each_method_through_every_rung_with_the_same_decisions(sparrow_dataset, tmp_path):
+    """--halving-order method: CE's runs reach the end (or are pruned) before center loss's first
+    epoch, and every run ends as it does in rung order (the rule ranks within a method)."""
+    grid = dict(TINY, methods=["ce", "center"], epochs=2, lr=[0.001, 0.05], val_fraction=0.25,
+                halving={"rungs": [1], "keep": 0.5})
+    by_rung = run_benchmark(None, opts(sparrow_dataset, tmp_path / "rung"), grid, echo=lambda m: None)
+    lines: list[str] = []
+    by_method = run_benchmark(None, opts(sparrow_dataset, tmp_path / "method"), grid, echo=lines.append,
+                              halving_order="method")
+    status = ["run_id", "status", "epochs"]
+    pd.testing.assert_frame_equal(by_rung[status].sort_values("run_id").reset_index(drop=True),
+                                  by_method[status].sort_values("run_id").reset_index(drop=True))
+    assert sorted(by_method.status) == ["ok", "ok", "pruned", "pruned"]
+    epochs = [line.split(":")[0] for line in lines if ": epoch " in line]
+    methods = ["center" if "-center-" in run else "ce" for run in epochs]
+    assert methods == sorted(methods, key=["ce", "center"].index) and len(epochs) == 6  # 2 + 1 epochs per method
+    assert any("halving by method: test_resnet center, group 2 of 2 (2 runs)" in line for line in lines)
+    with pytest.raises(FGVCError, match="invalid halving order 'seed'"):
+        run_benchmark(None, opts(sparrow_dataset, tmp_path / "other"), grid, halving_order="seed")
+    assert not (tmp_path / "other").exists()

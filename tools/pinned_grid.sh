@@ -16,10 +16,11 @@
 # To commit the finished runs: python tools/collect_runs.py <worktree>/OUT OUT (no checkpoints).
 # On a new machine, SEED_FROM=DIR (the committed copy, e.g. results/fair-lite0-cpu) first fills
 # an OUT that has no runs/ yet with DIR's run folders: ended runs are skipped, and halving keeps
-# the scores of runs paused at a rung (they retrain from epoch 1: checkpoints are never committed).
+# the scores of runs paused at a rung (they retrain from epoch 1: checkpoints are never committed);
+# pass --halving-order method where sessions are short, so at most one method's epochs are lost.
 set -euo pipefail
 if [ $# -lt 3 ]; then
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 commit=$1 grid=$2 out=$3

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fgvc.cli.defaults import DEFAULT_DATA
 from fgvc.errors import FGVCError
+from fgvc.grid.halving import HALVING_ORDERS
 
 
 METHODS_HELP = """methods (--set method=NAME; formulas and defaults: docs/losses.md):
@@ -131,7 +132,7 @@ def cmd_benchmark(args) -> int:
     out = args.out or default_out(name)
     with stop_on_signals():  # Ctrl-C and SIGTERM (kill, Slurm) stop every worker: fgvc/grid/signals.py
         frame = run_benchmark(args.grid, _options(args, out), overrides, dry_run=args.dry_run, jobs=args.jobs,
-                              shard=shard, force_mix=args.force_mix)
+                              shard=shard, force_mix=args.force_mix, halving_order=args.halving_order)
     failed = int((frame.status == "failed").sum()) if len(frame) else 0
     if failed:
         print(f"{failed} run(s) failed: see the error column of {out / 'runs.csv'}", file=sys.stderr)
@@ -193,6 +194,12 @@ def add_benchmark_parser(sub) -> argparse.ArgumentParser:
                    help="train N runs at the same time on the one device, each in its own process (a batch-32 "
                         "ResNet50 leaves a large GPU mostly idle; on CPU the cores are split between the jobs). "
                         "Results do not depend on it (default: %(default)s)")
+    p.add_argument("--halving-order", choices=HALVING_ORDERS, default="rung",
+                   help="for a grid with `halving`: 'rung' trains every run to a rung before the next rung (the most "
+                        "runs at a time: GPUs, many --jobs); 'method' takes one method's runs through every rung "
+                        "before the next method's. The same decisions (settings are ranked within a method); by "
+                        "method, a session cut off loses at most one method's epochs, as paused runs whose "
+                        "checkpoints stay behind train again from epoch 1 elsewhere (default: %(default)s)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only runs I, I+N, I+2N, ... of the expanded grid (I is 0-based), so N jobs with "
                         "I = 0..N-1 split the grid between them; they may share --out, and `fgvc report` merges "

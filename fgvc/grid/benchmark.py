@@ -22,7 +22,8 @@ from fgvc.config import HALVING, SELECTED_FROM, RunConfig, expand_grid, load_gri
 from fgvc.grid.shards import Shard, select_shard
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.grid.halving import PRUNED, Halving, check_halving, decide, read_val_curve, row_status, trials_of
+from fgvc.grid.halving import (HALVING_ORDERS, PRUNED, Halving, check_halving, decide, group_of, read_val_curve, row_status,
+                               trials_of)
 from fgvc.runs.inputs import check_reuse
 from fgvc.io import clean_temps, is_no_space, no_space_error, outside
 from fgvc.runs.table import GRID_FILE, read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
@@ -257,12 +258,15 @@ def _frame(out: Path, configs: list[RunConfig], shard: Shard | None) -> pd.DataF
 
 def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dict | None = None,
                   echo: Callable[[str], None] = console, dry_run: bool = False, jobs: int = 1,
-                  shard: Shard | tuple[int, int] | None = None, force_mix: bool = False) -> pd.DataFrame:
+                  shard: Shard | tuple[int, int] | None = None, force_mix: bool = False,
+                  halving_order: str = "rung") -> pd.DataFrame:
     """Expand, check and run a grid (or one shard of it), `jobs` runs at a time; returns the
     runs.csv frame (with a shard: only that shard's rows). `force_mix`: run it in an OUT that
-    belongs to another grid (fgvc.grid.owner)."""
+    belongs to another grid (fgvc.grid.owner); `halving_order`: see `run_halving`."""
     if jobs < 1:
         raise FGVCError(f"invalid --jobs {jobs}: use 1 or more (runs trained at the same time on one device)")
+    if halving_order not in HALVING_ORDERS:
+        raise FGVCError(f"invalid halving order {halving_order!r}: use one of {', '.join(HALVING_ORDERS)}")
     everything, configs, shard, halving, selected = _expand(grid_path, overrides, shard)
     out = Path(opts.out)
     names = sorted({c.benchmark for c in everything})
@@ -296,7 +300,7 @@ def run_benchmark(grid_path: str | Path | None, opts: RunOptions, overrides: dic
     with rebuilt_after(out):
         try:
             if halving is not None:
-                run_halving(configs, halving, opts, info, out, echo, jobs)
+                run_halving(configs, halving, opts, info, out, echo, jobs, halving_order)
             else:
                 train_runs(todo, opts, info, out, echo, jobs, snap)
         except OSError as e:  # a full disk met outside a run (runs.csv, a pruned row): one line too
@@ -372,9 +376,26 @@ def _revive(alive: list[RunConfig], out: Path, echo: Callable[[str], None]) -> N
 
 
 def run_halving(configs: list[RunConfig], halving: Halving, opts: RunOptions, info, out: Path,
-                echo: Callable[[str], None], jobs: int) -> None:
-    """Successive halving (fgvc.grid.halving): train the going-on runs to the next rung, decide,
-    repeat; the last rung's survivors train to the end."""
+                echo: Callable[[str], None], jobs: int, order: str = "rung") -> None:
+    """Successive halving (fgvc.grid.halving). `order` "rung": every run to the next rung, then
+    the next (the most runs at a time); "method": one (model, method) group through every rung
+    before the next group starts. The rule ranks settings within a group, so both orders make
+    the same decisions; by method, a session cut off (checkpoints never leave the machine) loses
+    at most one group's unsaved epochs instead of every paused run's."""
+    if order != "method":
+        return _halve(configs, halving, opts, info, out, echo, jobs)
+    groups: dict[str, list[RunConfig]] = {}
+    for cfg in configs:
+        groups.setdefault(group_of(cfg), []).append(cfg)
+    for i, (name, part) in enumerate(groups.items(), 1):
+        echo(f"halving by method: {name}, group {i} of {len(groups)} ({len(part)} runs)")
+        _halve(part, halving, opts, info, out, echo, jobs)
+
+
+def _halve(configs: list[RunConfig], halving: Halving, opts: RunOptions, info, out: Path,
+           echo: Callable[[str], None], jobs: int) -> None:
+    """Train the going-on runs of `configs` to the next rung, decide, repeat; the last rung's
+    survivors train to the end."""
     while True:
         d = decide(trials_of(configs, out), halving)
         _mark_pruned(configs, d.pruned, opts, out, echo)

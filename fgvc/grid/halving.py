@@ -37,6 +37,7 @@ from fgvc.errors import FGVCError
 
 HALVING = "halving"  # the grid key
 PRUNED = "pruned"    # a pruned run's status in row.json / runs.csv
+HALVING_ORDERS = ("rung", "method")  # how a grid schedules it (fgvc.grid.benchmark.run_halving); same decisions
 TIE_DECIMALS = 6     # means compared at this precision: float noise never breaks an exact tie
 FIRST_METRICS = "metrics.first.csv"  # a retrained run's first metrics.csv (see the module docstring)
 
@@ -218,12 +219,17 @@ def row_status(run_dir: Path) -> str | None:
         return None
 
 
+def group_of(cfg: Any) -> str:
+    """The group a run's settings are ranked within: its (model, method)."""
+    return f"{cfg.model} {cfg.method}"
+
+
 def trials_of(configs: Sequence[Any], out: Path) -> list[Trial]:
     """The grid's runs as Trials, from their folders under OUT/runs."""
     trials = []
     for cfg in configs:
         run_dir = Path(out) / "runs" / cfg.run_id
-        trials.append(Trial(cfg.run_id, f"{cfg.model} {cfg.method}", setting_of(cfg.identity()),
+        trials.append(Trial(cfg.run_id, group_of(cfg), setting_of(cfg.identity()),
                             decision_curve(run_dir), row_status(run_dir) == "failed", cfg.epochs))
     return trials
 
@@ -237,6 +243,6 @@ def replay(trials: list[Trial], halving: Halving) -> tuple[Decision, int, int]:
     return d, full, spent
 
 
-__all__ = ["HALVING", "PRUNED", "FIRST_METRICS", "Halving", "parse_halving", "check_halving", "Trial", "Pruned",
+__all__ = ["HALVING", "HALVING_ORDERS", "PRUNED", "FIRST_METRICS", "Halving", "parse_halving", "check_halving", "Trial", "Pruned", "group_of",
            "Decision", "decide", "setting_of", "read_val_curve", "decision_curve", "keep_first_training", "row_status",
            "trials_of", "replay"]
