@@ -16,6 +16,7 @@ import pandas as pd
 
 from fgvc.config import RunConfig
 from fgvc.errors import FGVCError
+from fgvc.grid.halving import PRUNED
 from fgvc.names import is_run_id
 from fgvc.runs.read import read_config
 from fgvc.runs.table import DAMAGED, RUNS_COLUMNS, row_files, write_runs_csv
@@ -139,11 +140,13 @@ def damaged_runs(out_dir: Path) -> dict[str, str]:
 
 
 def group_keys(runs: pd.DataFrame) -> list[str]:
-    """GROUP_KEYS plus any config-only setting that varies within a method."""
+    """GROUP_KEYS plus any config-only setting that varies within a method, over its ended and
+    its pruned runs: a halving sweep may end with one value of a method's knob (CE's label
+    smoothing) among its finished runs, and that value is still the sweep's choice."""
     keys = list(GROUP_KEYS)
-    ok = runs[runs.status == "ok"]
+    swept = runs[runs.status.isin(("ok", PRUNED))]
     for key in EXTRA_CONFIG_KEYS:
-        if key in ok.columns and (ok.groupby("method")[key].nunique() > 1).any():
+        if key in swept.columns and (swept.groupby("method")[key].nunique() > 1).any():
             keys.append(key)
     return keys
 

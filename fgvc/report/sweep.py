@@ -20,7 +20,7 @@ from matplotlib.ticker import NullLocator
 
 from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, read_val_curve, replay
 from fgvc.io import save_figure, tight_layout
-from fgvc.report.load import CENTER_KEYS, TUNED_KEYS, canon
+from fgvc.report.load import CENTER_KEYS, EXTRA_CONFIG_KEYS, TUNED_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
 from fgvc.report.stats import mean_ci, sort_key
 from fgvc.report.style import DOUBLE, method_color, styled
@@ -41,8 +41,10 @@ def setting_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     aux = runs[runs.method != "ce"]
     extra = [k for k in keys if k in CENTER_KEYS and k != "center_weight" and k in runs.columns
              and aux[k].nunique() > 1]
+    # a config-only key is in `keys` only where it varies within a method, its pruned runs counted
+    # (fgvc.report.load.group_keys): one value left among the ended runs is still the choice
     tuned = [k for k in keys if k in TUNED_KEYS and k != "lr" and k in runs.columns
-             and (runs.groupby("method")[k].nunique() > 1).any()]
+             and (k in EXTRA_CONFIG_KEYS or (runs.groupby("method")[k].nunique() > 1).any())]
     return ["center_weight", "lr"] + extra + tuned
 
 
