@@ -85,3 +85,32 @@ def test_latex_escapes_and_compare_writes_tables(tmp_path):
     runs = conf / "runs.csv"
     assert main(["compare", str(runs), str(runs), "--latex", str(tmp_path / "c.tex")]) == 0
     assert r"\begin{tabular}" in (tmp_path / "c.tex").read_text()
+
+
+def test_a_halving_sweeps_checks_count_for_the_rows_they_are_about(tmp_path):
+    """The zoo's shape: each method tunes one knob (CE label smoothing, the others λ), halving
+    leaves one setting per method among the ended runs, and the confirmation carries some of the
+    methods. The sweep's edge checks still run (the pruned settings count as tried); a method left
+    out (triplet) flags nothing; an edge (supcon's smallest λ) makes only its own row provisional;
+    CE's chosen label smoothing reaches the settings check and the table's words."""
+    knob = {"ce": ("label_smoothing", (0.0, 0.1, 0.2)), "center": ("center_weight", (0.01, 0.03, 0.1)),
+            "supcon": ("center_weight", (1.0, 3.0, 10.0)), "triplet": ("center_weight", (10.0, 30.0, 100.0))}
+    best = {"ce": 0.1, "center": 0.03, "supcon": 1.0, "triplet": 10.0}
+    fabricate(tmp_path / "sweep", [dict(method=m, lr=LR, seed=s, val=60.0 if v == best[m] else 50.0,
+                                        status="ok" if v == best[m] else "pruned", **{key: v})
+                                   for m, (key, values) in knob.items() for v in values for s in (0, 1)],
+              benchmark="sweep")
+    conf = tmp_path / "conf"
+    top1 = {"ce": [50.0, 52.5, 55.0], "center": [60.0, 65.0, 67.5], "supcon": [52.5, 52.5, 57.5]}
+    fabricate(conf, [dict(method=m, lr=LR, seed=s, top1=t, **{knob[m][0]: best[m]})
+                     for m, values in top1.items() for s, t in zip((5, 6, 7), values)], val_fraction=0.0,
+              benchmark="conf")
+    (conf / "grid.yaml").write_text(yaml.safe_dump({"name": "conf", "selected_from": "sweep"}))
+    assert main(["leaderboard", str(conf)]) == 0
+    verdict = pd.read_csv(conf / "leaderboard.csv").set_index("method").protocol
+    assert verdict["center"] == "ok"
+    assert verdict["supcon"].startswith("provisional") and "sweep: grid edge, supcon" in verdict["supcon"]
+    assert "triplet" not in verdict["supcon"]
+    board = pd.read_csv(conf / "leaderboard.csv")
+    assert set(board.ce_setting) == {"CE (label_smoothing=0.1)"}  # the baseline's own tuned setting, named
+    assert "- conf: CE is CE (label_smoothing=0.1)" in (conf / "leaderboard.md").read_text()

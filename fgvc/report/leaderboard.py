@@ -30,7 +30,7 @@ from fgvc.report.stats import DEFAULT_MARGIN, holm
 
 LEADERBOARD_COLUMNS = ["rank", "method", "setting", "folder", "seeds", "ce_top1", "method_top1", "diff",
                        "ci95_low", "ci95_high", "boot_low", "boot_high", "p", "p_holm", "p_improve", "budget",
-                       "protocol"]
+                       "protocol", "ce_setting"]
 HEADER = ["rank", "method (setting)", "seeds", "CE", "method", "difference", "95% t interval",
           "95% bootstrap", "p (Holm)", "P(improvement)", "tuning budget", "protocol"]
 
@@ -44,13 +44,16 @@ def _budget(x: Inputs) -> dict[str, str]:
 
 def leaderboard_rows(x: Inputs) -> list[dict]:
     """One row per CE/method pair of a report's inputs (after fgvc.report.paired.compare_panels)."""
-    budget, verdict = _budget(x), provisional(x.protocol or []) or "ok"
+    budget, checks = _budget(x), x.protocol or []
     rows = []
     for p in pairs_of(x):
         res, (ce, other) = p.paired, p.groups
         if not res.n:
             continue
-        rows.append(dict(method=other.method, setting=other.label, folder=x.out_dir.name, seeds=res.n,
+        # the checks of the whole comparison, CE's and this method's: another method's edge is not this row's
+        verdict = provisional([c for c in checks if c.method in ("", "ce", other.method)]) or "ok"
+        rows.append(dict(method=other.method, setting=other.label, ce_setting=ce.label, folder=x.out_dir.name,
+                         seeds=res.n,
                          ce_top1=sum(res.ce_top1) / res.n, method_top1=sum(res.center_top1) / res.n,
                          diff=res.mean_diff, ci95_low=res.ci_low, ci95_high=res.ci_high, boot_low=res.boot_low,
                          boot_high=res.boot_high, p=res.p_value, p_holm=math.nan, p_improve=res.p_improve,
@@ -96,7 +99,9 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str) -> tuple[l
         "difference from CE in test top-1 (points)")
     rows = [_cells(r) for _, r in board.iterrows()]
     why = sorted({(r["folder"], r["protocol"]) for _, r in board.iterrows() if r["protocol"] != "ok"})
-    lines = [table(HEADER, rows), ""] + [f"- {folder}: {text}" for folder, text in why] + (["" ] if why else [])
+    ces = sorted({(r["folder"], r["ce_setting"]) for _, r in board.iterrows()})
+    lines = [table(HEADER, rows), ""] + [f"- {folder}: CE is {ce}" for folder, ce in ces] + [
+        f"- {folder}: {text}" for folder, text in why] + [""]
     lines += [image("Leaderboard forest plot", forest, out_dir), "",
              "*Each method against CE over matched seeds (test top-1, %): mean difference, 95% Student-t and "
              "hierarchical bootstrap intervals, paired t-test p Holm-adjusted across the rows, P(improvement) the "

@@ -141,12 +141,16 @@ def damaged_runs(out_dir: Path) -> dict[str, str]:
 
 def group_keys(runs: pd.DataFrame) -> list[str]:
     """GROUP_KEYS plus any config-only setting that varies within a method, over its ended and
-    its pruned runs: a halving sweep may end with one value of a method's knob (CE's label
-    smoothing) among its finished runs, and that value is still the sweep's choice."""
+    its pruned runs (a halving sweep may end with one value of a method's knob, CE's label
+    smoothing, among its finished runs, and that value is still the sweep's choice), and a tuned
+    setting that differs between methods (a confirmation's CE at label smoothing 0.1 beside
+    methods at 0: the labels say so)."""
     keys = list(GROUP_KEYS)
     swept = runs[runs.status.isin(("ok", PRUNED))]
     for key in EXTRA_CONFIG_KEYS:
-        if key in swept.columns and (swept.groupby("method")[key].nunique() > 1).any():
+        if key not in swept.columns:
+            continue
+        if (swept.groupby("method")[key].nunique() > 1).any() or (key in TUNED_KEYS and swept[key].nunique() > 1):
             keys.append(key)
     return keys
 

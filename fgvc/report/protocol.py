@@ -18,7 +18,7 @@ Torch-free; reads only the results folders (and git, for what differs between tw
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +45,13 @@ _CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this code runs
 
 @dataclass(frozen=True)
 class ProtocolCheck:
-    """One protocol check: its name, "ok" / "warning" / "error", and the line it prints."""
+    """One protocol check: its name, "ok" / "warning" / "error", the line it prints, and the
+    method it is about ("" for the whole comparison), so a leaderboard row answers for its own."""
 
     name: str
     level: str
     text: str
+    method: str = ""
 
     def line(self) -> str:
         return f"- **{self.name}**: {self.level}: {self.text}"
@@ -94,13 +96,12 @@ def edge_checks(fam: SweepFamily, all_runs: pd.DataFrame) -> list[ProtocolCheck]
     out = []
     keys = ["lr"] + [k for k in ("center_weight", *fam.extra) if k != "lr"]
     for method, best in sorted(fam.by_method.items()):
-        if len(fam.settings[fam.settings.method == method]) < 2:
+        own = [k for k in keys if (k in CENTER_KEYS) == (method != "ce") or k == "lr"]
+        tried_by = {k: _tried(fam, method, k, all_runs) for k in own}  # pruned runs count: halving may leave one
+        if all(len(t) < 2 for t in tried_by.values()):
             continue  # one setting: nothing was chosen
         edges = []
-        for key in keys:
-            if (key in CENTER_KEYS) != (method != "ce") and key != "lr":
-                continue
-            tried = _tried(fam, method, key, all_runs)
+        for key, tried in tried_by.items():
             value = canon(best[key])
             if len(tried) < 2 or value not in tried or not _numeric(tried):
                 continue
@@ -111,9 +112,10 @@ def edge_checks(fam: SweepFamily, all_runs: pd.DataFrame) -> list[ProtocolCheck]
                 edges.append(f"{key} {value} is the smallest value tried ({', '.join(tried)}): extend the grid "
                              f"below {value}")
         if edges:
-            out.append(ProtocolCheck(f"grid edge, {method}", "warning", "; ".join(edges) + "."))
+            out.append(ProtocolCheck(f"grid edge, {method}", "warning", "; ".join(edges) + ".", method))
         else:
-            out.append(ProtocolCheck(f"grid edge, {method}", "ok", "its chosen setting lies inside the values tried."))
+            out.append(ProtocolCheck(f"grid edge, {method}", "ok", "its chosen setting lies inside the values tried.",
+                                     method))
     return out
 
 
@@ -143,9 +145,9 @@ def convergence_checks(fam: SweepFamily) -> list[ProtocolCheck]:
                 f"the last {last} of {len(mean)} epochs (seed SD {number(sd)})")
         if round(rise, RISE_DECIMALS) > round(sd, RISE_DECIMALS):
             out.append(ProtocolCheck(f"convergence, {method}", "warning", f"its chosen setting was still improving: {what}; "
-                             "train longer (more epochs for every method) before confirming."))
+                             "train longer (more epochs for every method) before confirming.", method))
         else:
-            out.append(ProtocolCheck(f"convergence, {method}", "ok", f"{what}."))
+            out.append(ProtocolCheck(f"convergence, {method}", "ok", f"{what}.", method))
     return out
 
 
@@ -174,7 +176,7 @@ def sweep_checks(runs: pd.DataFrame, prefix: str = "") -> list[ProtocolCheck]:
     for fam in sweep_families(swept, keys):
         checks += edge_checks(fam, runs[runs.run_id.isin(swept.run_id) | (runs.status != "ok")])
         checks += convergence_checks(fam)
-    return [ProtocolCheck(prefix + c.name, c.level, c.text) for c in checks]
+    return [replace(c, name=prefix + c.name) for c in checks]
 
 
 # --------------------------------------------------------------------------- confirmation
@@ -200,7 +202,8 @@ def sweep_dir_of(out_dir: Path, selected: str) -> Path:
 
 def confirmation_checks(out_dir: Path, runs: pd.DataFrame) -> list[ProtocolCheck]:
     """Seeds, settings and code of a confirmation against the sweep it names, then the sweep's
-    own checks (its choice is only as fair as its budget)."""
+    own checks for the methods the confirmation carries (its choice is only as fair as its
+    budget; a method the confirmation left out compares with nothing here)."""
     sweep_dir = selected_from(out_dir, sorted(set(runs.benchmark) - {""}))
     if sweep_dir is None:
         return []
@@ -210,7 +213,7 @@ def confirmation_checks(out_dir: Path, runs: pd.DataFrame) -> list[ProtocolCheck
     sweep = load_runs(sweep_dir)
     ok = runs[runs.status == "ok"]
     checks = [_seed_overlap(ok, sweep), _settings_match(ok, sweep), _same_code(ok, sweep[sweep.status == "ok"])]
-    return checks + sweep_checks(sweep, prefix="sweep: ")
+    return checks + sweep_checks(sweep[sweep.method.isin(set(ok.method))], prefix="sweep: ")
 
 
 def planned_checks(configs: list, sweep_dir: Path) -> list[ProtocolCheck]:
