@@ -26,11 +26,11 @@ from fgvc.grid.halving import (HALVING_ORDERS, PRUNED, Halving, check_halving, d
                                trials_of)
 from fgvc.runs.inputs import check_reuse
 from fgvc.io import clean_temps, is_no_space, no_space_error, outside
-from fgvc.runs.table import GRID_FILE, read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
+from fgvc.runs.table import read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
 from fgvc.runs.write import ROW_COLUMNS, console
 from fgvc.config import RunOptions
 from fgvc.grid.claims import claim_path, read_holder, remove_dead_claims
-from fgvc.grid.owner import claim_folder, own_benchmark
+from fgvc.grid.owner import claim_folder, own_benchmark, record_grid
 from fgvc.grid.worker import Worker, result_text, snapshot, train_claimed
 
 
@@ -213,26 +213,6 @@ def check_confirmation(everything: list[RunConfig], out: Path, selected: str, ec
         echo(f"confirmation check, {c.name}: {c.level}: {c.text}")
 
 
-def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
-    """Write OUT/grid.yaml (atomically; left alone when unchanged), so the results folder says
-    which grid made it; the report reads `selected_from` there (fgvc.report.protocol)."""
-    import json
-
-    import yaml
-
-    from fgvc.config import grid_record
-    from fgvc.io import atomic_write_text
-
-    # numpy scalars (a value taken from a results frame) as plain numbers, anything else as text
-    record = grid_record(grid_path, overrides)
-    plain = json.loads(json.dumps(record, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-    text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)
-    path = out / GRID_FILE
-    if not path.is_file() or path.read_text() != text:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text)
-
-
 def _weights_of(opts: RunOptions) -> Callable[[RunConfig], dict]:
     """cfg -> the weights it would load now (hashed once per model and pretrained setting)."""
     from functools import lru_cache
@@ -377,16 +357,13 @@ def _revive(alive: list[RunConfig], out: Path, echo: Callable[[str], None]) -> N
 
 def run_halving(configs: list[RunConfig], halving: Halving, opts: RunOptions, info, out: Path,
                 echo: Callable[[str], None], jobs: int, order: str = "rung") -> None:
-    """Successive halving (fgvc.grid.halving). `order` "rung": every run to the next rung, then
-    the next (the most runs at a time); "method": one (model, method) group through every rung
-    before the next group starts. The rule ranks settings within a group, so both orders make
-    the same decisions; by method, a session cut off (checkpoints never leave the machine) loses
-    at most one group's unsaved epochs instead of every paused run's."""
+    """Successive halving (fgvc.grid.halving), by `order`: "rung", every run to a rung before the
+    next (the most runs at a time); "method", one (model, method) group through every rung before
+    the next. The same decisions (the rule ranks within a group); by method, a session cut off
+    loses at most one group's epochs (checkpoints never leave the machine)."""
     if order != "method":
         return _halve(configs, halving, opts, info, out, echo, jobs)
-    groups: dict[str, list[RunConfig]] = {}
-    for cfg in configs:
-        groups.setdefault(group_of(cfg), []).append(cfg)
+    groups = {g: [c for c in configs if group_of(c) == g] for g in dict.fromkeys(map(group_of, configs))}
     for i, (name, part) in enumerate(groups.items(), 1):
         echo(f"halving by method: {name}, group {i} of {len(groups)} ({len(part)} runs)")
         _halve(part, halving, opts, info, out, echo, jobs)
@@ -394,8 +371,7 @@ def run_halving(configs: list[RunConfig], halving: Halving, opts: RunOptions, in
 
 def _halve(configs: list[RunConfig], halving: Halving, opts: RunOptions, info, out: Path,
            echo: Callable[[str], None], jobs: int) -> None:
-    """Train the going-on runs of `configs` to the next rung, decide, repeat; the last rung's
-    survivors train to the end."""
+    """Train the going-on runs to the next rung, decide, repeat; the last survivors to the end."""
     while True:
         d = decide(trials_of(configs, out), halving)
         _mark_pruned(configs, d.pruned, opts, out, echo)

@@ -10,7 +10,8 @@ record (row.json, else config.yaml). A grid whose name is not among them is refu
 one line naming both, before anything is read (also under --dry-run) and again before its
 first run, unless `--force-mix` says mixing is meant: its name is then added. Each run
 keeps the grid name it was started under (`own_benchmark`), so a run another grid resumes
-or retries is not relabelled. Torch-free.
+or retries is not relabelled. OUT/grid.yaml records the grid as run (`record_grid`).
+Torch-free.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from fgvc.config import RunConfig
+import yaml
+
+from fgvc.config import RunConfig, grid_record
 from fgvc.errors import FGVCError
-from fgvc.io import atomic_write_json
+from fgvc.io import atomic_write_json, atomic_write_text
 from fgvc.runs.read import read_config
+from fgvc.runs.table import GRID_FILE
 
 GRIDS = "grids.json"
 
@@ -109,4 +113,17 @@ def own_benchmark(cfg: RunConfig, run_dir: Path) -> RunConfig:
     return replace(cfg, benchmark=str(name)) if name and name != cfg.benchmark else cfg
 
 
-__all__ = ["GRIDS", "grid_names", "claim_folder", "own_benchmark"]
+def record_grid(out: Path, grid_path, overrides: dict | None) -> None:
+    """Write OUT/grid.yaml (atomically; left alone when unchanged), so the results folder says
+    which grid made it; the report reads `selected_from` there (fgvc.report.protocol)."""
+    # numpy scalars (a value taken from a results frame) as plain numbers, anything else as text
+    record = grid_record(grid_path, overrides)
+    plain = json.loads(json.dumps(record, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)
+    path = out / GRID_FILE
+    if not path.is_file() or path.read_text() != text:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+
+
+__all__ = ["GRIDS", "grid_names", "claim_folder", "own_benchmark", "record_grid"]
