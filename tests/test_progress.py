@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -53,3 +54,27 @@ def test_one_setting_per_method_is_named_by_what_sets_it_apart(tmp_path):
     t = progress_table(under_way(tmp_path))
     assert t.set_index("method").setting.to_dict() == {
         "ce": "lr 0.005", "center": "λ 0.03, lr 0.005", "feature_norm": "λ 0.01, lr 0.01"}
+
+
+def test_halving_standings_show_every_setting_at_each_rung(tmp_path):
+    """A halved sweep: each setting's mean validation top-1 at the rung (epoch 3, where every
+    setting of a method stands) and at the end; pruned settings have no end score; λ in numeric
+    order (300 before 1000); a sweep halving did not prune has no such section."""
+    from fgvc.report.load import load_runs
+    from fgvc.report.progress import standings_section, standings_table
+    from test_protocol import fabricate
+
+    runs = [dict(method="contrastive_center", lr=0.01, center_weight=lam, seed=s, val=val + s,
+                 status="ok" if lam == 300.0 else "pruned") for lam, val in ((1000.0, 40.0), (300.0, 60.0)) for s in (0, 1)]
+    runs += [dict(method="ce", lr=0.01, label_smoothing=ls, seed=s, val=50.0, status="ok" if ls == 0.1 else "pruned")
+             for ls in (0.0, 0.1) for s in (0, 1)]
+    out = fabricate(tmp_path / "sweep", runs)
+    table_, epochs = standings_table(load_runs(out))
+    assert epochs == [3, 10]
+    assert table_[["method", "setting", "stopped"]].values.tolist() == [
+        ["ce", "label_smoothing 0", "pruned at epoch 3"], ["ce", "label_smoothing 0.1", "ended"],
+        ["contrastive_center", "λ 300", "ended"], ["contrastive_center", "λ 1000", "pruned at epoch 3"]]
+    assert table_["epoch 3"].tolist() == [50.0, 50.0, 60.5, 40.5] and pd.isna(table_["epoch 10"][3])
+    text = "\n".join(standings_section(load_runs(out)))
+    assert "| contrastive_center | λ 300 | 2 | 60.5 | 60.5 | ended |" in text
+    assert standings_section(load_runs(fabricate(tmp_path / "full", [dict(method="ce", lr=0.01, seed=0)]))) == []

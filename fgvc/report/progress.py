@@ -3,19 +3,25 @@ epochs but not ended (paused at a successive-halving rung, or stopped). Such run
 row in runs.csv yet, so no other section sees them; a long sweep's report would otherwise say
 nothing until its first run ends. Per setting (a run's config without its seed), the mean
 validation top-1 over its seeds at the latest epoch all of them have reached: the score the
-halving rule ranks on (fgvc.grid.halving). Torch-free; reads only the run folders.
+halving rule ranks on (fgvc.grid.halving). And the "Successive halving, setting by setting"
+section: once halving has pruned, every setting of the sweep at each rung, the pruned ones
+beside those that ended (the sweep's tables hold only the latter). Torch-free; reads only the
+run folders.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
-from fgvc.grid.halving import read_val_curve
-from fgvc.report.load import CENTER_KEYS
-from fgvc.report.markdown import mean_sd, table
+from fgvc.grid.halving import PRUNED, decision_curve, read_val_curve
+from fgvc.report.load import CENTER_KEYS, canon
+from fgvc.report.markdown import mean_sd, number, table
+from fgvc.report.stats import sort_key
 from fgvc.runs.read import read_config
 
 UNSHOWN = ("seed", "benchmark")  # what a setting is without (fgvc.grid.halving.setting_of)
@@ -32,36 +38,85 @@ def under_way(out_dir: Path) -> list[Path]:
             and (r / "metrics.csv").is_file() and not (r / "row.json").exists()]
 
 
-def progress_table(folders: list[Path]) -> pd.DataFrame:
-    """One row per setting: method, setting (the keys that vary between the method's settings,
-    as text; where the method has one setting, the keys that tell it from the other methods),
-    seeds, epoch, val_mean, val_std. `epoch` is the latest epoch every seed of the setting has
-    reached, and the validation scores are taken there."""
+def _settings(folders: list[Path], curve_of: Callable[[Path], list[float]] = read_val_curve) -> pd.DataFrame:
+    """One row per run folder with a validation curve: method, setting (as text: the keys that
+    vary between the method's settings; where the method has one setting, the keys that tell it
+    from the other methods, CE's unused loss keys left out), curve and run (the folder)."""
     rows = []
     for run in folders:
-        cfg, curve = read_config(run), read_val_curve(run)
+        cfg, curve = read_config(run), curve_of(run)
         if cfg and curve:
-            rows.append({**{k: str(v) for k, v in cfg.items() if k not in UNSHOWN}, "curve": curve})
+            rows.append({**{k: canon(v) for k, v in cfg.items() if k not in UNSHOWN}, "curve": curve, "run": str(run)})
     if not rows:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=["method", "setting", "curve", "run"])
     frame = pd.DataFrame(rows)
-    keys = [c for c in frame.columns if c != "curve"]
-    across = [k for k in keys if k != "method" and frame[k].nunique() > 1]
-    out = []
+    keys = [c for c in frame.columns if c not in ("method", "curve", "run")]
+    across = [k for k in keys if frame[k].nunique() > 1]
+    setting = pd.Series("—", index=frame.index)
     for method, runs in frame.groupby("method", sort=True):
-        # what tells the method's settings apart; with one setting (a confirmation), what
-        # tells it from the other methods (its own λ, lr), CE's unused loss keys left out
-        varied = [k for k in keys if k != "method" and runs[k].nunique() > 1] or [
+        varied = [k for k in keys if runs[k].nunique() > 1] or [
             k for k in across if runs[k].notna().all() and not (method == "ce" and k in CENTER_KEYS)]
-        for _, group in runs.groupby(keys, sort=False, dropna=False):
-            epoch = min(len(c) for c in group.curve)
-            scores = pd.Series([c[epoch - 1] for c in group.curve], dtype=float)
-            first = group.iloc[0]
-            out.append(dict(method=method, setting=", ".join(f"{LABELS.get(k, k)} {first[k]}" for k in varied) or "—",
-                            seeds=len(group), epoch=epoch, val_mean=scores.mean(), val_std=scores.std()))
+        setting[runs.index] = [", ".join(f"{LABELS.get(k, k)} {r[k]}" for k in varied) or "—"
+                               for _, r in runs.iterrows()]
+    return frame.assign(setting=setting)[["method", "setting", "curve", "run"]]
+
+
+def progress_table(folders: list[Path]) -> pd.DataFrame:
+    """One row per setting: method, setting (`_settings`), seeds, epoch, val_mean, val_std.
+    `epoch` is the latest epoch every seed of the setting has reached, and the validation scores
+    are taken there."""
+    out = []
+    for (method, setting), group in _settings(folders).groupby(["method", "setting"], sort=False):
+        epoch = min(len(c) for c in group.curve)
+        scores = pd.Series([c[epoch - 1] for c in group.curve], dtype=float)
+        out.append(dict(method=method, setting=setting, seeds=len(group), epoch=epoch, val_mean=scores.mean(),
+                        val_std=scores.std()))
     table_ = pd.DataFrame(out, columns=COLUMNS)
     return table_.sort_values(["method", "epoch", "val_mean"], ascending=[True, False, False],
                               kind="stable").reset_index(drop=True)
+
+
+def standings_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """Every setting of a halved sweep (runs.csv rows, ended and pruned, with `run_dir`): its mean
+    validation top-1 over seeds at each rung and at the last epoch (NaN where its runs stopped
+    before), as the rule read them (fgvc.grid.halving.decision_curve), and where it stopped;
+    with the epochs. Empty where no run was pruned."""
+    pruned = runs[runs.status == PRUNED]
+    if not len(pruned):
+        return pd.DataFrame(), []
+    swept = runs[runs.status.isin(("ok", PRUNED))]
+    frame = _settings([Path(d) for d in swept.run_dir], decision_curve)
+    trained = pd.to_numeric(swept.epochs, errors="coerce")
+    stopped = {str(Path(d)): f"pruned at epoch {e:.0f}" if st == PRUNED else "ended"
+               for d, st, e in zip(swept.run_dir, swept.status, trained)}
+    frame["stopped"] = frame.run.map(stopped)
+    epochs = sorted({int(e) for e in trained[swept.status == PRUNED].dropna()})
+    epochs += [e for e in [max((len(c) for c in frame.curve), default=0)] if e and e not in epochs]
+    out = []
+    for (method, setting), group in frame.groupby(["method", "setting"], sort=False):
+        at = {f"epoch {e}": (sum(c[e - 1] for c in group.curve) / len(group)
+                             if all(len(c) >= e for c in group.curve) else None) for e in epochs}
+        out.append(dict(method=method, setting=setting, seeds=len(group), **at, stopped=group.stopped.iloc[0]))
+    natural = lambda text: tuple(sort_key(t) for t in re.split(r"[ ,]+", text))  # noqa: E731  (λ 300 before λ 1000)
+    frame = pd.DataFrame(out)
+    order = sorted(range(len(frame)), key=lambda i: (frame.method[i], natural(frame.setting[i])))
+    return frame.iloc[order].reset_index(drop=True), epochs
+
+
+def standings_section(runs: pd.DataFrame) -> list[str]:
+    """Markdown lines of the section; none for a sweep that halving did not prune."""
+    table_, epochs = standings_table(runs)
+    if not len(table_):
+        return []
+    cols = [f"epoch {e}" for e in epochs]
+    rows = [[r["method"], r["setting"], r["seeds"], *(number(r[c]) if pd.notna(r[c]) else "—" for c in cols),
+             r["stopped"]] for _, r in table_.iterrows()]
+    return ["## Successive halving, setting by setting", "",
+            "Every setting the sweep tried, pruned ones included, with its mean validation top-1 over seeds at each "
+            "rung and at the last epoch (where its runs got there): at a rung every setting of a method has trained "
+            "the same epochs, so this is where a method's sensitivity to its own knob shows. The tables of the "
+            "sweep hold only the settings that ended; the test set plays no part here.", "",
+            table(["method", "setting", "seeds", *(f"validation top-1, {c}" for c in cols), "stopped"], rows), ""]
 
 
 def progress_section(out_dir: Path) -> list[str]:
@@ -82,4 +137,4 @@ def progress_section(out_dir: Path) -> list[str]:
     return lines + [table(["method", "setting", "seeds", "epoch", "validation top-1"], rows), ""]
 
 
-__all__ = ["under_way", "progress_table", "progress_section"]
+__all__ = ["under_way", "progress_table", "progress_section", "standings_table", "standings_section"]

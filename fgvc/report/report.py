@@ -29,7 +29,7 @@ from fgvc.report.leaderboard import leaderboard_section
 from fgvc.report.paired import compare_panels, comparison_rows, controls_section, paired_section
 from fgvc.report.markdown import inert
 from fgvc.report.per_class import per_class_section
-from fgvc.report.progress import progress_section, under_way
+from fgvc.report.progress import progress_section, standings_section, under_way
 from fgvc.report.protocol import protocol_checks, protocol_section
 from fgvc.report.sections import (accuracy_section, curves_section, embedding_section, failed_section, notes_section,
                                   provenance_section, pruned_section, summary_section, time_section, title_section)
@@ -113,6 +113,7 @@ def write_report(out_dir: Path, margin: float = DEFAULT_MARGIN, embeddings: Sequ
         lines += time_section(x)
         lines += embedding_section(x, draw_picked(x, embeddings))
     lines += progress_section(x.out_dir)
+    lines += standings_section(x.runs)
     lines += pruned_section(x.runs)
     lines += failed_section(x.runs)
     lines += notes_section(x.notes)
