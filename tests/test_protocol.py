@@ -116,7 +116,10 @@ def test_pruned_runs_count_in_the_budget_and_are_listed(tmp_path):
             r["status"] = "pruned"
     md = write_report(fabricate(tmp_path / "pruned", runs)).read_text()
     assert "center 9 settings x 3 seeds = 27 runs (9 pruned)" in line(md, "tuning budget")
-    assert "## Pruned by successive halving" in md and md.count("pruned at epoch 3") == 9
+    listed = md[md.index("## Pruned by successive halving"):]
+    assert listed.count("pruned at epoch 3") == 9  # one row per run
+    standings = md[md.index("## Successive halving, setting by setting"):md.index("## Pruned by successive halving")]
+    assert standings.count("pruned at epoch 3") == 3  # one row per setting: 3 λ at lr 0.005
     assert "## Failed or unfinished runs" not in md
     assert "54 runs in runs.csv, 45 ok, 9 pruned by successive halving, 0 failed or unfinished." in md
     # its own survivors are no full sweep to replay the rule on: the report says how it was trained
