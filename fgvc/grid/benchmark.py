@@ -22,8 +22,8 @@ from fgvc.config import HALVING, SELECTED_FROM, RunConfig, expand_grid, load_gri
 from fgvc.grid.shards import Shard, select_shard
 from fgvc.data.dataset import load_dataset_info
 from fgvc.errors import FGVCError
-from fgvc.grid.halving import (HALVING_ORDERS, PRUNED, Halving, check_halving, decide, group_of, read_val_curve, row_status,
-                               trials_of)
+from fgvc.grid.halving import (HALVING_ORDERS, PRUNED, Halving, check_halving, decide, group_of, read_val_curve,
+                               row_status, trials_of)
 from fgvc.runs.inputs import check_reuse
 from fgvc.io import clean_temps, is_no_space, no_space_error, outside
 from fgvc.runs.table import read_run_row, rebuilt_after, space_needed_mb, write_runs_csv
