@@ -243,6 +243,6 @@ def replay(trials: list[Trial], halving: Halving) -> tuple[Decision, int, int]:
     return d, full, spent
 
 
-__all__ = ["HALVING", "HALVING_ORDERS", "PRUNED", "FIRST_METRICS", "Halving", "parse_halving", "check_halving", "Trial", "Pruned", "group_of",
-           "Decision", "decide", "setting_of", "read_val_curve", "decision_curve", "keep_first_training", "row_status",
-           "trials_of", "replay"]
+__all__ = ["HALVING", "HALVING_ORDERS", "PRUNED", "FIRST_METRICS", "Halving", "parse_halving", "check_halving", "Trial",
+           "Pruned", "group_of", "Decision", "decide", "setting_of", "read_val_curve", "decision_curve",
+           "keep_first_training", "row_status", "trials_of", "replay"]

@@ -41,8 +41,9 @@ def setting_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
     aux = runs[runs.method != "ce"]
     extra = [k for k in keys if k in CENTER_KEYS and k != "center_weight" and k in runs.columns
              and aux[k].nunique() > 1]
-    # a config-only key is in `keys` only where it varies within a method, its pruned runs counted
-    # (fgvc.report.load.group_keys): one value left among the ended runs is still the choice
+    # a config-only key is in `keys` only where it varies within a method, its pruned runs counted,
+    # or, tuned, between methods (fgvc.report.load.group_keys): one value left among the ended runs
+    # is still the choice
     tuned = [k for k in keys if k in TUNED_KEYS and k != "lr" and k in runs.columns
              and (k in EXTRA_CONFIG_KEYS or (runs.groupby("method")[k].nunique() > 1).any())]
     return ["center_weight", "lr"] + extra + tuned
