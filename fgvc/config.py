@@ -81,6 +81,14 @@ class RunConfig:
     # is not part of the identity (not hashed, not in config.yaml; provenance records it).
     eval_every: int = 5
 
+    def __post_init__(self) -> None:
+        # An int where a float is meant (center_weight=1) would hash differently from the same
+        # run read back from its config.yaml (config_from_dict coerces): one spelling for both.
+        for name, typ in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if typ == "float" and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+
     # ---- identity -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """The resolved per-run settings: what `run_id` hashes (all but `benchmark`; see

@@ -104,6 +104,13 @@ def test_config_roundtrip(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
+def test_an_int_for_a_float_key_keeps_the_run_id_through_config_yaml(tmp_path):
+    cfg = RunConfig(model="test_resnet", method="center", center_weight=1, lr=1, label_smoothing=0)
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml").run_id == cfg.run_id
+    assert cfg.run_id == RunConfig(model="test_resnet", method="center", center_weight=1.0, lr=1.0).run_id
+
+
 def test_saved_ce_config_reloads_valid(tmp_path):
     cfg = RunConfig(model="test_resnet", method="ce", seed=1)
     save_config(cfg, tmp_path / "config.yaml")

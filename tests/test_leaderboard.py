@@ -112,5 +112,5 @@ def test_a_halving_sweeps_checks_count_for_the_rows_they_are_about(tmp_path):
     assert verdict["supcon"].startswith("provisional") and "sweep: grid edge, supcon" in verdict["supcon"]
     assert "triplet" not in verdict["supcon"]
     board = pd.read_csv(conf / "leaderboard.csv")
-    assert set(board.ce_setting) == {"CE (label_smoothing=0.1)"}  # the baseline's own tuned setting, named
-    assert "- conf: CE is CE (label_smoothing=0.1)" in (conf / "leaderboard.md").read_text()
+    assert set(board.ce_setting) == {"lr 0.01, label smoothing 0.1"}  # the baseline's own tuned setting, named
+    assert "- conf: CE at lr 0.01, label smoothing 0.1" in (conf / "leaderboard.md").read_text()

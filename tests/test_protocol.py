@@ -276,3 +276,22 @@ def test_a_confirmation_grid_is_checked_before_it_trains(tmp_path, sparrow_datas
     with pytest.raises(FGVCError, match=r"has 1 run\(s\) under way: its choice is not final"):
         plan()
     assert not (tmp_path / "confirm").exists()  # a refused grid writes nothing
+
+
+@pytest.mark.slow
+def test_a_zoo_sweep_names_each_method_and_only_the_settings_it_reads(tmp_path):
+    """CE at label smoothing 0 (its natural bound) inside lr; arcface, which reads no center
+    key: no "center_update=none" in its cells or its confirmation case, and the per-class and
+    curve texts name arcface, not center loss."""
+    runs = [dict(method="ce", lr=0.01, label_smoothing=ls, seed=s, val=60 + 10 * (ls == 0.0) + s)
+            for ls in (0.0, 0.1, 0.2) for s in (0, 1)]
+    runs += [dict(method="arcface", lr=0.01, center_weight=lam, seed=s, val=61 + 10 * (lam == 1.0) + s, top1=75.0)
+             for lam in (0.3, 1.0, 3.0) for s in (0, 1)]
+    runs += [dict(method="center", lr=0.01, center_weight=lam, center_update="learned", seed=s,
+                  val=61 + 10 * (lam == 0.03) + s) for lam in (0.01, 0.03, 0.1) for s in (0, 1)]
+    md = write_report(fabricate(tmp_path / "zoo", runs)).read_text()
+    assert "ok: its chosen setting lies inside the values tried (label_smoothing 0, the smallest tried, is the " \
+           "smallest it can be)." in line(md, "grid edge, ce")
+    assert "center_update=none" not in md
+    assert "{methods: arcface, lr: 0.01, center_weight: 1}" in md  # the confirmation case: no center_update
+    assert "if arcface λ=1 (label_smoothing=0) changed nothing" in md and "the auxiliary (arcface) term" in md

@@ -22,9 +22,10 @@ from fgvc.io import atomic_write_text
 from fgvc.report import figures
 from fgvc.report.inputs import Inputs, load_inputs
 from fgvc.report.latex import latex_table
-from fgvc.report.load import load_runs
+from fgvc.report.load import canon, load_runs
 from fgvc.report.markdown import image, number, pvalue, table
 from fgvc.report.paired import compare_panels, pairs_of
+from fgvc.report.panels import Group
 from fgvc.report.protocol import budget_text, protocol_checks, provisional, selected_from, tuning_budget
 from fgvc.report.stats import DEFAULT_MARGIN, holm
 
@@ -42,6 +43,14 @@ def _budget(x: Inputs) -> dict[str, str]:
     return {m: budget_text(m, b).split(" ", 1)[1] for m, b in tuning_budget(runs).items()}
 
 
+def _recipe(g: Group) -> str:
+    """A baseline's tuned settings in words ("lr 0.005, label smoothing 0"): what every row of its
+    folder is measured against."""
+    def values(key: str) -> str:
+        return "/".join(sorted({canon(v) for v in g.runs[key]})) if key in g.runs.columns else "?"
+    return f"lr {values('lr')}, label smoothing {values('label_smoothing')}"
+
+
 def leaderboard_rows(x: Inputs) -> list[dict]:
     """One row per CE/method pair of a report's inputs (after fgvc.report.paired.compare_panels)."""
     budget, checks = _budget(x), x.protocol or []
@@ -52,7 +61,7 @@ def leaderboard_rows(x: Inputs) -> list[dict]:
             continue
         # the checks of the whole comparison, CE's and this method's: another method's edge is not this row's
         verdict = provisional([c for c in checks if c.method in ("", "ce", other.method)]) or "ok"
-        rows.append(dict(method=other.method, setting=other.label, ce_setting=ce.label, folder=x.out_dir.name,
+        rows.append(dict(method=other.method, setting=other.label, ce_setting=_recipe(ce), folder=x.out_dir.name,
                          seeds=res.n,
                          ce_top1=sum(res.ce_top1) / res.n, method_top1=sum(res.center_top1) / res.n,
                          diff=res.mean_diff, ci95_low=res.ci_low, ci95_high=res.ci_high, boot_low=res.boot_low,
@@ -100,7 +109,7 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str) -> tuple[l
     rows = [_cells(r) for _, r in board.iterrows()]
     why = sorted({(r["folder"], r["protocol"]) for _, r in board.iterrows() if r["protocol"] != "ok"})
     ces = sorted({(r["folder"], r["ce_setting"]) for _, r in board.iterrows()})
-    lines = [table(HEADER, rows), ""] + [f"- {folder}: CE is {ce}" for folder, ce in ces] + [
+    lines = [table(HEADER, rows), ""] + [f"- {folder}: CE at {ce}" for folder, ce in ces] + [
         f"- {folder}: {text}" for folder, text in why] + [""]
     lines += [image("Leaderboard forest plot", forest, out_dir), "",
              "*Each method against CE over matched seeds (test top-1, %): mean difference, 95% Student-t and "

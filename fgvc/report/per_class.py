@@ -52,7 +52,7 @@ def _per_class_panel(x: Inputs, p: Panel, acc: dict, used: pd.DataFrame) -> list
             f"*Table: per-class test top-1 (%), mean over seeds {', '.join(p.seeds)}, {what}"
             + (", with the 95% hierarchical bootstrap interval of the difference (seeds, then that class's test "
                f"images, {BOOT_RESAMPLES:,} resamples)" if ci else "") + f".{cap}*", "",
-            _per_class_table(x, acc, diff, order, used, ci), ""] + _class_interval_text(x, ci) + [
+            _per_class_table(x, acc, diff, order, used, ci), ""] + _class_interval_text(x, ci, labels[-1]) + [
             image(f"Per-class accuracy, {title}", fig, x.out_dir), "",
             f"*Figure: per-class test top-1 (mean over seeds) and its difference{bars}.{cap}*", ""
             ] + _confusion(x, p, acc, title, cap)
@@ -85,8 +85,9 @@ def _excludes_zero(lo: float, hi: float) -> str:
     return ""
 
 
-def _class_interval_text(x: Inputs, ci: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
-    """How many class intervals exclude zero, and what chance alone would give."""
+def _class_interval_text(x: Inputs, ci: tuple[np.ndarray, np.ndarray] | None, other: str) -> list[str]:
+    """How many class intervals exclude zero, and what chance alone would give (`other`: the
+    group compared with the baseline)."""
     if not ci:
         return []
     lo, hi = ci
@@ -94,7 +95,7 @@ def _class_interval_text(x: Inputs, ci: tuple[np.ndarray, np.ndarray] | None) ->
     k = int(np.sum(np.isfinite(lo)))
     which = f": {', '.join(found)}" if found else ""
     return [f"{len(found)} of {k} class intervals exclude zero{which}. Each interval is at 95% and none is "
-            f"adjusted for the others: if center loss changed nothing, about 1 in 20 (here about "
+            f"adjusted for the others: if {other} changed nothing, about 1 in 20 (here about "
             f"{number(k / 20, 1)} of {k}) would exclude zero by chance, so a lone class that does is no finding.", ""]
 
 

@@ -27,10 +27,10 @@ import yaml
 
 from fgvc.config import SELECTED_FROM
 from fgvc.grid.halving import setting_of
-from fgvc.report.load import CENTER_KEYS, canon, group_keys, load_runs
+from fgvc.report.load import canon, group_keys, load_runs
 from fgvc.report.markdown import number
 from fgvc.report.stats import sort_key
-from fgvc.report.sweep import SweepFamily, sweep_families, sweep_runs
+from fgvc.report.sweep import SweepFamily, own_keys, sweep_families, sweep_runs
 from fgvc.runs.read import read_config, read_metrics
 from fgvc.runs.table import GRID_FILE
 
@@ -96,11 +96,11 @@ def edge_checks(fam: SweepFamily, all_runs: pd.DataFrame) -> list[ProtocolCheck]
     out = []
     keys = ["lr"] + [k for k in ("center_weight", *fam.extra) if k != "lr"]
     for method, best in sorted(fam.by_method.items()):
-        own = [k for k in keys if (k in CENTER_KEYS) == (method != "ce") or k == "lr"]
+        own = ["lr"] + own_keys(method, keys[1:])
         tried_by = {k: _tried(fam, method, k, all_runs) for k in own}  # pruned runs count: halving may leave one
         if all(len(t) < 2 for t in tried_by.values()):
             continue  # one setting: nothing was chosen
-        edges = []
+        edges, bounds = [], []
         for key, tried in tried_by.items():
             value = canon(best[key])
             if len(tried) < 2 or value not in tried or not _numeric(tried):
@@ -108,14 +108,17 @@ def edge_checks(fam: SweepFamily, all_runs: pd.DataFrame) -> list[ProtocolCheck]
             if value == tried[-1]:
                 edges.append(f"{key} {value} is the largest value tried ({', '.join(tried)}): extend the grid past "
                              f"{value}")
-            elif value == tried[0] and value not in NATURAL_BOUNDS.get(key, set()):
+            elif value == tried[0] and value in NATURAL_BOUNDS.get(key, set()):
+                bounds.append(f"{key} {value}, the smallest tried, is the smallest it can be")
+            elif value == tried[0]:
                 edges.append(f"{key} {value} is the smallest value tried ({', '.join(tried)}): extend the grid "
                              f"below {value}")
         if edges:
             out.append(ProtocolCheck(f"grid edge, {method}", "warning", "; ".join(edges) + ".", method))
         else:
-            out.append(ProtocolCheck(f"grid edge, {method}", "ok", "its chosen setting lies inside the values tried.",
-                                     method))
+            bound = f" ({'; '.join(bounds)})" if bounds else ""
+            text = f"its chosen setting lies inside the values tried{bound}."
+            out.append(ProtocolCheck(f"grid edge, {method}", "ok", text, method))
     return out
 
 
@@ -258,7 +261,7 @@ def _settings_match(ok: pd.DataFrame, sweep: pd.DataFrame) -> ProtocolCheck:
         if best is None:
             wrong.append(f"{method} was not in the sweep")
             continue
-        for key in [k for k in _setting_cols(fam) if (k in CENTER_KEYS) == (method != "ce") or k == "lr"]:
+        for key in ["lr"] + own_keys(method, [k for k in _setting_cols(fam) if k != "lr"]):
             have = sorted({canon(v) for v in g[key]}) if key in g.columns else []
             if have != [canon(best[key])]:
                 wrong.append(f"{method} {key} {', '.join(have) or '—'} (the sweep chose {canon(best[key])})")

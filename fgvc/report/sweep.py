@@ -20,6 +20,7 @@ from matplotlib.ticker import NullLocator
 
 from fgvc.grid.halving import TIE_DECIMALS, Halving, Trial, read_val_curve, replay
 from fgvc.io import save_figure, tight_layout
+from fgvc.losses.registry import unused_keys
 from fgvc.report.load import CENTER_KEYS, EXTRA_CONFIG_KEYS, TUNED_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, plain, table, unique_stems
 from fgvc.report.stats import mean_ci, sort_key
@@ -105,10 +106,16 @@ def _is_default(row: pd.Series) -> bool:
     return row.method == "ce" or math.isclose(float(row.center_weight), DEFAULT_RECIPE["center_weight"])
 
 
+def own_keys(method: str, extra: list[str]) -> list[str]:
+    """The varied settings of `extra` that `method` reads: CE its tuned keys (label smoothing),
+    an auxiliary loss the auxiliary-loss keys it uses (arcface has no center_update)."""
+    unused = set(unused_keys(method))
+    return [k for k in extra if (k in CENTER_KEYS) == (method != "ce") and k not in unused]
+
+
 def _lam(row: pd.Series, extra: list[str]) -> str:
     """The lambda cell (with any other varied setting of the row's method); CE has no lambda."""
-    own = [k for k in extra if (k in CENTER_KEYS) == (row.method != "ce")]
-    text = ", ".join(f"{k}={row[k]}" for k in own)
+    text = ", ".join(f"{k}={row[k]}" for k in own_keys(row.method, extra))
     if row.method == "ce":
         return text or "—"
     return str(row.center_weight) + (f" ({text})" if text else "")
@@ -186,7 +193,7 @@ INTRO = ("Runs with a validation split hold out a stratified part of each class'
          "fixed by `val_seed`: the same images for every run) and score it at the final epoch. For each method the "
          "setting (λ, lr) with the highest **mean validation top-1 over seeds** is chosen; ties go to the smaller λ, "
          "then the smaller lr. The test set plays no part in the choice: its accuracy is shown only afterwards, for "
-         "the chosen setting and for the default recipe (lr 0.001, λ 0.001). These runs train on "
+         "the chosen setting (and, where the sweep ran it, the default recipe: lr 0.001, λ 0.001). These runs train on "
          "(1 - val_fraction) of the training images, so their test accuracies are not comparable to runs on the "
          "full training set.")
 
@@ -262,7 +269,7 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
 
 def _replay_setting(row, cols: list[str]) -> str:
     """A setting as the replay names it: `λ 0.01, lr 0.01` (CE: `lr 0.01`, with its own keys)."""
-    own = [k for k in cols if k == "lr" or (k in CENTER_KEYS) == (row.method != "ce")]
+    own = [k for k in cols if k == "lr" or k in own_keys(row.method, cols)]
     return ", ".join(f"{'λ' if k == 'center_weight' else k} {getattr(row, k) if hasattr(row, k) else row[k]}"
                      for k in own)
 
@@ -307,20 +314,24 @@ def _halving_replay(f: SweepFamily) -> list[str]:
 
 
 def _chosen_table(f: SweepFamily, cap: str) -> list[str]:
-    """The setting chosen per method, its test top-1 and the default recipe's."""
+    """The setting chosen per method, its test top-1 and, where the sweep ran it, the default
+    recipe's (a zoo's trunk is fixed at another lr: no default column then)."""
     t, rows = f.settings, []
+    default = t.apply(_is_default, axis=1)
     for _, b in f.best.iterrows():
-        d = t[(t.method == b.method) & t.apply(_is_default, axis=1)]
-        dm, ds = (d.iloc[0].test_mean, d.iloc[0].test_std) if len(d) else (math.nan, math.nan)
-        rows.append([b.method, _lam(b, f.extra), b.lr, int(b.n),
-                     mean_sd(b.val_mean, b.val_std), mean_sd(b.test_mean, b.test_std),
-                     mean_sd(dm, ds) if len(d) else "— (not in this sweep)",
-                     number(b.test_mean - dm, sign=True) if len(d) else "—"])
+        row = [b.method, _lam(b, f.extra), b.lr, int(b.n), mean_sd(b.val_mean, b.val_std),
+               mean_sd(b.test_mean, b.test_std)]
+        if default.any():
+            d = t[(t.method == b.method) & default]
+            row += [mean_sd(d.iloc[0].test_mean, d.iloc[0].test_std), number(b.test_mean - d.iloc[0].test_mean,
+                    sign=True)] if len(d) else ["— (not in this sweep)", "—"]
+        rows.append(row)
+    beside, cols = ((" beside the default recipe's (lr 0.001, λ 0.001)", ["test top-1 (default recipe)",
+                     "chosen minus default"]) if default.any() else ("", []))
     return [f"*Table: setting chosen per method by mean validation top-1 ({f.split}), and its final-epoch test "
-            f"top-1 (%) beside the default recipe's (lr 0.001, λ 0.001); mean ± SD (ddof 1) over seeds.{cap}*",
+            f"top-1 (%){beside}; mean ± SD (ddof 1) over seeds.{cap}*",
             "",
-            table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)",
-                   "test top-1 (default recipe)", "chosen minus default"], rows),
+            table(["method", "chosen λ", "chosen lr", "n", "validation top-1", "test top-1 (chosen)", *cols], rows),
             ""]
 
 
@@ -347,7 +358,7 @@ def confirm_cases(f: SweepFamily) -> list[dict[str, str]]:
         keys = {"methods": b.method, "lr": b.lr}
         if b.method != "ce":
             keys |= {"center_weight": b.center_weight}
-        cases.append(keys | {k: b[k] for k in f.extra if (k in CENTER_KEYS) == (b.method != "ce")})
+        cases.append(keys | {k: b[k] for k in own_keys(b.method, f.extra)})
     return cases
 
 
@@ -414,4 +425,4 @@ def _sensitivity(f: SweepFamily, keys: list[str], cap: str, fig_dir: Path, out_d
 
 __all__ = ["sweep_section", "sweep_families", "SweepFamily", "sweep_runs", "sweep_table", "choose",
            "sensitivity_figure", "setting_keys", "family_keys", "DEFAULT_RECIPE", "best_ce",
-           "confirm_methods", "confirm_cases", "CONFIRM_TOP"]
+           "confirm_methods", "confirm_cases", "CONFIRM_TOP", "own_keys"]
