@@ -75,6 +75,10 @@ def test_halving_standings_show_every_setting_at_each_rung(tmp_path):
         ["ce", "label_smoothing 0", "pruned at epoch 3"], ["ce", "label_smoothing 0.1", "ended"],
         ["contrastive_center", "λ 300", "ended"], ["contrastive_center", "λ 1000", "pruned at epoch 3"]]
     assert table_["epoch 3"].tolist() == [50.0, 50.0, 60.5, 40.5] and pd.isna(table_["epoch 10"][3])
-    text = "\n".join(standings_section(load_runs(out)))
+    text = "\n".join(standings_section(load_runs(out), out / "figures", out))
     assert "| contrastive_center | λ 300 | 2 | 60.5 | 60.5 | ended |" in text
-    assert standings_section(load_runs(fabricate(tmp_path / "full", [dict(method="ce", lr=0.01, seed=0)]))) == []
+    assert "![Successive halving, setting by setting](figures/halving_standings.png)" in text
+    assert (out / "figures" / "halving_standings.png").stat().st_size > 0
+    full = fabricate(tmp_path / "full", [dict(method="ce", lr=0.01, seed=0)])
+    assert standings_section(load_runs(full), full / "figures", full) == []
+    assert not (full / "figures" / "halving_standings.png").exists()

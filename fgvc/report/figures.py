@@ -222,5 +222,49 @@ def _unique_legend(ax) -> tuple[list, list[str]]:
     return list(seen.values()), list(seen)
 
 
+def _knob(settings: Sequence[str]) -> tuple[list[str], str]:
+    """Tick labels and axis name of one method's settings: ("0.3", "1"), "λ" for "λ 0.3", "λ 1";
+    the settings as written (and no name) where they are not one key each."""
+    parts = [s.split(" ") for s in settings]
+    if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) == 1:
+        return [p[1] for p in parts], display_name(parts[0][0])
+    return list(settings), ""
+
+
+@styled
+def standings_figure(standings: pd.DataFrame, epochs: Sequence[int], title: str, path: Path) -> Path:
+    """Successive halving, one panel per method on one shared accuracy axis: each setting's mean
+    validation top-1 over seeds (rows of fgvc.report.progress.standings_table, in their order)
+    against the method's own knob, one line per rung (darker: later); a pruned setting's line
+    stops at the rung it was stopped at."""
+    from matplotlib import colormaps
+
+    methods = list(dict.fromkeys(standings.method))
+    ncols = min(5, len(methods))
+    nrows = -(-len(methods) // ncols)
+    fig = Figure(figsize=(DOUBLE, 0.9 + 1.9 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+    shades = colormaps["Blues"](np.linspace(0.45, 0.95, len(epochs)))
+    for ax, method in zip(axes, methods):
+        rows = standings[standings.method == method]
+        ticks, knob = _knob(list(rows.setting))
+        xs = np.arange(len(rows))
+        for e, shade in zip(epochs, shades):
+            ys = pd.to_numeric(rows[f"epoch {e}"], errors="coerce").to_numpy(dtype=float)
+            ax.plot(xs, ys, marker="o", ms=3.5, color=shade, label=f"epoch {e}")
+        ax.set_xticks(xs, ticks, rotation=0 if knob else 30)
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_title("CE" if method == "ce" else display_name(method))
+        ax.set_xlabel(knob)
+    for ax in axes[len(methods):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("validation top-1 (%)")
+    fig.suptitle(title)
+    tight_layout(fig)
+    fig.legend(*_unique_legend(axes[0]), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(epochs))
+    return save_figure(fig, path)
+
+
 __all__ = ["save_figure", "per_class_accuracy", "per_class_figure", "curves_figure", "display_name", "short_names",
-           "forest_figure", "CURVE_PANELS", "curve_panels"]
+           "forest_figure", "CURVE_PANELS", "curve_panels", "standings_figure"]

@@ -5,8 +5,8 @@ nothing until its first run ends. Per setting (a run's config without its seed),
 validation top-1 over its seeds at the latest epoch all of them have reached: the score the
 halving rule ranks on (fgvc.grid.halving). And the "Successive halving, setting by setting"
 section: once halving has pruned, every setting of the sweep at each rung, the pruned ones
-beside those that ended (the sweep's tables hold only the latter). Torch-free; reads only the
-run folders.
+beside those that ended (the sweep's tables hold only the latter), as a table and a figure.
+Torch-free; reads only the run folders.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pandas as pd
 
 from fgvc.grid.halving import PRUNED, decision_curve, read_val_curve
 from fgvc.report.load import CENTER_KEYS, canon
-from fgvc.report.markdown import mean_sd, number, table
+from fgvc.report import figures
+from fgvc.report.markdown import image, mean_sd, number, table
 from fgvc.report.stats import sort_key
 from fgvc.runs.read import read_config
 
@@ -103,11 +104,14 @@ def standings_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
     return frame.iloc[order].reset_index(drop=True), epochs
 
 
-def standings_section(runs: pd.DataFrame) -> list[str]:
-    """Markdown lines of the section; none for a sweep that halving did not prune."""
+def standings_section(runs: pd.DataFrame, fig_dir: Path, out_dir: Path) -> list[str]:
+    """Markdown lines of the section, with its figure in `fig_dir`; none for a sweep that halving
+    did not prune."""
     table_, epochs = standings_table(runs)
     if not len(table_):
         return []
+    fig = figures.standings_figure(table_, epochs, "Successive halving: validation top-1 at each rung",
+                                   fig_dir / "halving_standings.png")
     cols = [f"epoch {e}" for e in epochs]
     rows = [[r["method"], r["setting"], r["seeds"], *(number(r[c]) if pd.notna(r[c]) else "—" for c in cols),
              r["stopped"]] for _, r in table_.iterrows()]
@@ -116,7 +120,11 @@ def standings_section(runs: pd.DataFrame) -> list[str]:
             "rung and at the last epoch (where its runs got there): at a rung every setting of a method has trained "
             "the same epochs, so this is where a method's sensitivity to its own knob shows. The tables of the "
             "sweep hold only the settings that ended; the test set plays no part here.", "",
-            table(["method", "setting", "seeds", *(f"validation top-1, {c}" for c in cols), "stopped"], rows), ""]
+            table(["method", "setting", "seeds", *(f"validation top-1, {c}" for c in cols), "stopped"], rows), "",
+            image("Successive halving, setting by setting", fig, out_dir), "",
+            "*Figure: the table above, one panel per method on one shared axis: each setting's mean validation top-1 "
+            "over seeds against the method's own knob, one line per rung (darker: later epochs); a pruned setting's "
+            "line stops at the rung it was stopped at.*", ""]
 
 
 def progress_section(out_dir: Path) -> list[str]:
