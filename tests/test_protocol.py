@@ -126,6 +126,9 @@ def test_pruned_runs_count_in_the_budget_and_are_listed(tmp_path):
     assert "replayed on these full runs" not in md
     assert "trained with successive halving: the tables above hold the settings that reached the last epoch; " \
            "the 9 run(s) stopped at a rung" in md
+    # a final-epoch λ plot would hold the survivors only: the rung figure shows the sensitivity instead
+    assert not list((tmp_path / "pruned" / "figures").glob("sweep_lambda_*.png")) and "λ sensitivity" not in md
+    assert (tmp_path / "pruned" / "figures" / "halving_standings.png").is_file()
 
 
 @pytest.mark.slow

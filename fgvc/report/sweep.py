@@ -263,7 +263,8 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
         lines += _confirm_block(f)
         lines += _settings_table(f, cap)
         lines += _halved(pruned, going) if pruned or going else _halving_replay(f)
-        lines += _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
+        # halving leaves one setting per method at the last epoch: its sensitivity is in the rung figure
+        lines += [] if pruned else _sensitivity(f, keys, cap, fig_dir, out_dir, stem)
     return lines
 
 
@@ -277,7 +278,8 @@ def _replay_setting(row, cols: list[str]) -> str:
 def _halved(pruned: int, going: int) -> list[str]:
     """Why no replay of the rule follows: the tables hold only the runs that ended."""
     stopped = (f"the {pruned} run(s) stopped at a rung are listed, with their scores there, under *Pruned by "
-               "successive halving*")
+               "successive halving*, and every setting at each rung (a method's sensitivity to its knob, as a table "
+               "and a figure) under *Successive halving, setting by setting*")
     if not going:
         return [f"This sweep was trained with successive halving: the tables above hold the settings that reached "
                 f"the last epoch; {stopped}.", ""]
