@@ -50,6 +50,9 @@ def test_leaderboard_ranks_methods_with_intervals_budget_and_protocol(tmp_path, 
     assert board.protocol.str.startswith("provisional").all()  # 2 seeds in the sweep, the lr at the grid's edge
     tex_text = (conf / "leaderboard.tex").read_text()
     assert r"\toprule" in tex_text and r"\begin{tabular}" in tex_text and "feature\\_norm" in tex_text
+    # one budget for all: in the caption, not a column; 11 columns span the page
+    assert "Every method was tuned with the same budget: 2 settings $\\times$ 2 seeds = 4 runs" in tex_text
+    assert r"\begin{table*}" in tex_text and "tuning budget" not in tex_text
     assert (conf / "figures" / "leaderboard_forest.png").stat().st_size > 0
     assert "| 1 | center" in capsys.readouterr().out
 
@@ -60,7 +63,7 @@ def test_report_has_a_leaderboard_when_several_methods_face_ce(tmp_path):
     md = (conf / "report.md").read_text()
     assert "## Leaderboard" in md and "![Leaderboard forest plot](figures/leaderboard_forest.png)" in md
     tables = (conf / "report_tables.tex").read_text()
-    assert tables.count(r"\begin{table}") == len(markdown_tables(md)) > 3
+    assert tables.count(r"\end{tabular}") == len(markdown_tables(md)) > 3
 
 
 def test_leaderboard_over_two_folders_and_its_errors(tmp_path, capsys):
@@ -78,6 +81,8 @@ def test_leaderboard_over_two_folders_and_its_errors(tmp_path, capsys):
 
 def test_latex_escapes_and_compare_writes_tables(tmp_path):
     assert tex("a_b & 50% λ=0.01 ± 1") == r"a\_b \& 50\% $\lambda$=0.01 $\pm$ 1"
+    assert tex("-5.71 to -0.5, 3 settings x 2 seeds, lr 1e-4, run-s0") == \
+        r"$-$5.71 to $-$0.5, 3 settings $\times$ 2 seeds, lr 1e-4, run-s0"
     md = "*Table: accuracy.*\n\n| group | top-1 |\n|---|---:|\n| **CE** | 56.1 |\n"
     assert markdown_tables(md) == [("accuracy.", ["group", "top-1"], [["CE", "56.1"]])]
     assert r"\caption{accuracy.}" in markdown_to_latex(md, "tab:t")

@@ -13,20 +13,32 @@ _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": 
             "λ": r"$\lambda$", "×": r"$\times$", "…": r"\ldots{}"}
 
 
+# A hyphen before a number is a minus sign ("-5.71", "+2.09 to -0.5"), and "settings x 2" a product:
+# typeset as such, not as a hyphen and a letter.
+_MINUS = re.compile(r"(?<![\w.])-(?=\.?\d)")
+_TIMES = re.compile(r"(?<=[\w)]) x (?=\d)")
+WIDE_COLUMNS = 8  # a table of more columns spans both columns of a two-column paper (table*)
+
+
 def tex(value) -> str:
-    """A cell as LaTeX text: special characters escaped, `—` for a missing value."""
+    """A cell as LaTeX text: special characters escaped, a minus sign and a product typeset, `—`
+    for a missing value."""
     text = "—" if value is None or (isinstance(value, float) and value != value) else str(value)
+    text = _TIMES.sub(" × ", _MINUS.sub("−", text))
     return "".join(_SPECIAL.get(ch, ch) for ch in text)
 
 
 def latex_table(header: Sequence[str], rows: Sequence[Sequence], caption: str, label: str,
                 align: str | None = None) -> str:
-    """A complete `table` environment with a booktabs `tabular` (needs \\usepackage{booktabs})."""
+    """A complete `table` environment with a booktabs `tabular` (needs \\usepackage{booktabs});
+    `table*` in small type where it has more than WIDE_COLUMNS columns."""
     align = align or "l" + "r" * (len(header) - 1)
+    env, small = ("table*", [r"\small"]) if len(header) > WIDE_COLUMNS else ("table", [])
     body = [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
-    return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{tex(caption)}}}", rf"\label{{{label}}}",
-                      rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(tex(h) for h in header) + r" \\",
-                      r"\midrule", *body, r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
+    return "\n".join([rf"\begin{{{env}}}[t]", r"\centering", *small, rf"\caption{{{tex(caption)}}}",
+                      rf"\label{{{label}}}", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+                      " & ".join(tex(h) for h in header) + r" \\", r"\midrule", *body, r"\bottomrule",
+                      r"\end{tabular}", rf"\end{{{env}}}", ""])
 
 
 def _cells(line: str) -> list[str]:
@@ -71,4 +83,4 @@ def write_latex(md: str, path: Path, label: str) -> Path:
     return Path(path)
 
 
-__all__ = ["tex", "latex_table", "markdown_tables", "markdown_to_latex", "write_latex"]
+__all__ = ["WIDE_COLUMNS", "tex", "latex_table", "markdown_tables", "markdown_to_latex", "write_latex"]
