@@ -50,9 +50,10 @@ def test_leaderboard_ranks_methods_with_intervals_budget_and_protocol(tmp_path, 
     assert board.protocol.str.startswith("provisional").all()  # 2 seeds in the sweep, the lr at the grid's edge
     tex_text = (conf / "leaderboard.tex").read_text()
     assert r"\toprule" in tex_text and r"\begin{tabular}" in tex_text and "feature\\_norm" in tex_text
-    # one budget for all: in the caption, not a column; 11 columns span the page
-    assert "Every method was tuned with the same budget: 2 settings $\\times$ 2 seeds = 4 runs" in tex_text
-    assert r"\begin{table*}" in tex_text and "tuning budget" not in tex_text
+    # what every row shares goes into the caption, not a column; a provisional row is marked
+    assert "every method tuned with the same budget: 2 settings $\\times$ 2 seeds = 4 runs" in tex_text
+    assert r"\begin{table*}" in tex_text and "tuning budget" not in tex_text and "3 matched seeds" in tex_text
+    assert r"center $\lambda$=0.01$^\dagger$ &" in tex_text and r"$^\dagger$ provisional" in tex_text
     assert (conf / "figures" / "leaderboard_forest.png").stat().st_size > 0
     assert "| 1 | center" in capsys.readouterr().out
 

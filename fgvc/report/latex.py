@@ -10,7 +10,7 @@ from typing import Sequence
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "−": "$-$", "±": r"$\pm$",
-            "λ": r"$\lambda$", "×": r"$\times$", "…": r"\ldots{}"}
+            "λ": r"$\lambda$", "×": r"$\times$", "…": r"\ldots{}", "†": r"$^\dagger$"}
 
 
 # A hyphen before a number is a minus sign ("-5.71", "+2.09 to -0.5"), and "settings x 2" a product:
@@ -29,11 +29,13 @@ def tex(value) -> str:
 
 
 def latex_table(header: Sequence[str], rows: Sequence[Sequence], caption: str, label: str,
-                align: str | None = None) -> str:
+                align: str | None = None, wide: bool | None = None) -> str:
     """A complete `table` environment with a booktabs `tabular` (needs \\usepackage{booktabs});
-    `table*` in small type where it has more than WIDE_COLUMNS columns."""
+    `wide` (default: more than WIDE_COLUMNS columns): `table*`, across both columns of a
+    two-column paper, in small type with narrower column gaps."""
     align = align or "l" + "r" * (len(header) - 1)
-    env, small = ("table*", [r"\small"]) if len(header) > WIDE_COLUMNS else ("table", [])
+    wide = len(header) > WIDE_COLUMNS if wide is None else wide
+    env, small = ("table*", [r"\small", r"\setlength{\tabcolsep}{4pt}"]) if wide else ("table", [])
     body = [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
     return "\n".join([rf"\begin{{{env}}}[t]", r"\centering", *small, rf"\caption{{{tex(caption)}}}",
                       rf"\label{{{label}}}", rf"\begin{{tabular}}{{{align}}}", r"\toprule",

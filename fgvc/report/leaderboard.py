@@ -119,22 +119,33 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str) -> tuple[l
     md = out_dir / "leaderboard.md"
     atomic_write_text(md, "\n".join([f"# Leaderboard: {title}", ""] + lines))
     tex = out_dir / "leaderboard.tex"
-    atomic_write_text(tex, _latex(board, rows, title))
+    atomic_write_text(tex, _latex(board, title))
     return lines, [csv, md, tex, forest]
 
 
-def _latex(board: pd.DataFrame, rows: list[list], title: str) -> str:
-    """leaderboard.tex: the Markdown table's cells; one tuning budget shared by every row (as the
-    protocol wants) goes into the caption instead of a column, so the table fits a page."""
-    caption = f"Test top-1 difference from tuned CE: {title}"
-    header, rows = list(HEADER), [list(r) for r in rows]
-    if board.budget.nunique() == 1:
-        col = header.index("tuning budget")
-        caption += f". Every method was tuned with the same budget: {board.budget.iloc[0]}"
-        header.pop(col)
-        for r in rows:
-            r.pop(col)
-    return latex_table(header, rows, caption, "tab:fgvc-leaderboard", align="rl" + "r" * (len(header) - 3) + "l")
+def _latex(board: pd.DataFrame, title: str) -> str:
+    """leaderboard.tex, made to fit the text width of a two-column paper (`table*`): the columns a
+    reader compares (top-1 of CE and the method, the difference, both intervals, p, P), with what
+    every row shares (seeds, budget) in the caption and a provisional row marked † (a column
+    where rows differ)."""
+    header = ["method (setting)", "CE", "method", "diff.", "95% t CI", "95% bootstrap CI", "p (Holm)", "P(impr.)"]
+    shared, extra = [], []
+    for col, name, text in (("folder", "folder", ""), ("seeds", "seeds", "{} matched seeds"),
+                            ("budget", "tuning budget", "every method tuned with the same budget: {}")):
+        if board[col].nunique() == 1:
+            shared += [text.format(board[col].iloc[0])] if text else []  # one folder: the title names it
+        else:
+            extra.append((col, name))
+    rows = [[r["setting"] + ("" if r["protocol"] == "ok" else "†"), number(r["ce_top1"]), number(r["method_top1"]),
+             number(r["diff"], 2, sign=True), _interval(r["ci95_low"], r["ci95_high"]),
+             _interval(r["boot_low"], r["boot_high"]), pvalue(r["p_holm"]), number(r["p_improve"], 2),
+             *(str(r[col]) for col, _ in extra)] for _, r in board.iterrows()]
+    mark = " † provisional: the protocol checks flag the row (docs/protocol.md)." if (board.protocol != "ok").any() \
+        else ""
+    caption = (f"Test top-1 (%) of tuned CE and of each method, paired by seed, best first ({title})"
+               f"{': ' + '; '.join(shared) if shared else ''}.{mark}")
+    return latex_table(header + [name for _, name in extra], rows, caption, "tab:fgvc-leaderboard",
+                       align="l" + "r" * 7 + "l" * len(extra), wide=True)
 
 
 def leaderboard_section(x: Inputs) -> list[str]:
