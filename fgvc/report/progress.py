@@ -19,8 +19,8 @@ from typing import Callable
 import pandas as pd
 
 from fgvc.grid.halving import PRUNED, decision_curve, read_val_curve
-from fgvc.report.load import CENTER_KEYS, canon
 from fgvc.report import figures
+from fgvc.report.load import CENTER_KEYS, canon
 from fgvc.report.markdown import image, mean_sd, number, table
 from fgvc.report.stats import sort_key
 from fgvc.runs.read import read_config

@@ -210,10 +210,11 @@ def curves_section(x: Inputs) -> list[str]:
         fig = figures.curves_figure(metrics, f"{title}\n{x.prov.title(used)}", x.fig_dir / f"curves_{p.slug}.png")
         lines += [image(f"Training curves, {title}", fig, x.out_dir), "",
                   f"*Figure: per epoch, {escape(title)}: the train cross-entropy loss, the auxiliary "
-                  f"{f'({aux}) ' if aux else ''}term unweighted on a log scale (the run minimises CE + λ·term, so the total loss would make the "
-                  "auxiliary method look worse), validation top-1 where the runs held out a validation split, and "
-                  "test top-1 (markers: the epochs it was evaluated on, where `eval_every` thinned them); line = "
-                  "mean over seeds, band = min to max. The test set is only watched, never used to pick an epoch."
+                  f"{f'({aux}) ' if aux else ''}term unweighted on a log scale (the run minimises CE + λ·term, so "
+                  "the total loss would make the auxiliary method look worse), validation top-1 where the runs held "
+                  "out a validation split, and test top-1 (markers: the epochs it was evaluated on, where "
+                  "`eval_every` thinned them); line = mean over seeds, band = min to max. The test set is only "
+                  "watched, never used to pick an epoch."
                   f"{x.prov.caption(used)}*", ""]
     return lines
 

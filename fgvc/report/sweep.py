@@ -193,9 +193,9 @@ INTRO = ("Runs with a validation split hold out a stratified part of each class'
          "fixed by `val_seed`: the same images for every run) and score it at the final epoch. For each method the "
          "setting (λ, lr) with the highest **mean validation top-1 over seeds** is chosen; ties go to the smaller λ, "
          "then the smaller lr. The test set plays no part in the choice: its accuracy is shown only afterwards, for "
-         "the chosen setting (and, where the sweep ran it, the default recipe: lr 0.001, λ 0.001). These runs train on "
-         "(1 - val_fraction) of the training images, so their test accuracies are not comparable to runs on the "
-         "full training set.")
+         "the chosen setting (and, where the sweep ran it, the default recipe: lr 0.001, λ 0.001). These runs "
+         "train on (1 - val_fraction) of the training images, so their test accuracies are not comparable to runs "
+         "on the full training set.")
 
 
 @dataclass
