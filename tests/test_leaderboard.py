@@ -120,3 +120,19 @@ def test_a_halving_sweeps_checks_count_for_the_rows_they_are_about(tmp_path):
     board = pd.read_csv(conf / "leaderboard.csv")
     assert set(board.ce_setting) == {"lr 0.01, label smoothing 0.1"}  # the baseline's own tuned setting, named
     assert "- conf: CE at lr 0.01, label smoothing 0.1" in (conf / "leaderboard.md").read_text()
+
+
+def test_a_summary_of_many_comparisons_gives_each_verdict_in_one_line(tmp_path):
+    """Four methods against CE: each Answer line is the brief verdict (difference, interval, Holm p,
+    the conclusion in a few words), and the per-pair feature lines give way to a pointer."""
+    top1 = dict(TOP1, cosface=[57.5, 60.0, 62.5])
+    conf = confirmation(tmp_path, top1)
+    assert main(["report", str(conf), "--embeddings", "none"]) == 0
+    md = (conf / "report.md").read_text()
+    answer = md[md.index("**Answer**"):md.index("*Table: the recipe")]
+    lines = [x for x in answer.splitlines() if x.startswith("- **")]
+    assert len(lines) == 5 and all("p (Holm, 5 comparisons) = " in x for x in lines)  # 4 methods, 1 control
+    assert lines[0] == ("- **center λ=0.01 vs CE** (3 matching seeds): +11.11 points (95% CI +5.14 to +17.09; "
+                        "p (Holm, 5 comparisons) = 0.0763): **not significant, and not equivalent within ±1 point**.")
+    assert "Student t over seeds" not in answer and "- Features," not in answer
+    assert "*Feature compactness* below." in answer

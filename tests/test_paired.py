@@ -12,7 +12,8 @@ from scipy import optimize, stats
 
 from fgvc.report.bootstrap import (BOOT_RESAMPLES, bootstrap_interval, class_intervals, hierarchical_bootstrap,
                                    percentile_interval)
-from fgvc.report.verdicts import COMPARISON_COLUMNS, comparison_row, comparisons_csv, conclusion, headline, verdict
+from fgvc.report.verdicts import (COMPARISON_COLUMNS, brief, comparison_row, comparisons_csv, conclusion, headline,
+                                  verdict)
 from fgvc.report.markdown import pvalue
 from fgvc.report.stats import (adjust_across, mcnemar_exact, min_detectable_effect, p_improvement,
                                p_improvement_paired, paired_comparison, power_paired, seeds_for_power, tost_paired)
@@ -310,3 +311,18 @@ def test_comparisons_csv_columns_and_rounding():
     empty = comparisons_csv([comparison_row("x", "y", "x", "y", paired_comparison(["0"], [1.0], [2.0]))])
     values = dict(zip(empty.splitlines()[0].split(","), empty.splitlines()[1].split(",")))
     assert values["p_ttest"] == "" and values["tost_p"] == "" and values["boot_rng_seed"] == ""
+
+
+def test_brief_says_each_conclusion_in_a_few_words():
+    """The one-line verdict of a summary of many comparisons: significant (and which way),
+    equivalent, or neither; one seed pair falls back to the full headline."""
+    a = np.array([50.0, 52.0, 54.0, 56.0, 58.0])
+    better = paired_comparison(seeds(5), a, a + np.array([5.0, 5.5, 6.0, 5.0, 6.5]))
+    assert brief(better).startswith("+5.60 points (95% CI +4.79 to +6.41; p = 4.33e-05)")  # sd 0.652, t 2.776
+    assert brief(better).endswith("**significant, center loss better**.")
+    same = paired_comparison(seeds(5), a, a + np.array([0.1, -0.1, 0.0, 0.1, -0.1]))
+    assert brief(same).endswith("**not significant, equivalent within ±1 point**.")
+    unsure = paired_comparison(seeds(5), a, a + np.array([4.0, -3.0, 2.0, -1.0, 3.0]))
+    assert brief(unsure).endswith("**not significant, and not equivalent within ±1 point**.")
+    assert brief(paired_comparison(seeds(1), a[:1], a[:1] + 1)) == headline(paired_comparison(seeds(1), a[:1],
+                                                                                              a[:1] + 1))

@@ -21,7 +21,7 @@ from fgvc.report.protocol import provisional
 from fgvc.report.stats import SUMMARY_EXTRA, SUMMARY_METRICS, sort_key
 from fgvc.report.summary import (RECIPE_HEADER, REFERENCE, pair_heading, precision_notes, question, recipe_row,
                                  reference_applies, shared_settings, uniq)
-from fgvc.report.verdicts import headline
+from fgvc.report.verdicts import brief, headline
 from fgvc.runs.read import UNRECORDED_PRECISION, read_metrics
 
 
@@ -29,6 +29,9 @@ def title_section(x: Inputs) -> list[str]:
     return [f"# fgvc report: {escape(', '.join(uniq(x.runs.benchmark)) or x.out_dir.name)}", "",
             "Statistics over seeds from the runs in this folder: the answer and each group's recipe first, then "
             "the evidence.", ""]
+
+
+BRIEF_OVER = 3  # a summary of more comparisons than this gives each verdict in one short line
 
 
 def summary_section(x: Inputs) -> list[str]:
@@ -47,13 +50,16 @@ def summary_section(x: Inputs) -> list[str]:
         who = "center loss" if title.startswith("Center") else "each method"
         lines += [f"**Answer** ({who} minus CE in test top-1 points, paired by seed; the full verdict, with "
                   f"McNemar, power and P(improvement), is under *{title}* below):", ""]
-        lines += _answer_lines(pairs)
+        many = len(pairs) > BRIEF_OVER
+        lines += _answer_lines(pairs, many)
         if x.controls:
             lines += ["**Mechanism control** (the loss minus its control, which keeps all but the loss's mechanism; "
-                      "in full under *Mechanism controls* below):", ""] + _answer_lines(x.controls)
+                      "in full under *Mechanism controls* below):", ""] + _answer_lines(x.controls, many)
         why = provisional(x.protocol)
         lines += [f"**This verdict is {why}.**", ""] if why else []
-        feats = [line for line in (features_line(x, p) for p in pairs) if line]
+        feats = [line for line in (features_line(x, p) for p in pairs) if line] if not many else [
+            "What each method does to the features (centre-distance ratio, silhouette, k-NN): *Feature compactness* "
+            "below."]
         lines += feats + ([""] if feats else [])
         if all(p.check for p in pairs):
             lines += ["**Every comparison here is a check**: it shows that the pipeline trains, evaluates and "
@@ -70,8 +76,11 @@ def summary_section(x: Inputs) -> list[str]:
     return lines + _pairs_figure(x, [p for p in pairs if p.paired.n])
 
 
-def _answer_lines(panels: list[Panel]) -> list[str]:
-    return [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: {headline(p.paired)}"
+def _answer_lines(panels: list[Panel], many: bool = False) -> list[str]:
+    """One verdict per comparison: in full, or in brief where there are many (the features then
+    only under *Feature compactness*)."""
+    say = brief if many else headline
+    return [f"- {pair_heading(p.groups[0].label, p.groups[1].label, p.paired.n, p.check)}: {say(p.paired)}"
             for p in panels] + [""]
 
 

@@ -142,6 +142,24 @@ def headline(res: PairedResult) -> str:
     return " ".join([first] + words + holm)
 
 
+def brief(res: PairedResult) -> str:
+    """The verdict in one short line, for a summary of many comparisons (a loss zoo): the mean
+    difference, its 95% t interval, the (Holm-adjusted) p-value and `conclusion` in a few words."""
+    if res.n < 2 or res.note or not math.isfinite(res.tost_p):
+        return headline(res)
+    m = _margin_text(res)
+    if res.significant:
+        word = f"significant, {res.loss} {'better' if res.mean_diff > 0 else 'worse'}" + (
+            f", and equivalent within ±{m}" if res.equivalent else "")
+    else:
+        word = f"not significant, equivalent within ±{m}" if res.equivalent else \
+            f"not significant, and not equivalent within ±{m}"
+    p = (f"p (Holm, {res.family} comparisons) = {pvalue(res.p_holm)}" if res.family > 1 and math.isfinite(res.p_holm)
+         else f"p = {pvalue(res.p_value)}")
+    return (f"{number(res.mean_diff, 2, sign=True)} points (95% CI {number(res.ci_low, 2, sign=True)} to "
+            f"{number(res.ci_high, 2, sign=True)}; {p}): **{word}**.")
+
+
 def _power(res: PairedResult) -> list[str]:
     """The smallest detectable effect and the seeds a 1-point effect needs (before the
     post-hoc figure for the observed effect, which says little)."""
@@ -226,5 +244,5 @@ def comparisons_csv(rows: list[dict]) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "compare_cell",
+__all__ = ["COMPARISON_COLUMNS", "COMPARISON_EXTRA", "verdict", "conclusion", "headline", "brief", "compare_cell",
            "comparison_row", "comparisons_csv"]
