@@ -136,9 +136,8 @@ def _latex(board: pd.DataFrame, title: str) -> str:
             shared += [text.format(board[col].iloc[0])] if text else []  # one folder: the title names it
         else:
             extra.append((col, name))
-    rows = [[r["setting"] + ("" if r["protocol"] == "ok" else "†"), number(r["ce_top1"]), number(r["method_top1"]),
-             number(r["diff"], 2, sign=True), _interval(r["ci95_low"], r["ci95_high"]),
-             _interval(r["boot_low"], r["boot_high"]), pvalue(r["p_holm"]), number(r["p_improve"], 2),
+    compared = slice(HEADER.index("CE"), HEADER.index("tuning budget"))  # the Markdown row's CE top-1 .. P(impr.)
+    rows = [[r["setting"] + ("" if r["protocol"] == "ok" else "†"), *_cells(r)[compared],
              *(str(r[col]) for col, _ in extra)] for _, r in board.iterrows()]
     mark = " † provisional: the protocol checks flag the row (docs/protocol.md)." if (board.protocol != "ok").any() \
         else ""

@@ -270,7 +270,8 @@ def sweep_section(ok: pd.DataFrame, keys: list[str], caption: Callable[[pd.DataF
 
 def _replay_setting(row, cols: list[str]) -> str:
     """A setting as the replay names it: `λ 0.01, lr 0.01` (CE: `lr 0.01`, with its own keys)."""
-    own = [k for k in cols if k == "lr" or k in own_keys(row.method, cols)]
+    reads = own_keys(row.method, cols)
+    own = [k for k in cols if k == "lr" or k in reads]
     return ", ".join(f"{'λ' if k == 'center_weight' else k} {getattr(row, k) if hasattr(row, k) else row[k]}"
                      for k in own)
 
