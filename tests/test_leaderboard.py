@@ -53,6 +53,7 @@ def test_leaderboard_ranks_methods_with_intervals_budget_and_protocol(tmp_path, 
     # what every row shares goes into the caption, not a column; a provisional row is marked
     assert "every method tuned with the same budget: 2 settings $\\times$ 2 seeds = 4 runs" in tex_text
     assert r"\begin{table*}" in tex_text and "tuning budget" not in tex_text and "3 matched seeds" in tex_text
+    assert "Holm-adjusted across the 3 rows" in tex_text
     assert r"center $\lambda$=0.01$^\dagger$ &" in tex_text and r"$^\dagger$ provisional" in tex_text
     assert (conf / "figures" / "leaderboard_forest.png").stat().st_size > 0
     assert "| 1 | center" in capsys.readouterr().out
@@ -63,6 +64,9 @@ def test_report_has_a_leaderboard_when_several_methods_face_ce(tmp_path):
     assert main(["report", str(conf), "--embeddings", "none", "--latex"]) == 0
     md = (conf / "report.md").read_text()
     assert "## Leaderboard" in md and "![Leaderboard forest plot](figures/leaderboard_forest.png)" in md
+    # its Holm family is its 3 rows; the summary's also holds the mechanism control: the caption says why they differ
+    assert "Holm-adjusted across the 3 rows (the report's other sections adjust across all 4 of its comparisons" in md
+    assert "Holm adjustment across the 4 comparisons of this report" in md
     tables = (conf / "report_tables.tex").read_text()
     assert tables.count(r"\end{tabular}") == len(markdown_tables(md)) > 3
 

@@ -95,8 +95,9 @@ def _cells(r) -> list[str]:
             "ok" if r["protocol"] == "ok" else "provisional"]
 
 
-def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str) -> tuple[list[str], list[Path]]:
-    """leaderboard.csv / .md / .tex and the forest plot; returns (Markdown lines, files)."""
+def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str, family: int = 0) -> tuple[list[str], list[Path]]:
+    """leaderboard.csv / .md / .tex and the forest plot; returns (Markdown lines, files). `family`:
+    the comparisons of the report around it, when more than the rows (its p-values then differ)."""
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     csv = out_dir / "leaderboard.csv"
@@ -111,11 +112,13 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str) -> tuple[l
     ces = sorted({(r["folder"], r["ce_setting"]) for _, r in board.iterrows()})
     lines = [table(HEADER, rows), ""] + [f"- {folder}: CE at {ce}" for folder, ce in ces] + [
         f"- {folder}: {text}" for folder, text in why] + [""]
+    others = (f" (the report's other sections adjust across all {family} of its comparisons, mechanism controls "
+              "included, so their p-values are larger)" if family > len(board) else "")
     lines += [image("Leaderboard forest plot", forest, out_dir), "",
              "*Each method against CE over matched seeds (test top-1, %): mean difference, 95% Student-t and "
-             "hierarchical bootstrap intervals, paired t-test p Holm-adjusted across the rows, P(improvement) the "
-             "share of seed pairs the method wins; the tuning budget each method had; the protocol checks' verdict "
-             "(docs/protocol.md). Files: `leaderboard.csv`, `leaderboard.md`, `leaderboard.tex`.*", ""]
+             f"hierarchical bootstrap intervals, paired t-test p Holm-adjusted across the {len(board)} rows{others}, "
+             "P(improvement) the share of seed pairs the method wins; the tuning budget each method had; the protocol "
+             "checks' verdict (docs/protocol.md). Files: `leaderboard.csv`, `leaderboard.md`, `leaderboard.tex`.*", ""]
     md = out_dir / "leaderboard.md"
     atomic_write_text(md, "\n".join([f"# Leaderboard: {title}", ""] + lines))
     tex = out_dir / "leaderboard.tex"
@@ -142,7 +145,8 @@ def _latex(board: pd.DataFrame, title: str) -> str:
     mark = " † provisional: the protocol checks flag the row (docs/protocol.md)." if (board.protocol != "ok").any() \
         else ""
     caption = (f"Test top-1 (%) of tuned CE and of each method, paired by seed, best first ({title})"
-               f"{': ' + '; '.join(shared) if shared else ''}.{mark}")
+               f"{': ' + '; '.join(shared) if shared else ''}. p: paired t-test over seeds, Holm-adjusted across "
+               f"the {len(board)} rows; P(impr.): the share of seed pairs the method wins.{mark}")
     return latex_table(header + [name for _, name in extra], rows, caption, "tab:fgvc-leaderboard",
                        align="l" + "r" * 7 + "l" * len(extra), wide=True)
 
@@ -154,7 +158,8 @@ def leaderboard_section(x: Inputs) -> list[str]:
     board = rank(leaderboard_rows(x))
     if len(board) < 2 or board.method.nunique() < len(board):
         return []
-    lines, _ = write_leaderboard(board, x.out_dir, x.out_dir.name)
+    family = max((p.paired.family for p in pairs_of(x)), default=0)
+    lines, _ = write_leaderboard(board, x.out_dir, x.out_dir.name, family)
     return ["## Leaderboard", ""] + lines
 
 
