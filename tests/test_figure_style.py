@@ -88,3 +88,14 @@ def test_fair_sweep_figure_measures_each_method_against_ce_at_its_best_smoothing
     table = pd.DataFrame({"method": "ce", "lr": ["0.01"] * 3, "label_smoothing": ["0", "0.1", "0.2"],
                           "val_mean": [50.0, 53.0, 51.0]})
     assert best_ce(table, ["label_smoothing"]).label_smoothing.tolist() == ["0.1"]
+
+
+def test_a_negative_auxiliary_term_is_drawn_on_a_linear_axis():
+    """max_entropy's term is -H(p), below zero: a log axis would leave its panel empty."""
+    ce = pd.DataFrame({"epoch": [1, 2], "train_ce": [2.0, 1.0], "train_center": [0.0, 0.0]})
+    center = ce.assign(train_center=[3.0, 2.0])
+    entropy = ce.assign(train_center=[-2.4, -0.8])
+    scale = {c: log for c, _, log in curve_panels({"CE": [ce], "center": [center]})}
+    assert scale["train_center"] is True and scale["train_ce"] is False
+    scale = {c: log for c, _, log in curve_panels({"CE": [ce], "max_entropy": [entropy]})}
+    assert scale["train_center"] is False

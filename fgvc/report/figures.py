@@ -108,7 +108,8 @@ def curve_panels(metrics: Mapping[str, Sequence[pd.DataFrame]]) -> list[tuple[st
         if col == "test_top1" and not any(v.notna().sum() >= 2 for v in values):
             continue
         if values and any(v.notna().any() for v in values):
-            panels.append((col, label, log))
+            # a term that can be negative (max_entropy's -H) has no log scale: linear, so it is drawn at all
+            panels.append((col, label, log and not any((v < 0).any() for v in values)))
     return panels
 
 
@@ -131,7 +132,7 @@ def _curve(ax, frames: Sequence[pd.DataFrame], col: str, color, label: str) -> N
 
 @styled
 def curves_figure(metrics: Mapping[str, Sequence[pd.DataFrame]], title: str, path: Path) -> Path:
-    """Train CE loss, the auxiliary term (unweighted, log scale), validation top-1 (runs
+    """Train CE loss, the auxiliary term (unweighted; log scale unless negative), validation top-1 (runs
     with a validation split) and test top-1 (runs tested during training) per epoch: mean
     over seeds, band = min..max. Accuracy axes run from 0 to 100 %, so a small gap looks small."""
     from matplotlib.ticker import MaxNLocator
