@@ -112,8 +112,8 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str, family: in
     ces = sorted({(r["folder"], r["ce_setting"]) for _, r in board.iterrows()})
     lines = [table(HEADER, rows), ""] + [f"- {folder}: CE at {ce}" for folder, ce in ces] + [
         f"- {folder}: {text}" for folder, text in why] + [""]
-    others = (f" (the report's other sections adjust across all {family} of its comparisons, mechanism controls "
-              "included, so their p-values are larger)" if family > len(board) else "")
+    others = (f" (the report's other sections adjust across all {family} of its comparisons, those that are not "
+              "against CE included, so their adjusted p-values can be larger)" if family > len(board) else "")
     lines += [image("Leaderboard forest plot", forest, out_dir), "",
              "*Each method against CE over matched seeds (test top-1, %): mean difference, 95% Student-t and "
              f"hierarchical bootstrap intervals, paired t-test p Holm-adjusted across the {len(board)} rows{others}, "
