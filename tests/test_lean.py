@@ -86,3 +86,37 @@ def test_lean_before_any_embedding_figure_stops_and_drops_nothing(two_runs, tmp_
     none = subprocess.run([sys.executable, str(ROOT / "tools" / "lean_results.py"), str(lean), "--keep-seeds", ""],
                           capture_output=True, text=True)
     assert none.returncode == 0 and none.stdout.count("features.npz dropped") == 4
+
+
+def test_old_coordinate_csvs_are_rewritten_a_row_per_image(tmp_path, monkeypatch):
+    """Older reports wrote an embedding's coordinates a row per run and image; the lean step
+    rewrites them as current reports write them (a row per image, x/y columns per run), the same
+    coordinates to three decimals, and leaves other CSVs and rewritten ones alone."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    from lean_results import compact_coordinates
+
+    fig = tmp_path / "figures"
+    fig.mkdir()
+    rng = np.random.default_rng(0)
+    runs = ("m-ce-lam0-s0-aaaa1111", "m-center-lam0.01-s0-bbbb2222")
+    panels = [pd.DataFrame(dict(run_id=rid, image_id=[7, 3, 5], label=[0, 1, 1], x=rng.normal(size=3) * 30,
+                                y=rng.normal(size=3))) for rid in runs]
+    old = pd.concat(panels)
+    for name in ("tsne_test_s0_center_vs_ce", "umap_test_s0", "halving_standings"):
+        old.to_csv(fig / f"{name}.csv", index=False)
+        (fig / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (fig / "umap_test_s0.png").unlink()  # a CSV beside no figure is not an embedding's: left alone
+    assert compact_coordinates(tmp_path) == [fig / "tsne_test_s0_center_vs_ce.csv"]
+    new = pd.read_csv(fig / "tsne_test_s0_center_vs_ce.csv")
+    assert list(new.columns) == ["image_id", "label", "x_m-ce-lam0-s0-aaaa1111", "y_m-ce-lam0-s0-aaaa1111",
+                                 "x_m-center-lam0.01-s0-bbbb2222", "y_m-center-lam0.01-s0-bbbb2222"]
+    assert new.image_id.tolist() == [7, 3, 5] and new.label.tolist() == [0, 1, 1]
+    for p in panels:
+        rid = p.run_id.iloc[0]
+        assert np.abs(new[f"x_{rid}"].to_numpy() - p.x.to_numpy()).max() <= 5e-4
+        assert np.abs(new[f"y_{rid}"].to_numpy() - p.y.to_numpy()).max() <= 5e-4
+    for name in ("umap_test_s0", "halving_standings"):
+        assert "run_id" in pd.read_csv(fig / f"{name}.csv").columns
+    assert compact_coordinates(tmp_path) == []  # idempotent

@@ -29,13 +29,16 @@ def test_umap_and_tsne_written_and_reproducible(out):
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 1_000_000
         coords = pd.read_csv(p.with_suffix(".csv"))
-        assert list(coords.columns) == ["run_id", "image_id", "label", "x", "y"]
-        assert set(coords.run_id) == expected_runs and len(coords) == 2 * 40
-        assert np.isfinite(coords[["x", "y"]].to_numpy()).all()
+        # one row per test image, an x and a y column per run (panel), in the panels' order
+        assert list(coords.columns[:2]) == ["image_id", "label"] and len(coords) == 40
+        assert {c.split("_", 1)[1] for c in coords.columns[2:]} == expected_runs
+        assert [c.split("_", 1)[0] for c in coords.columns[2:]] == ["x", "y"] * len(expected_runs)
+        assert np.isfinite(coords.iloc[:, 2:].to_numpy()).all()
         # ids and labels are those saved in features.npz, in order
-        for rid, g in coords.groupby("run_id"):
+        for rid in expected_runs:
             z = np.load(out / "runs" / rid / "features.npz")
-            assert (g.image_id.to_numpy() == z["test_ids"]).all() and (g.label.to_numpy() == z["test_labels"]).all()
+            assert (coords.image_id.to_numpy() == z["test_ids"]).all()
+            assert (coords.label.to_numpy() == z["test_labels"]).all()
         first[p.name] = p.with_suffix(".csv").read_bytes()
     again = visualize(out)
     assert {p.name: p.with_suffix(".csv").read_bytes() for p in again} == first
@@ -49,7 +52,7 @@ def test_train_split_tsne_and_cli(out):
     args = parser.parse_args(["visualize", str(out), "--seed", "1", "--split", "train", "--embedding", "tsne"])
     assert args.func(args) == 0
     coords = pd.read_csv(out / "figures" / "tsne_train_s1.csv")
-    assert len(coords) == 2 * 40 and coords.image_id.min() >= 10_000  # the fixture's train ids
+    assert len(coords) == 40 and coords.shape[1] == 2 + 2 * 2 and coords.image_id.min() >= 10_000  # train ids
 
 
 def test_bad_arguments(out):
@@ -71,7 +74,8 @@ def test_ambiguous_selection_needs_where(tmp_path):
     pngs = visualize(out, embeddings=["tsne"], where={"center_weight": "1e-2"})
     assert pngs[0].name == "tsne_test_s0_center_weight-1e-2.png"
     coords = pd.read_csv(pngs[0].with_suffix(".csv"))
-    assert len(set(coords.run_id)) == 2 and any("-center-lam0.01-" in r for r in coords.run_id)
+    runs = [c[2:] for c in coords.columns if c.startswith("x_")]
+    assert len(runs) == 2 and any("-center-lam0.01-" in r for r in runs)
 
 
 def test_report_links_embeddings(out):

@@ -14,8 +14,12 @@ For every finished run that still has its full features.npz:
   feature_metrics.json records `features_npz: "pca<dims>-float16"`.
 
 `fgvc report` reads the numbers from feature_metrics.json; `fgvc visualize` draws from the
-reduced features and shows the recorded numbers under each panel. Idempotent: a run whose
-features are already reduced (or gone) is left as it is.
+reduced features and shows the recorded numbers under each panel. The coordinate CSVs beside
+the folder's UMAP / t-SNE figures that older reports wrote a row per run and image (`run_id`
+repeated on every row, 7 decimals) are rewritten as current reports write them (a row per image,
+`x_<run_id>,y_<run_id>` per panel, 3 decimals: a quarter of the size). Idempotent: a run whose
+features are already reduced (or gone), and a CSV already in the current form, are left as
+they are.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fgvc.engine.metrics import feature_metrics  # noqa: E402
 from fgvc.io import atomic_path, atomic_write_json  # noqa: E402
+from fgvc.report.visualize import EMBEDDINGS, write_coordinates  # noqa: E402
 from fgvc.runs.read import FEATURE_METRICS, read_config, read_feature_metrics  # noqa: E402
 
 REDUCED_KEY = "features_npz"  # feature_metrics.json: how features.npz was reduced
@@ -84,6 +89,23 @@ def lean_run(run_dir: Path, keep: bool, dims: int) -> str:
     return f"reduced to {metrics[REDUCED_KEY]}" if keep else "features.npz dropped (numbers kept)"
 
 
+def compact_coordinates(out: Path) -> list[Path]:
+    """Rewrite the embedding figures' coordinate CSVs still in the old long form (a `run_id`
+    column) in the current one; returns the files rewritten."""
+    import pandas as pd
+
+    done = []
+    for csv in sorted((out / "figures").glob("*.csv")) if (out / "figures").is_dir() else []:
+        if csv.stem.split("_", 1)[0] not in EMBEDDINGS or not (csv.with_suffix(".png")).is_file():
+            continue
+        old = pd.read_csv(csv)
+        if "run_id" not in old.columns:
+            continue
+        write_coordinates([g for _, g in old.groupby("run_id", sort=False)], csv)
+        done.append(csv)
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="results folder (holds runs/)")
@@ -101,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in ended:
         seed = str(read_config(run_dir).get("seed", ""))
         print(f"{run_dir.name}: {lean_run(run_dir, seed in keep, args.dims)}")
+    for csv in compact_coordinates(args.out):
+        print(f"{csv.relative_to(args.out)}: coordinates rewritten, a row per image")
     return 0
 
 
