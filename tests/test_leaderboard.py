@@ -73,10 +73,17 @@ def test_report_has_a_leaderboard_when_several_methods_face_ce(tmp_path):
 
 def test_leaderboard_over_two_folders_and_its_errors(tmp_path, capsys):
     a = confirmation(tmp_path / "a", {"ce": TOP1["ce"], "center": TOP1["center"]})
-    b = confirmation(tmp_path / "b", {"ce": TOP1["ce"], "supcon": TOP1["supcon"]})
+    b = confirmation(tmp_path / "b", {"ce": TOP1["ce"][:2], "supcon": TOP1["supcon"][:2]}, seeds=(5, 6))
     assert main(["leaderboard", str(a), str(b), "--out", str(tmp_path)]) == 0
     board = pd.read_csv(tmp_path / "leaderboard.csv")
     assert list(board.folder) == ["conf", "conf"] and list(board.method) == ["center", "supcon"]
+    # what differs between the folders' rows (here their seeds) is a key after the method, defined in the
+    # caption, not a column: long budget texts as a column pushed the table off the page
+    tex_text = (tmp_path / "leaderboard.tex").read_text()
+    assert r"\begin{tabular}{lrrrrrrr}" in tex_text and "& seeds" not in tex_text
+    assert r"center $\lambda$=0.01$^\dagger$ [a] &" in tex_text and r"supcon $\lambda$=0.01$^\dagger$ [b] &" in tex_text
+    assert "wins. [a] 3 matched seeds. [b] 2 matched seeds. $^" in tex_text
+    assert "every method tuned with the same budget: 2 settings" in tex_text
     only_ce = tmp_path / "c"
     fabricate(only_ce, [dict(method="ce", seed=s, top1=50.0 + s) for s in (0, 1)], val_fraction=0.0)
     assert main(["leaderboard", str(only_ce)]) == 2

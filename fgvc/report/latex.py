@@ -29,13 +29,13 @@ def tex(value) -> str:
 
 
 def latex_table(header: Sequence[str], rows: Sequence[Sequence], caption: str, label: str,
-                align: str | None = None, wide: bool | None = None) -> str:
+                align: str | None = None, wide: bool | None = None, colsep: str = "4pt") -> str:
     """A complete `table` environment with a booktabs `tabular` (needs \\usepackage{booktabs});
     `wide` (default: more than WIDE_COLUMNS columns): `table*`, across both columns of a
-    two-column paper, in small type with narrower column gaps."""
+    two-column paper, in small type with narrower column gaps (`colsep` each side)."""
     align = align or "l" + "r" * (len(header) - 1)
     wide = len(header) > WIDE_COLUMNS if wide is None else wide
-    env, small = ("table*", [r"\small", r"\setlength{\tabcolsep}{4pt}"]) if wide else ("table", [])
+    env, small = ("table*", [r"\small", rf"\setlength{{\tabcolsep}}{{{colsep}}}"]) if wide else ("table", [])
     body = [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
     return "\n".join([rf"\begin{{{env}}}[t]", r"\centering", *small, rf"\caption{{{tex(caption)}}}",
                       rf"\label{{{label}}}", rf"\begin{{tabular}}{{{align}}}", r"\toprule",

@@ -129,26 +129,32 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str, family: in
 def _latex(board: pd.DataFrame, title: str) -> str:
     """leaderboard.tex, made to fit the text width of a two-column paper (`table*`): the columns a
     reader compares (top-1 of CE and the method, the difference, both intervals, p, P), with what
-    every row shares (seeds, budget) in the caption and a provisional row marked † (a column
-    where rows differ)."""
+    every row shares (seeds, budget) in the caption, a provisional row marked †, and what rows
+    do not share (folder, seeds, budget) as a key after the method that the caption defines."""
     header = ["method (setting)", "CE", "method", "diff.", "95% t CI", "95% bootstrap CI", "p (Holm)", "P(impr.)"]
-    shared, extra = [], []
-    for col, name, text in (("folder", "folder", ""), ("seeds", "seeds", "{} matched seeds"),
-                            ("budget", "tuning budget", "every method tuned with the same budget: {}")):
+    shared, varying = [], []
+    for col, every, some in (("folder", "", "{}"), ("seeds", "{} matched seeds", "{} matched seeds"),
+                             ("budget", "every method tuned with the same budget: {}", "tuning budget {}")):
         if board[col].nunique() == 1:
-            shared += [text.format(board[col].iloc[0])] if text else []  # one folder: the title names it
+            shared += [every.format(board[col].iloc[0])] if every else []  # one folder: the title names it
         else:
-            extra.append((col, name))
+            varying.append((col, some))
+    # What differs between rows (folders of a multi-folder board) as a key [a], [b] ... after the
+    # method, defined in the caption: as columns, long budget texts pushed the table off the page.
+    combo = [tuple(str(r[c]) for c, _ in varying) for _, r in board.iterrows()]
+    key = {c: f"[{chr(ord('a') + i)}]" for i, c in enumerate(dict.fromkeys(combo))} if varying else {}
     compared = slice(HEADER.index("CE"), HEADER.index("tuning budget"))  # the Markdown row's CE top-1 .. P(impr.)
-    rows = [[r["setting"] + ("" if r["protocol"] == "ok" else "†"), *_cells(r)[compared],
-             *(str(r[col]) for col, _ in extra)] for _, r in board.iterrows()]
+    rows = [[r["setting"] + ("" if r["protocol"] == "ok" else "†") + (f" {key[c]}" if key else ""),
+             *_cells(r)[compared]] for c, (_, r) in zip(combo, board.iterrows())]
+    keys = "".join(f" {k} " + ", ".join(text.format(v) for (_, text), v in zip(varying, c)) + "."
+                   for c, k in key.items())
     mark = " † provisional: the protocol checks flag the row (docs/protocol.md)." if (board.protocol != "ok").any() \
         else ""
     caption = (f"Test top-1 (%) of tuned CE and of each method, paired by seed, best first ({title})"
                f"{': ' + '; '.join(shared) if shared else ''}. p: paired t-test over seeds, Holm-adjusted across "
-               f"the {len(board)} rows; P(impr.): the share of seed pairs the method wins.{mark}")
-    return latex_table(header + [name for _, name in extra], rows, caption, "tab:fgvc-leaderboard",
-                       align="l" + "r" * 7 + "l" * len(extra), wide=True)
+               f"the {len(board)} rows; P(impr.): the share of seed pairs the method wins.{keys}{mark}")
+    # 3pt column gaps: a multi-folder board's keys widen the method column past the page at 4pt
+    return latex_table(header, rows, caption, "tab:fgvc-leaderboard", align="l" + "r" * 7, wide=True, colsep="3pt")
 
 
 def leaderboard_section(x: Inputs) -> list[str]:
