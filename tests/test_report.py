@@ -546,6 +546,24 @@ def test_mixed_commits_and_missing_class_names(tmp_path):
     assert "## Failed" not in md
 
 
+def test_the_kinds_of_cpu_the_runs_trained_on_are_named_and_several_warned(tmp_path):
+    """provenance.json's cpu_id / cpu_capability (recorded since the commit check found the same
+    code and config training differently on two kinds of CPU): one kind is named, two are a warning."""
+    out = make_out(tmp_path / "o", classes=False, failed=False)
+    provs = sorted((out / "runs").glob("*/provenance.json"))
+    for i, path in enumerate(provs):
+        prov = json.loads(path.read_text())
+        prov.update(cpu_id="AuthenticAMD family 25 model 17 stepping 1", cpu_capability="AVX512" if i else "AVX2")
+        path.write_text(json.dumps(prov))
+    device = section(write_report(out).read_text(), "Provenance").split("- Device:", 1)[1].split("\n", 1)[0]
+    assert "torch kernels AVX2" in device and "torch kernels AVX512" in device and "**2 kinds of CPU**" in device
+    for path in provs[:1]:
+        path.write_text(path.read_text().replace('"AVX2"', '"AVX512"'))
+    device = section(write_report(out).read_text(), "Provenance").split("- Device:", 1)[1].split("\n", 1)[0]
+    assert "; CPU AuthenticAMD family 25 model 17 stepping 1, torch kernels AVX512" in device
+    assert "kinds of CPU" not in device
+
+
 @pytest.mark.slow
 def test_single_seed_and_lambda_grid(tmp_path):
     out = make_out(tmp_path / "o", seeds=(0,), lambdas=(0.001, 0.01), failed=False)

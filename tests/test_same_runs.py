@@ -56,6 +56,16 @@ def test_a_difference_anywhere_is_named_with_its_size_and_fails(tool, tmp_path):
     assert "test_features: max abs diff 0.5" in text and "pred: max abs diff 1" in text
 
 
+def test_the_kind_of_cpu_is_shown_where_recorded(tool, tmp_path):
+    """Same code and config on two kinds of CPU train differently: the table says which ran where."""
+    a, b = make_folder(tmp_path / "a", "a"), make_folder(tmp_path / "b", "b")
+    (b / "runs" / RID / "provenance.json").write_text(json.dumps(
+        {"cpu_id": "AuthenticAMD family 25 model 17 stepping 1", "cpu_capability": "AVX512", "precision": "fp32"}))
+    text, _ = tool.report([a, b])
+    assert "| b, cpu:test x1 threads (AuthenticAMD family 25 model 17 stepping 1, AVX512), fp32 |" in text
+    assert "| a, cpu:test x1 threads, fp32 (not recorded) |" in text
+
+
 def test_runs_in_one_folder_only_are_listed(tool, tmp_path):
     a, b = make_folder(tmp_path / "a", "a"), tmp_path / "b"
     (b / "runs").mkdir(parents=True)

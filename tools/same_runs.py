@@ -96,11 +96,13 @@ def compare_features(a: Path, b: Path) -> str:
 
 
 def recorded(run: Path) -> str:
-    """`commit, device, precision` as the run recorded them."""
+    """`commit, device (CPU kind, where recorded), precision` as the run recorded them."""
     row = json.loads((run / "row.json").read_text())
     prov = json.loads((run / "provenance.json").read_text()) if (run / "provenance.json").is_file() else {}
     commit = str(row.get("git_commit") or prov.get("git_commit") or "?")[:7]
-    return f"{commit}, {row.get('device') or prov.get('device') or '?'}, {prov.get('precision') or 'fp32 (not recorded)'}"
+    cpu = f" ({prov['cpu_id']}, {prov.get('cpu_capability')})" if prov.get("cpu_id") else ""
+    return (f"{commit}, {row.get('device') or prov.get('device') or '?'}{cpu}, "
+            f"{prov.get('precision') or 'fp32 (not recorded)'}")
 
 
 def report(folders: list[Path]) -> tuple[str, bool]:

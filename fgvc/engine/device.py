@@ -35,16 +35,36 @@ def describe_device(device: torch.device) -> str:
     return f"cpu:{cpu_name()} x{torch.get_num_threads()} threads"
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo, where platform.processor() is empty)."""
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none: not Linux)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo, where platform.processor() is empty)."""
+    return cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_identity() -> dict[str, str]:
+    """What sets a CPU's floating-point path where a virtual machine masks the model name
+    ("AMD EPYC"): the family / model / stepping, and the kernel level torch picked (AVX512,
+    AVX2, ...). Two CPUs that differ here can train the same code and config to different last
+    bits, which 30 epochs grow into points of accuracy (docs/results.md, commit check)."""
+    info = cpuinfo()
+    ident = " ".join(f"{k.split()[-1]} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info)
+    vendor = info.get("vendor_id", "")
+    return dict(cpu_id=f"{vendor} {ident}".strip() or platform.processor() or platform.machine(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability())
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -189,7 +209,8 @@ def _fp32_while_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return type(conv).forward(conv, x.float()).to(dtype)
 
 
-__all__ = ["resolve_device", "describe_device", "cpu_name", "configure_backends", "place_model", "PRECISIONS",
+__all__ = ["resolve_device", "describe_device", "cpu_name", "cpuinfo", "cpu_identity", "configure_backends",
+           "place_model", "PRECISIONS",
            "resolve_precision", "cpu_has_bf16", "keep_depthwise_fp32", "keep_freed_memory", "MALLOC_SETTINGS",
            "M_TRIM_THRESHOLD", "M_MMAP_THRESHOLD", "M_MMAP_MAX", "compile_cache_dir", "compile_model",
            "inductor_cache_is_default"]

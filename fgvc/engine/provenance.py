@@ -16,7 +16,7 @@ import torch
 
 from fgvc import __version__
 from fgvc.data.dataset import DatasetInfo
-from fgvc.engine.device import describe_device
+from fgvc.engine.device import cpu_identity, describe_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,9 +48,9 @@ def environment(device: torch.device, code: tuple[str, bool | None] | None = Non
 
     commit, dirty = code or git_state()
     return dict(git_commit=commit, git_dirty=dirty, fgvc_version=__version__, host=platform.node(),
-                device=describe_device(device), python=sys.version.split()[0], torch=torch.__version__,
-                torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__,
-                scikit_learn=sklearn.__version__)
+                device=describe_device(device), **cpu_identity(), python=sys.version.split()[0],
+                torch=torch.__version__, torchvision=torchvision.__version__, timm=timm.__version__,
+                numpy=np.__version__, scikit_learn=sklearn.__version__)
 
 
 def dataset_provenance(info: DatasetInfo) -> dict:

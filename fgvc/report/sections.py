@@ -130,7 +130,7 @@ def provenance_section(x: Inputs) -> list[str]:
         f"- Data: {', '.join(code(d) for d in data) or UNKNOWN_DATA}"
         + (f" from {', '.join(code(s) for s in src)}" if src else "")
         + (f"; content sha256 {', '.join(code(s) for s in dsha)}" if dsha else ""),
-        f"- Device: {escape(', '.join(uniq(rows.device))) or '—'}",
+        f"- Device: {escape(', '.join(uniq(rows.device))) or '—'}" + _cpus(prov, ids),
         f"- Software: {'; '.join(_software(prov, ids)) or '—'}",
         f"- Git commit: {', '.join(code(c) for c in commits) or '—'}"
         + (f"; uncommitted changes in {len(dirty)} run(s)" if dirty else ""),
@@ -143,6 +143,21 @@ def provenance_section(x: Inputs) -> list[str]:
                      + (f", last finished {escape(finished[-1])}" if finished else "") + ".")
     return lines + ["", "These apply to every table and figure below; a caption names backbone, weights or data "
                     "only where its runs differ from them.", ""]
+
+
+def _cpus(prov: Prov, ids: list) -> str:
+    """"; CPU ..." where the runs recorded it (provenance `cpu_id`, `cpu_capability`), with a
+    warning where they ran on several kinds: the same code and config then differ in the last
+    bits, which training grows (docs/results.md, commit check: 1.5 test points by epoch 2)."""
+    kinds = uniq(f"{p.get('cpu_id')}, torch kernels {p.get('cpu_capability')}" for rid in ids
+                 if (p := prov.by_run.get(rid, {})).get("cpu_id"))
+    if not kinds:
+        return ""
+    text = f"; CPU {escape('; '.join(kinds))}"
+    if len(kinds) > 1:
+        text += (f" (**{len(kinds)} kinds of CPU**: a run retrained on another kind can end as far off as with a "
+                 "new seed; each run's numbers repeat only on its own kind)")
+    return text
 
 
 def _software(prov: Prov, ids: list) -> list[str]:
