@@ -168,7 +168,7 @@ def test_a_choice_at_the_edge_of_the_grid_warns_but_a_natural_bound_does_not(tmp
     ce = line(md, "grid edge, ce")
     assert "warning: lr 0.02 is the largest value tried (0.005, 0.01, 0.02): extend the grid past 0.02." in ce
     assert "label_smoothing" not in ce  # 0 is a natural bound, not an edge
-    assert "center_weight 0.003 is the smallest value tried (0.003, 0.01, 0.03): extend the grid below 0.003" in \
+    assert "λ 0.003 is the smallest value tried (0.003, 0.01, 0.03): extend the grid below 0.003" in \
         line(md, "grid edge, center")
 
 

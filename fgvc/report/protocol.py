@@ -29,6 +29,7 @@ from fgvc.config import SELECTED_FROM
 from fgvc.grid.halving import setting_of
 from fgvc.report.load import canon, group_keys, load_runs
 from fgvc.report.markdown import number
+from fgvc.report.progress import LABELS
 from fgvc.report.stats import sort_key
 from fgvc.report.sweep import SweepFamily, own_keys, sweep_families, sweep_runs
 from fgvc.runs.read import read_config, read_metrics
@@ -102,16 +103,16 @@ def edge_checks(fam: SweepFamily, all_runs: pd.DataFrame) -> list[ProtocolCheck]
             continue  # one setting: nothing was chosen
         edges, bounds = [], []
         for key, tried in tried_by.items():
-            value = canon(best[key])
+            value, name = canon(best[key]), LABELS.get(key, key)  # λ, not center_weight: every loss has one
             if len(tried) < 2 or value not in tried or not _numeric(tried):
                 continue
             if value == tried[-1]:
-                edges.append(f"{key} {value} is the largest value tried ({', '.join(tried)}): extend the grid past "
+                edges.append(f"{name} {value} is the largest value tried ({', '.join(tried)}): extend the grid past "
                              f"{value}")
             elif value == tried[0] and value in NATURAL_BOUNDS.get(key, set()):
-                bounds.append(f"{key} {value}, the smallest tried, is the smallest it can be")
+                bounds.append(f"{name} {value}, the smallest tried, is the smallest it can be")
             elif value == tried[0]:
-                edges.append(f"{key} {value} is the smallest value tried ({', '.join(tried)}): extend the grid "
+                edges.append(f"{name} {value} is the smallest value tried ({', '.join(tried)}): extend the grid "
                              f"below {value}")
         if edges:
             out.append(ProtocolCheck(f"grid edge, {method}", "warning", "; ".join(edges) + ".", method))
