@@ -130,7 +130,11 @@ def test_a_halving_sweeps_checks_count_for_the_rows_they_are_about(tmp_path):
     assert "triplet" not in verdict["supcon"]
     board = pd.read_csv(conf / "leaderboard.csv")
     assert set(board.ce_setting) == {"lr 0.01, label smoothing 0.1"}  # the baseline's own tuned setting, named
-    assert "- conf: CE at lr 0.01, label smoothing 0.1" in (conf / "leaderboard.md").read_text()
+    md = (conf / "leaderboard.md").read_text()
+    assert "- conf: CE at lr 0.01, label smoothing 0.1" in md
+    flagged = "- conf, supcon λ=1 (label_smoothing=0): provisional: the protocol checks flag sweep: grid edge, supcon"
+    assert flagged in md  # each flagged row named
+    assert "- conf, center" not in md
 
 
 def test_a_summary_of_many_comparisons_gives_each_verdict_in_one_line(tmp_path):

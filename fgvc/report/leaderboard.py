@@ -108,10 +108,10 @@ def write_leaderboard(board: pd.DataFrame, out_dir: Path, title: str, family: in
         f"Leaderboard: test top-1 difference from tuned CE\n{title}", fig_dir / "leaderboard_forest.png",
         "difference from CE in test top-1 (points)")
     rows = [_cells(r) for _, r in board.iterrows()]
-    why = sorted({(r["folder"], r["protocol"]) for _, r in board.iterrows() if r["protocol"] != "ok"})
     ces = sorted({(r["folder"], r["ce_setting"]) for _, r in board.iterrows()})
     lines = [table(HEADER, rows), ""] + [f"- {folder}: CE at {ce}" for folder, ce in ces] + [
-        f"- {folder}: {text}" for folder, text in why] + [""]
+        f"- {r['folder']}, {r['setting']}: {r['protocol']}" for _, r in board.iterrows()
+        if r["protocol"] != "ok"] + [""]
     others = (f" (the report's other sections adjust across all {family} of its comparisons, those that are not "
               "against CE included, so their adjusted p-values can be larger)" if family > len(board) else "")
     lines += [image("Leaderboard forest plot", forest, out_dir), "",
