@@ -61,7 +61,8 @@ def test_grid_writes_every_artifact(tiny_grid, sparrow_dataset):
         assert np.array_equal(feats["train_ids"], train_ids)
         prov = json.loads((d / "provenance.json").read_text())
         for key in ("git_commit", "git_dirty", "host", "device", "cpu_id", "cpu_capability", "python", "torch",
-                    "torchvision", "timm", "numpy", "scikit_learn", "weights_source", "weights_sha256", "dataset_content_sha256", "started", "finished"):
+                    "torchvision", "timm", "numpy", "scikit_learn", "weights_source", "weights_sha256",
+                    "dataset_content_sha256", "started", "finished"):
             assert key in prov, key
         assert prov["dataset_content_sha256"] == json.loads((sparrow_dataset / "dataset.json").read_text())["content_sha256"]
         assert json.loads((d / "row.json").read_text())["run_id"] == row.run_id

@@ -148,9 +148,10 @@ def provenance_section(x: Inputs) -> list[str]:
 def _cpus(prov: Prov, ids: list) -> str:
     """"; CPU ..." where the runs recorded it (provenance `cpu_id`, `cpu_capability`), with a
     warning where they ran on several kinds: the same code and config then differ in the last
-    bits, which training grows (docs/results.md, commit check: 1.5 test points by epoch 2)."""
+    bits, which training grows (docs/results.md, commit check: 1.5 test points by epoch 2). Runs
+    on a GPU are left out: their host CPU only feeds the data."""
     kinds = uniq(f"{p.get('cpu_id')}, torch kernels {p.get('cpu_capability')}" for rid in ids
-                 if (p := prov.by_run.get(rid, {})).get("cpu_id"))
+                 if (p := prov.by_run.get(rid, {})).get("cpu_id") and str(p.get("device", "cpu")).startswith("cpu"))
     if not kinds:
         return ""
     text = f"; CPU {escape('; '.join(kinds))}"
